@@ -1,0 +1,166 @@
+//! Command-line arguments (clap). The doc comments here are the `--help` text.
+//!
+//! Arguments are parsed into [`Args`], then validated into a
+//! [`session::Config`](crate::session::Config).
+
+use std::io::IsTerminal;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::session::{Config, Mode};
+
+/// A small BitTorrent client: downloads a torrent's content, verifying every
+/// piece with SHA-1, or seeds existing content to other peers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bittorrent",
+    version,
+    after_help = "\
+Examples:
+  Download into ~/Downloads/<name>, finding peers through the torrent's tracker:
+    bittorrent ubuntu.torrent -d ~/Downloads/
+
+  Seed a file (or a multi-file torrent's folder) until Ctrl-C:
+    bittorrent ubuntu.torrent -s ~/Downloads/ubuntu.iso --port 6881
+
+  Two instances on one machine with no tracker:
+    bittorrent demo.torrent -s demo.bin --port 7000
+    bittorrent demo.torrent -d /tmp/out/ --peer 127.0.0.1:7000
+
+  More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
+    RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
+
+Exit status: 0 when the download is complete and verified (or seeding was
+stopped with Ctrl-C), 1 on any error, 2 on bad arguments."
+)]
+pub struct Args {
+    /// The .torrent file.
+    pub torrent: PathBuf,
+
+    /// Download into DEST/<name from the torrent>. An interrupted download
+    /// resumes: existing data is checked and only missing pieces are fetched.
+    #[arg(
+        short = 'd',
+        long = "download",
+        value_name = "DEST",
+        conflicts_with = "seed"
+    )]
+    pub download: Option<PathBuf>,
+
+    /// Seed the content at PATH (the file, or the folder of a multi-file
+    /// torrent). It is checked first and never written to.
+    #[arg(
+        short = 's',
+        long = "seed",
+        value_name = "PATH",
+        required_unless_present = "download"
+    )]
+    pub seed: Option<PathBuf>,
+
+    /// Port to listen on for incoming peers (if taken, the next free one is
+    /// used); 0 lets the system choose.
+    #[arg(short = 'p', long, default_value_t = 6881, value_name = "N")]
+    pub port: u16,
+
+    /// A peer to connect to, besides the tracker's (repeatable).
+    /// Example: --peer 127.0.0.1:7000
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+
+    /// More log output: -v info, -vv debug, -vvv trace. Shows log lines
+    /// instead of the live progress line.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Never show the live progress line (log lines are printed instead).
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Seconds to wait for a tracker's answer.
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub tracker_timeout: u64,
+}
+
+impl Args {
+    /// Validates the arguments into a session configuration.
+    ///
+    /// # Errors
+    /// A message naming a `--peer` that is not a reachable address.
+    pub fn into_config(self) -> Result<Config, String> {
+        let mode = match (self.download, self.seed) {
+            (Some(dest), None) => Mode::Download { dest },
+            (None, Some(path)) => Mode::Seed { path },
+            _ => return Err("give exactly one of --download DEST or --seed PATH".into()),
+        };
+        let mut peers = Vec::new();
+        for peer in &self.peers {
+            let addr = peer
+                .to_socket_addrs()
+                .map_err(|e| format!("bad --peer {peer:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("bad --peer {peer:?}: no address"))?;
+            peers.push(addr);
+        }
+        let live_progress =
+            self.verbose == 0 && !self.no_progress && std::io::stderr().is_terminal();
+        Ok(Config {
+            torrent: self.torrent,
+            mode,
+            port: self.port,
+            peers,
+            live_progress,
+            tracker_timeout: Duration::from_secs(self.tracker_timeout.max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn download_arguments_become_a_config() {
+        let args = Args::try_parse_from([
+            "bittorrent",
+            "a.torrent",
+            "-d",
+            "out",
+            "--peer",
+            "127.0.0.1:7000",
+            "--peer",
+            "127.0.0.1:7001",
+            "--port",
+            "0",
+        ])
+        .unwrap();
+        let config = args.into_config().unwrap();
+        assert_eq!(config.mode, Mode::Download { dest: "out".into() });
+        assert_eq!(config.port, 0);
+        assert_eq!(config.peers.len(), 2);
+        assert_eq!(config.peers[1], "127.0.0.1:7001".parse().unwrap());
+    }
+
+    #[test]
+    fn seed_and_download_together_is_a_usage_error() {
+        assert!(Args::try_parse_from(["bittorrent", "a.torrent", "-d", "x", "-s", "y"]).is_err());
+        assert!(Args::try_parse_from(["bittorrent", "a.torrent"]).is_err());
+    }
+
+    #[test]
+    fn bad_peer_address_is_an_error_naming_it() {
+        let args =
+            Args::try_parse_from(["bittorrent", "a.torrent", "-d", "x", "--peer", "nonsense"])
+                .unwrap();
+        let e = args.into_config().unwrap_err();
+        assert!(e.contains("nonsense"), "{e}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The error that ends a run, and its exit code.
+//!
+//! Only failures that stop the whole session live here. A misbehaving peer is
+//! not one of them: its thread ends and the manager hears why (see
+//! [`crate::piece_manager::PeerEvent::Disconnected`]); there is no conversion
+//! from a peer's failure into this type.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::metainfo::MetainfoError;
+use crate::storage::StorageError;
+use crate::tracker::TrackerError;
+
+/// Why a run failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The `.torrent` file could not be read.
+    ReadTorrent {
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The `.torrent` file is not a valid torrent.
+    Metainfo {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: MetainfoError,
+    },
+    /// Content files could not be created, read or written.
+    Storage(StorageError),
+    /// Content to seed does not match the torrent.
+    SeedMismatch {
+        /// The content's path.
+        path: PathBuf,
+        /// How many pieces fail their hash.
+        bad_count: u32,
+        /// How many pieces the torrent has.
+        piece_count: u32,
+        /// The first failing piece.
+        first_bad: u32,
+    },
+    /// No tracker answered and no peer was given by hand.
+    Tracker(TrackerError),
+    /// No port to listen on.
+    Listen {
+        /// The first port tried.
+        port: u16,
+        /// The last bind error.
+        source: io::Error,
+    },
+    /// A thread of the session could not be started or died.
+    Thread(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ReadTorrent { path, .. } => {
+                write!(f, "cannot read torrent file {}", path.display())
+            }
+            Error::Metainfo { path, .. } => write!(f, "cannot use torrent file {}", path.display()),
+            Error::Storage(e) => e.fmt(f),
+            Error::SeedMismatch {
+                path,
+                bad_count,
+                piece_count,
+                first_bad,
+            } => write!(
+                f,
+                "{} does not match the torrent: {bad_count} of {piece_count} pieces fail their hash (first: piece {first_bad})",
+                path.display()
+            ),
+            Error::Tracker(_) => {
+                f.write_str("no tracker answered and no peers were given with --peer")
+            }
+            Error::Listen { port, .. } => {
+                write!(f, "cannot listen on port {port} or the ports after it")
+            }
+            Error::Thread(what) => write!(f, "internal error: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ReadTorrent { source, .. } | Error::Listen { source, .. } => Some(source),
+            Error::Metainfo { source, .. } => Some(source),
+            // Transparent: the storage error already named the path and action.
+            Error::Storage(e) => Some(&e.source),
+            Error::Tracker(e) => Some(e),
+            Error::SeedMismatch { .. } | Error::Thread(_) => None,
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Error {
+        Error::Storage(e)
+    }
+}
+
+impl Error {
+    /// The process exit code for this error: 1 for every run failure (clap
+    /// uses 2 for usage errors).
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}

@@ -1,0 +1,49 @@
+//! `bittorrent`: a small, synchronous, multi-threaded BitTorrent client (BEP 3).
+//!
+//! # Architecture
+//!
+//! ```text
+//! cli ─► session::Session::start
+//!          ├─ metainfo: .torrent ─► validated Metainfo, info-hash over the raw `info` bytes
+//!          ├─ storage: open/create files, check existing pieces (resume, or seed check)
+//!          ├─ tracker: first announce (HTTP), then the `tracker` thread re-announces
+//!          ├─ `listener` thread: accepted sockets ─► manager
+//!          └─ `piece-manager` thread ◄── events (bounded channel) ── `peer ADDR` threads
+//!                 │  owns piece state, picks pieces,                    ▲
+//!                 │  verifies SHA-1, writes, broadcasts HAVE            │
+//!                 └──────────── commands (unbounded, per peer) ─────────┘
+//! ```
+//!
+//! A block's journey: the [`piece_manager`] assigns piece `i` to a peer thread
+//! ([`peer::PeerCommand::Download`]); the thread ([`peer::conn`]) keeps many
+//! 16 KiB requests in flight, copies each arriving block straight from its read
+//! buffer into the piece's buffer, and when the last block lands sends the whole
+//! piece to the manager ([`piece_manager::PeerEvent::Piece`]), one message per
+//! piece. The manager hashes it, writes it with positional I/O through
+//! [`storage::Storage`], marks it had in the [`piece_picker`], and tells every
+//! peer ([`peer::PeerCommand::Have`]). Peers serve other peers' requests by
+//! reading from the same storage.
+//!
+//! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
+//! [`peer::wire`], and the URL and response half of [`tracker`]. Size arithmetic
+//! lives in [`layout`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bencode;
+pub mod bitfield;
+pub mod cli;
+pub mod error;
+pub mod layout;
+pub mod metainfo;
+pub mod peer;
+pub mod piece_manager;
+pub mod piece_picker;
+pub mod progress;
+pub mod session;
+pub mod stats;
+pub mod storage;
+pub mod tracker;
+
+pub use error::Error;

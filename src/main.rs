@@ -1,0 +1,70 @@
+//! The `bittorrent` command: parse arguments, set up logging, run a session,
+//! print the error chain once and choose the exit code.
+
+use std::process::ExitCode;
+
+use bittorrent::cli::Args;
+use bittorrent::piece_manager::Outcome;
+use bittorrent::session::{Config, Mode, Session};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(format!("bittorrent={level}")),
+    )
+    .format_timestamp_millis()
+    .init();
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match start_and_wait(&config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
+    let session = Session::start(config)?;
+    let shutdown = session.shutdown_handle();
+    if let Err(e) = ctrlc::set_handler(move || shutdown.shutdown()) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    if let Mode::Seed { .. } = config.mode {
+        eprintln!(
+            "seeding on port {}; press Ctrl-C to stop",
+            session.listen_addr().port()
+        );
+    }
+    let outcome = session.wait()?;
+    Ok(match (&config.mode, outcome) {
+        (Mode::Download { .. }, Outcome::Complete) => {
+            eprintln!("download complete");
+            ExitCode::SUCCESS
+        }
+        (Mode::Download { .. }, Outcome::Stopped) => {
+            eprintln!("download interrupted; run the same command again to resume");
+            // The shell's convention for a command ended by Ctrl-C.
+            ExitCode::from(130)
+        }
+        (Mode::Seed { .. }, _) => ExitCode::SUCCESS,
+    })
+}

@@ -1,0 +1,385 @@
+//! The torrent's files on disk: creating them, positional reads and writes of
+//! content ranges, and checking existing data against the piece hashes.
+//!
+//! [`Storage`] is shared (`Arc`) between the piece manager, which writes
+//! verified pieces, and peer threads, which read pieces they serve. Positional
+//! I/O (`read_at`/`write_at`) needs no lock and no shared file cursor. In seed
+//! mode files are opened read-only, so seeding can never change the content.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sha1::{Digest, Sha1};
+
+use crate::layout::{FileSpan, Layout, file_spans, segments};
+use crate::metainfo::Metainfo;
+
+/// A storage failure, with the path it concerns.
+#[derive(Debug)]
+pub struct StorageError {
+    /// The file or folder involved.
+    pub path: PathBuf,
+    /// What was being done.
+    pub action: &'static str,
+    /// The underlying error.
+    pub source: io::Error,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot {} {}", self.action, self.path.display())
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Whether files may be created and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Download: create missing folders and files, read and write.
+    ReadWrite,
+    /// Seed: open existing files read-only; a missing or short file is an error.
+    ReadOnly,
+}
+
+struct StoredFile {
+    path: PathBuf,
+    /// `None` for BEP 47 padding files, which read as zeros and are never written.
+    handle: Option<File>,
+}
+
+/// The files of one torrent, addressed as one concatenated byte range.
+pub struct Storage {
+    layout: Layout,
+    spans: Vec<FileSpan>,
+    files: Vec<StoredFile>,
+    had_data: bool,
+}
+
+impl Storage {
+    /// Opens the content of `meta` at `root`: the file itself for a single-file
+    /// torrent, the folder for a multi-file one.
+    ///
+    /// With [`Access::ReadWrite`] missing folders and files are created (zero-length
+    /// files too) and each file is sized to its length (sparse where the file
+    /// system allows).
+    ///
+    /// # Errors
+    /// [`StorageError`] naming the path that could not be created or opened, or
+    /// whose length is wrong in read-only mode.
+    pub fn open(meta: &Metainfo, root: &Path, access: Access) -> Result<Storage, StorageError> {
+        let mut files = Vec::with_capacity(meta.files.len());
+        let mut had_data = access == Access::ReadOnly;
+        for entry in &meta.files {
+            let path = if meta.multi_file {
+                root.join(&entry.path)
+            } else {
+                root.to_path_buf()
+            };
+            had_data |= fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+            let handle = if entry.padding {
+                None
+            } else {
+                Some(open_file(&path, entry.length, access)?)
+            };
+            files.push(StoredFile { path, handle });
+        }
+        Ok(Storage {
+            layout: meta.layout,
+            spans: file_spans(meta.files.iter().map(|f| f.length)),
+            files,
+            had_data,
+        })
+    }
+
+    /// Whether any file held data before [`Storage::open`]: only then is a
+    /// check of existing pieces worth its reads.
+    pub fn had_data(&self) -> bool {
+        self.had_data
+    }
+
+    /// The layout this storage was opened with.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads `buf.len()` bytes of content starting at content offset `offset`.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose read failed (a file shorter than
+    /// expected reads as an `UnexpectedEof` error).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        for seg in segments(&self.spans, offset, buf.len()) {
+            let out = &mut buf[seg.range_offset..seg.range_offset + seg.len];
+            let file = &self.files[seg.file];
+            match &file.handle {
+                Some(handle) => handle
+                    .read_exact_at(out, seg.file_offset)
+                    .map_err(|e| error(&file.path, "read", e))?,
+                None => out.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at content offset `offset`; padding files are skipped.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose write failed (for example a full disk).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        for seg in segments(&self.spans, offset, data.len()) {
+            let file = &self.files[seg.file];
+            if let Some(handle) = &file.handle {
+                handle
+                    .write_all_at(
+                        &data[seg.range_offset..seg.range_offset + seg.len],
+                        seg.file_offset,
+                    )
+                    .map_err(|e| error(&file.path, "write", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the whole of piece `index` into `buf` (resized to the piece's length).
+    ///
+    /// # Errors
+    /// As [`Storage::read_at`].
+    pub fn read_piece(&self, index: u32, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+        buf.resize(self.layout.piece_size(index) as usize, 0);
+        self.read_at(self.layout.piece_offset(index), buf)
+    }
+
+    /// Writes a complete, verified piece.
+    ///
+    /// # Errors
+    /// As [`Storage::write_at`].
+    pub fn write_piece(&self, index: u32, data: &[u8]) -> Result<(), StorageError> {
+        self.write_at(self.layout.piece_offset(index), data)
+    }
+
+    /// Flushes written data to the disk.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose sync failed.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for file in &self.files {
+            if let Some(handle) = &file.handle {
+                handle
+                    .sync_all()
+                    .map_err(|e| error(&file.path, "sync", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every piece on disk against `hashes` on `threads` threads and
+    /// returns which pieces are present and correct. `on_piece` is called after
+    /// each piece with the number checked so far (for a progress display).
+    ///
+    /// A piece that cannot be read (file too short) counts as missing; other read
+    /// errors are returned.
+    ///
+    /// # Errors
+    /// The first [`StorageError`] other than a short read.
+    pub fn check(
+        &self,
+        hashes: &[[u8; 20]],
+        threads: usize,
+        on_piece: &(dyn Fn(u32) + Sync),
+    ) -> Result<Vec<bool>, StorageError> {
+        let count = self.layout.piece_count();
+        let next = AtomicU32::new(0);
+        let done = AtomicU32::new(0);
+        let results = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut found = Vec::new();
+                        let mut buf = Vec::new();
+                        loop {
+                            // Pieces are handed out one at a time, so both threads
+                            // read the files roughly in order.
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            if index >= count {
+                                return Ok(found);
+                            }
+                            let ok = match self.read_piece(index, &mut buf) {
+                                Ok(()) => Sha1::digest(&buf)[..] == hashes[index as usize],
+                                Err(e) if e.source.kind() == io::ErrorKind::UnexpectedEof => false,
+                                Err(e) => return Err(e),
+                            };
+                            if ok {
+                                found.push(index);
+                            }
+                            on_piece(done.fetch_add(1, Ordering::Relaxed) + 1);
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("check thread panicked"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let mut have = vec![false; count as usize];
+        for index in results.into_iter().flatten() {
+            have[index as usize] = true;
+        }
+        Ok(have)
+    }
+}
+
+fn error(path: &Path, action: &'static str, source: io::Error) -> StorageError {
+    StorageError {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+fn open_file(path: &Path, length: u64, access: Access) -> Result<File, StorageError> {
+    match access {
+        Access::ReadOnly => {
+            let file = File::open(path).map_err(|e| error(path, "open", e))?;
+            let actual = file
+                .metadata()
+                .map_err(|e| error(path, "read metadata of", e))?
+                .len();
+            if actual != length {
+                return Err(error(
+                    path,
+                    "seed",
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("file is {actual} bytes, the torrent says {length}"),
+                    ),
+                ));
+            }
+            Ok(file)
+        }
+        Access::ReadWrite => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(|e| error(parent, "create folder", e))?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| error(path, "create", e))?;
+            let actual = file
+                .metadata()
+                .map_err(|e| error(path, "read metadata of", e))?
+                .len();
+            if actual != length {
+                // Growing makes a sparse file; shrinking drops bytes past the
+                // torrent's end, which can never belong to it.
+                file.set_len(length).map_err(|e| error(path, "resize", e))?;
+            }
+            Ok(file)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multi_meta(lengths: &[u64], piece_len: u64, data: &[u8]) -> Metainfo {
+        let mut files = String::new();
+        for (i, len) in lengths.iter().enumerate() {
+            files += &format!("d6:lengthi{len}e4:pathl3:dir4:f{i:03}ee");
+        }
+        let hashes: Vec<u8> = data
+            .chunks(piece_len as usize)
+            .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
+            .collect();
+        let mut bytes = format!(
+            "d4:infod5:filesl{files}e4:name4:root12:piece lengthi{piece_len}e6:pieces{}:",
+            hashes.len()
+        )
+        .into_bytes();
+        bytes.extend(&hashes);
+        bytes.extend(b"ee");
+        Metainfo::from_bytes(&bytes).unwrap()
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn writes_pieces_across_files_and_reads_them_back() {
+        let data = content(100);
+        let meta = multi_meta(&[10, 0, 45, 45], 32, &data);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let storage = Storage::open(&meta, &root, Access::ReadWrite).unwrap();
+        assert_eq!(fs::metadata(root.join("dir/f001")).unwrap().len(), 0);
+        for index in 0..4u32 {
+            let start = index as usize * 32;
+            storage
+                .write_piece(index, &data[start..(start + 32).min(100)])
+                .unwrap();
+        }
+        let mut back = Vec::new();
+        storage.read_piece(1, &mut back).unwrap();
+        assert_eq!(back, &data[32..64]);
+        let on_disk: Vec<u8> = (0..4)
+            .flat_map(|i| fs::read(root.join(format!("dir/f{i:03}"))).unwrap())
+            .collect();
+        assert_eq!(on_disk, data);
+    }
+
+    #[test]
+    fn check_finds_exactly_the_correct_pieces() {
+        let data = content(100);
+        let meta = multi_meta(&[60, 40], 16, &data);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        let mut first = data[..60].to_vec();
+        first[20] ^= 0xff; // corrupt piece 1
+        fs::write(root.join("dir/f000"), first).unwrap();
+        fs::write(root.join("dir/f001"), &data[60..]).unwrap();
+        let storage = Storage::open(&meta, &root, Access::ReadOnly).unwrap();
+        let have = storage.check(&meta.piece_hashes, 2, &|_| {}).unwrap();
+        let expected: Vec<bool> = (0..7).map(|i| i != 1).collect();
+        assert_eq!(have, expected);
+    }
+
+    #[test]
+    fn read_only_open_of_missing_file_names_it() {
+        let data = content(20);
+        let meta = multi_meta(&[20], 16, &data);
+        let dir = tempfile::tempdir().unwrap();
+        let e = Storage::open(&meta, dir.path(), Access::ReadOnly)
+            .err()
+            .unwrap();
+        assert_eq!(e.action, "open");
+        assert!(e.to_string().contains("f000"), "{e}");
+    }
+
+    #[test]
+    fn read_only_open_of_wrong_length_is_error() {
+        let data = content(20);
+        let meta = multi_meta(&[20], 16, &data);
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("dir")).unwrap();
+        fs::write(dir.path().join("dir/f000"), b"short").unwrap();
+        let e = Storage::open(&meta, dir.path(), Access::ReadOnly)
+            .err()
+            .unwrap();
+        assert!(e.source.to_string().contains("5 bytes"), "{}", e.source);
+    }
+}
