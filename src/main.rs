@@ -2,10 +2,11 @@
 //! print the error chain once and choose the exit code.
 
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use bittorrent::cli::Args;
 use bittorrent::piece_manager::Outcome;
-use bittorrent::session::{Config, Mode, Session};
+use bittorrent::session::{Config, Mode, Session, ShutdownHandle};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -43,11 +44,18 @@ fn main() -> ExitCode {
 }
 
 fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
-    let session = Session::start(config)?;
-    let shutdown = session.shutdown_handle();
-    if let Err(e) = ctrlc::set_handler(move || shutdown.shutdown()) {
+    // Installed before the session starts: Ctrl-C during the start-up check
+    // exits at once (nothing has been written yet), later it stops the session.
+    let shutdown: Arc<OnceLock<ShutdownHandle>> = Arc::default();
+    let handler_shutdown = Arc::clone(&shutdown);
+    if let Err(e) = ctrlc::set_handler(move || match handler_shutdown.get() {
+        Some(handle) => handle.shutdown(),
+        None => std::process::exit(130),
+    }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
+    let session = Session::start(config)?;
+    let _ = shutdown.set(session.shutdown_handle());
     if let Mode::Seed { .. } = config.mode {
         eprintln!(
             "seeding on port {}; press Ctrl-C to stop",

@@ -132,8 +132,16 @@ impl Metainfo {
         }
         let info_hash = InfoHash(Sha1::digest(&bytes[info_span]).into());
 
-        let raw: RawTorrent =
-            serde_bencode::from_bytes(bytes).map_err(|e| MetainfoError::Invalid(e.to_string()))?;
+        let raw: RawTorrent = serde_bencode::from_bytes(bytes).map_err(|e| {
+            MetainfoError::Invalid(match e {
+                // serde_bencode words it "Missing Field: `name`".
+                serde_bencode::Error::MissingField(text) => {
+                    let key = text.split('`').nth(1).unwrap_or(&text);
+                    format!("missing key `{key}`")
+                }
+                other => other.to_string(),
+            })
+        })?;
         let info = raw.info;
 
         check_component(&info.name)?;
@@ -143,7 +151,7 @@ impl Metainfo {
                 info.piece_length
             )));
         }
-        if info.pieces.len() % 20 != 0 {
+        if !info.pieces.len().is_multiple_of(20) {
             return Err(MetainfoError::Invalid(format!(
                 "`pieces` is {} bytes, not a multiple of 20",
                 info.pieces.len()

@@ -97,10 +97,10 @@ impl PiecePicker {
                         best = Some((rarity, index));
                     }
                 }
-                PieceState::InFlight(holders) if holders < MAX_HOLDERS => {
-                    if endgame.is_none_or(|(h, _)| holders < h) {
-                        endgame = Some((holders, index));
-                    }
+                PieceState::InFlight(holders)
+                    if holders < MAX_HOLDERS && endgame.is_none_or(|(h, _)| holders < h) =>
+                {
+                    endgame = Some((holders, index));
                 }
                 _ => {}
             }

@@ -230,9 +230,11 @@ impl Session {
                     first_wait = Some(tracker::next_interval(&response));
                     initial_peers.extend(response.peers);
                 }
-                Err(e) if config.peers.is_empty() => return Err(Error::Tracker(e)),
+                // A downloader with nobody to download from cannot do anything;
+                // a seeder can still be found by peers that know its address.
+                Err(e) if config.peers.is_empty() && !seeding => return Err(Error::Tracker(e)),
                 Err(e) => {
-                    warn!("{e}; going on with the peers given by hand");
+                    warn!("{e}; will retry, going on with the peers we know");
                     first_wait = Some(tracker::RETRY_DELAY);
                 }
             }

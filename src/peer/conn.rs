@@ -525,7 +525,7 @@ impl<'a> Conn<'a> {
         };
         let job = &mut self.jobs[pos];
         let block_no = begin / BLOCK_LEN;
-        let expected_len = (block_no < job.blocks.len() as u32 && begin % BLOCK_LEN == 0)
+        let expected_len = (block_no < job.blocks.len() as u32 && begin.is_multiple_of(BLOCK_LEN))
             .then(|| self.layout.block_size(index, block_no) as usize);
         if expected_len != Some(block.len())
             || job.blocks[block_no as usize] != BlockState::Requested

@@ -1,0 +1,193 @@
+//! Running sessions in-process and the binary as a child process, each with a
+//! deadline and a guard that stops it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bittorrent::piece_manager::Outcome;
+use bittorrent::session::{Config, Mode, Session, ShutdownHandle};
+use bittorrent::stats::Stats;
+
+/// The longest any one session of a test may take.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A session configuration for tests: any port, no live progress.
+pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
+    Config {
+        torrent: torrent.to_path_buf(),
+        mode,
+        port: 0,
+        peers,
+        live_progress: false,
+        tracker_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Download mode into `dest`.
+pub fn download_to(dest: &Path) -> Mode {
+    Mode::Download {
+        dest: dest.to_path_buf(),
+    }
+}
+
+/// Seed mode from `path`.
+pub fn seed_from(path: &Path) -> Mode {
+    Mode::Seed {
+        path: path.to_path_buf(),
+    }
+}
+
+/// An in-process session that is shut down and joined when dropped.
+pub struct Running {
+    session: Option<Session>,
+    handle: ShutdownHandle,
+    pub stats: Arc<Stats>,
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// Starts a session; panics with the error if it cannot start.
+    pub fn start(config: &Config) -> Running {
+        let session =
+            Session::start(config).unwrap_or_else(|e| panic!("session did not start: {e:?}"));
+        Running {
+            handle: session.shutdown_handle(),
+            stats: session.stats(),
+            addr: SocketAddr::from(([127, 0, 0, 1], session.listen_addr().port())),
+            session: Some(session),
+        }
+    }
+
+    /// Waits for the session to end by itself (a download completing), up to `TIMEOUT`.
+    pub fn wait(mut self) -> Result<Outcome, bittorrent::Error> {
+        let session = self.session.take().expect("not yet waited");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(session.wait());
+        });
+        let result = match rx.recv_timeout(TIMEOUT) {
+            Ok(result) => result,
+            Err(_) => {
+                self.handle.shutdown();
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+                panic!("session did not finish within {TIMEOUT:?}");
+            }
+        };
+        waiter.join().unwrap();
+        result
+    }
+
+    /// Stops the session and returns how it ended.
+    pub fn stop(self) -> Result<Outcome, bittorrent::Error> {
+        self.handle.shutdown();
+        self.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.handle.shutdown();
+            let _ = session.wait();
+        }
+    }
+}
+
+/// Runs an in-process download to completion and returns its counters.
+pub fn download(config: &Config) -> Arc<Stats> {
+    let running = Running::start(config);
+    let stats = Arc::clone(&running.stats);
+    let outcome = running
+        .wait()
+        .unwrap_or_else(|e| panic!("download failed: {e:?}"));
+    assert_eq!(outcome, Outcome::Complete);
+    stats
+}
+
+/// Polls `condition` until it holds or `TIMEOUT` passes.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process of the binary, killed when dropped. Its output goes to files.
+pub struct Binary {
+    child: Child,
+    stderr_path: PathBuf,
+}
+
+impl Binary {
+    /// Starts `bittorrent` with `args`; output is captured in `log_dir`.
+    pub fn spawn(args: &[&str], log_dir: &Path) -> Binary {
+        std::fs::create_dir_all(log_dir).unwrap();
+        let stderr_path =
+            log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Binary { child, stderr_path }
+    }
+
+    /// Waits for the process to exit, up to `TIMEOUT`; returns its status and stderr.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.stderr());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "bittorrent did not exit within {TIMEOUT:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32
+}
+
+/// Runs the binary to its exit with `args`; returns status and stderr.
+pub fn run_binary(args: &[&str], log_dir: &Path) -> (ExitStatus, String) {
+    Binary::spawn(args, log_dir).wait()
+}

@@ -1,0 +1,146 @@
+//! A small HTTP tracker for tests (tiny_http): remembers who announced for
+//! which info-hash and answers with compact peer lists.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::bencode::B;
+
+/// One announce the tracker received.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    pub info_hash: Vec<u8>,
+    pub peer_id: Vec<u8>,
+    pub port: u16,
+    pub left: u64,
+    pub event: Option<String>,
+}
+
+/// A running tracker, stopped when dropped.
+pub struct TestTracker {
+    pub url: String,
+    pub announces: Arc<Mutex<Vec<Announce>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestTracker {
+    pub fn start() -> TestTracker {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let announces = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let announces = Arc::clone(&announces);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || serve(&server, &announces, &stop))
+        };
+        TestTracker {
+            url: format!("http://127.0.0.1:{port}/announce"),
+            announces,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The events received so far, in order, for peers with this port.
+    pub fn events_of(&self, port: u16) -> Vec<Option<String>> {
+        let all = self.announces.lock().unwrap();
+        all.iter()
+            .filter(|a| a.port == port)
+            .map(|a| a.event.clone())
+            .collect()
+    }
+}
+
+impl Drop for TestTracker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, announces: &Mutex<Vec<Announce>>, stop: &AtomicBool) {
+    // Peers per info-hash: (address, peer id), so a re-announce replaces itself.
+    let mut swarms: HashMap<Vec<u8>, Vec<SocketAddr>> = HashMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        let body = match parse(request.url()) {
+            Ok(announce) => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, announce.port));
+                let swarm = swarms.entry(announce.info_hash.clone()).or_default();
+                let peers: Vec<u8> = swarm
+                    .iter()
+                    .filter(|p| **p != addr)
+                    .flat_map(|p| {
+                        let mut c = vec![127, 0, 0, 1];
+                        c.extend(p.port().to_be_bytes());
+                        c
+                    })
+                    .collect();
+                swarm.retain(|p| *p != addr);
+                if announce.event.as_deref() != Some("stopped") {
+                    swarm.push(addr);
+                }
+                announces.lock().unwrap().push(announce);
+                B::Dict(vec![("interval", B::Int(60)), ("peers", B::Bytes(peers))]).encode()
+            }
+            Err(reason) => B::Dict(vec![("failure reason", B::str(&reason))]).encode(),
+        };
+        let _ = request.respond(tiny_http::Response::from_data(body));
+    }
+}
+
+fn parse(url: &str) -> Result<Announce, String> {
+    let query = url.split_once('?').ok_or("no query")?.1;
+    let mut params = HashMap::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').ok_or("bad pair")?;
+        params.insert(k.to_string(), percent_decode(v)?);
+    }
+    let get = |k: &str| params.get(k).cloned().ok_or(format!("missing {k}"));
+    let text = |k: &str| get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
+    let info_hash = get("info_hash")?;
+    let peer_id = get("peer_id")?;
+    if info_hash.len() != 20 || peer_id.len() != 20 {
+        return Err("info_hash and peer_id must be 20 bytes".into());
+    }
+    if text("compact")? != "1" {
+        return Err("compact=1 expected".into());
+    }
+    for k in ["uploaded", "downloaded"] {
+        text(k)?.parse::<u64>().map_err(|_| format!("bad {k}"))?;
+    }
+    Ok(Announce {
+        info_hash,
+        peer_id,
+        port: text("port")?.parse().map_err(|_| "bad port")?,
+        left: text("left")?.parse().map_err(|_| "bad left")?,
+        event: text("event").ok(),
+    })
+}
+
+fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or("short escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad escape")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}

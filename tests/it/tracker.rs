@@ -1,0 +1,127 @@
+use std::fs;
+
+use crate::support::bencode::{TFile, make_torrent};
+use crate::support::tracker::TestTracker;
+use crate::support::*;
+
+#[test]
+fn seeder_and_downloader_find_each_other_through_a_tracker() {
+    let tracker = TestTracker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(300_000, 1);
+    let (bytes, info_hash) = make_torrent(
+        "tracked.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        32768,
+        Some(&tracker.url),
+    );
+    let torrent = dir.path().join("tracked.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.path().join("tracked.bin");
+    fs::write(&source, &data).unwrap();
+
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let dest = dir.path().join("out");
+    // No --peer: the tracker is the only way to find the seeder.
+    let downloader = Running::start(&config(&torrent, download_to(&dest), vec![]));
+    let down_port = downloader.addr.port();
+    downloader.wait().unwrap();
+    assert_eq!(fs::read(dest.join("tracked.bin")).unwrap(), data);
+
+    let seed_port = seeder.addr.port();
+    seeder.stop().unwrap();
+    let announces = tracker.announces.lock().unwrap().clone();
+    assert!(
+        announces.iter().all(|a| a.info_hash == info_hash),
+        "info_hash sent raw, percent-encoded"
+    );
+    assert!(announces.iter().all(|a| a.peer_id.starts_with(b"-BT")));
+    drop(announces);
+    assert_eq!(
+        tracker.events_of(down_port),
+        vec![
+            Some("started".into()),
+            Some("completed".into()),
+            Some("stopped".into())
+        ]
+    );
+    assert_eq!(
+        tracker.events_of(seed_port),
+        vec![Some("started".into()), Some("stopped".into())]
+    );
+    let seeder_left: Vec<u64> = {
+        let all = tracker.announces.lock().unwrap();
+        all.iter()
+            .filter(|a| a.port == seed_port)
+            .map(|a| a.left)
+            .collect()
+    };
+    assert_eq!(seeder_left, vec![0, 0]);
+}
+
+#[test]
+fn download_goes_on_with_given_peers_when_the_tracker_is_down() {
+    // The fixture's tracker (127.0.0.1:1) refuses connections.
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = fixtures().join("single.torrent");
+    let source = fixtures().join("single/sample.bin");
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let dest = dir.path().join("out");
+    download(&config(&torrent, download_to(&dest), vec![seeder.addr]));
+    assert_eq!(
+        fs::read(dest.join("sample.bin")).unwrap(),
+        fs::read(&source).unwrap()
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
+    let tracker = TestTracker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(50_000, 2);
+    let (bytes, _) = make_torrent(
+        "c.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        16384,
+        Some(&tracker.url),
+    );
+    let torrent = dir.path().join("c.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.path().join("c.bin");
+    fs::write(&source, &data).unwrap();
+    let seeder = Binary::spawn(
+        &[
+            torrent.to_str().unwrap(),
+            "-s",
+            source.to_str().unwrap(),
+            "--port",
+            "0",
+        ],
+        dir.path(),
+    );
+    wait_until("the started announce", || {
+        !tracker.announces.lock().unwrap().is_empty()
+    });
+    seeder.interrupt();
+    let (status, stderr) = seeder.wait();
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    let events: Vec<_> = tracker
+        .announces
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.event.clone())
+        .collect();
+    assert_eq!(events, vec![Some("started".into()), Some("stopped".into())]);
+    assert_eq!(
+        fs::read(&source).unwrap(),
+        data,
+        "seeding never writes the content"
+    );
+}
