@@ -40,7 +40,7 @@ pub struct Args {
     /// The .torrent file.
     pub torrent: PathBuf,
 
-    /// Download into DEST/<name from the torrent>. An interrupted download
+    /// Download into DEST/NAME, NAME being the name in the torrent. An interrupted download
     /// resumes: existing data is checked and only missing pieces are fetched.
     #[arg(
         short = 'd',

@@ -118,8 +118,8 @@ impl Progress {
                 bar.abandon();
             }
             None => {
-                self.last_log = None;
-                self.update(snap);
+                let line = self.log_line(snap, self.last_log, Instant::now());
+                info!("{line}");
             }
         }
     }

@@ -34,6 +34,8 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Read timeout while output is pending, so writing resumes quickly.
 const BUSY_WAIT: Duration = Duration::from_millis(1);
+/// How long after an event that may bring new work the loop polls for commands.
+const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
 const WRITE_WAIT: Duration = Duration::from_millis(20);
 /// Block requests kept in flight to one peer.
@@ -159,6 +161,7 @@ struct Conn<'a> {
     in_flight: usize,
     serve_queue: VecDeque<(u32, u32, u32)>,
     received_any: bool,
+    expect_command_until: Instant,
     last_sent: Instant,
     last_received: Instant,
 }
@@ -192,12 +195,24 @@ impl<'a> Conn<'a> {
             in_flight: 0,
             serve_queue: VecDeque::new(),
             received_any: false,
+            expect_command_until: Instant::now(),
             last_sent: Instant::now(),
             last_received: Instant::now(),
         }
     }
 
-    fn send_event(&self, event: PeerEvent) -> Outcome {
+    fn send_event(&mut self, event: PeerEvent) -> Outcome {
+        if matches!(
+            event,
+            PeerEvent::Piece { .. }
+                | PeerEvent::Unchoked
+                | PeerEvent::Bitfield(_)
+                | PeerEvent::Have(_)
+        ) {
+            // The manager usually answers these with new work: watch for it
+            // closely for a moment rather than sleeping in read().
+            self.expect_command_until = Instant::now() + EXPECT_COMMAND_FOR;
+        }
         self.ctx
             .events_tx
             .send(Event::Peer {
@@ -243,11 +258,8 @@ impl<'a> Conn<'a> {
             }
             self.write_some()?;
 
-            let wait = if self.pending_output() > 0 {
-                BUSY_WAIT
-            } else {
-                IDLE_WAIT
-            };
+            let busy = self.pending_output() > 0 || Instant::now() < self.expect_command_until;
+            let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
             if self.read_timeout != Some(wait) {
                 self.stream
                     .set_read_timeout(Some(wait))

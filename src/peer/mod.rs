@@ -13,7 +13,7 @@
 //! 4. Main loop ([`conn`]): the thread decodes messages, tells the manager what
 //!    the remote has and whether it chokes us, fetches the pieces the manager
 //!    assigns with many requests in flight, hands each complete piece to the
-//!    manager, and serves the remote's requests from [`Storage`](crate::storage::Storage).
+//!    manager, and serves the remote's requests from [`Storage`].
 //! 5. On any exit a guard reports
 //!    [`PeerEvent::Disconnected`](crate::piece_manager::PeerEvent::Disconnected)
 //!    with the reason, so the manager gives the peer's pieces to others.
