@@ -125,3 +125,33 @@ fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
         "seeding never writes the content"
     );
 }
+
+#[test]
+fn a_seeder_dials_downloaders_it_learns_from_the_tracker() {
+    // Some clients never dial out, so the seeder must connect to them.
+    let tracker = TestTracker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(100_000, 4);
+    let (bytes, _) = make_torrent(
+        "dial.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        16384,
+        Some(&tracker.url),
+    );
+    let torrent = dir.path().join("dial.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.path().join("dial.bin");
+    fs::write(&source, &data).unwrap();
+
+    // The downloader announces first and hears of no one.
+    let dest = dir.path().join("out");
+    let downloader = Running::start(&config(&torrent, download_to(&dest), vec![]));
+    assert_eq!(tracker.announces.lock().unwrap().len(), 1);
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    downloader.wait().unwrap();
+    assert_eq!(fs::read(dest.join("dial.bin")).unwrap(), data);
+    drop(seeder);
+}
