@@ -11,17 +11,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    // Without -v only warnings are logged, plus the periodic progress lines
+    // that replace the live line when stderr is not a terminal.
+    let filter = match args.verbose {
+        0 => "bittorrent=warn,bittorrent::progress=info",
+        1 => "bittorrent=info",
+        2 => "bittorrent=debug",
+        _ => "bittorrent=trace",
     };
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(format!("bittorrent={level}")),
-    )
-    .format_timestamp_millis()
-    .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+        .format_timestamp_millis()
+        .init();
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
