@@ -287,8 +287,10 @@ impl PieceManager {
                 }
             }
             PeerEvent::Bitfield(bits) => {
-                self.picker.add_peer_pieces(&bits, 1);
+                // A bitfield replaces what the peer had (it may come late).
                 let slot = self.peers.get_mut(&key).expect("checked above");
+                self.picker.add_peer_pieces(&slot.has, -1);
+                self.picker.add_peer_pieces(&bits, 1);
                 slot.has = bits;
                 if slot.has.is_complete() && self.picker.is_complete() {
                     // Two seeders have nothing to exchange.

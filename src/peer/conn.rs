@@ -485,8 +485,12 @@ impl<'a> Conn<'a> {
                 self.update_interest();
             }
             Message::Bitfield(bits) => {
+                // BEP 3 puts the bitfield first, but aria2 1.36 sends one later,
+                // after `interested` and its first completed piece, instead of
+                // `have`. Dropping it would lose a real client, so a late
+                // bitfield replaces what we knew of the remote's pieces.
                 if !first {
-                    return Err("bitfield after the first message".into());
+                    debug!("{}: bitfield after the first message, accepted", self.addr);
                 }
                 self.they_have = Bitfield::from_payload(bits, self.layout.piece_count());
                 self.send_event(PeerEvent::Bitfield(self.they_have.clone()))?;

@@ -19,3 +19,7 @@ mod errors;
 
 /// The info-hash of torrents made by other tools, against their hashes.
 mod fixtures;
+
+/// Behaviours of real clients that broke interoperability, replayed by a
+/// scripted peer (each found by the interop suite in tests/interop).
+mod quirks;

@@ -1,0 +1,371 @@
+#!/usr/bin/python3
+"""A libtorrent-rasterbar peer for the interoperability suite.
+
+Usage:
+    /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [--peer HOST:PORT ...]
+    /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [--peer HOST:PORT ...]
+
+DIR is libtorrent's save_path: the folder holding the torrent's file or top
+folder (DIR/<name>), to seed from or to download into.
+
+stdout carries only the lines a test waits for, each flushed at once:
+    listening on PORT   the session listens on 127.0.0.1:PORT (the real port)
+    seeding             (seed) the content was checked and is complete
+    complete            (download) every piece is downloaded and verified
+stderr carries everything else: libtorrent's alerts (peers, trackers, errors)
+and, once a second, a progress line.
+
+Exit status:
+    seed:     0 when stopped by SIGTERM or SIGINT; 1 if the content is
+              incomplete after checking, or on a torrent or listen error.
+    download: 0 once complete; 1 on a torrent or listen error; 128+signal
+              if stopped by a signal before completing.
+
+Set LT_PEER_LOG=1 in the environment to also log every message exchanged
+with every peer (libtorrent's peer log): very verbose, for debugging.
+
+It needs Debian's python3-libtorrent (libtorrent-rasterbar 2.0), which is
+built for Debian's own /usr/bin/python3 only.
+
+Everything is kept on loopback: the session listens on 127.0.0.1 only, and
+finds peers only through the torrent's own tracker (the test's opentracker on
+127.0.0.1) and the --peer addresses. DHT, local service discovery, UPnP,
+NAT-PMP and peer exchange are all off; connections are plain TCP (no uTP),
+unencrypted when we dial out, either way when dialled.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+
+try:
+    import libtorrent as lt
+except ImportError as error:
+    sys.exit(
+        f"lt_peer.py: cannot import libtorrent ({error}); install python3-libtorrent "
+        "and run this script with /usr/bin/python3"
+    )
+
+# How often to print the progress line, and to dial --peer peers not connected.
+STATUS_INTERVAL = 1.0
+RECONNECT_INTERVAL = 3.0
+
+# Alerts too frequent to be worth a log line each.
+QUIET_ALERTS = {
+    "block_downloading_alert",
+    "block_finished_alert",
+    "block_timeout_alert",
+    "block_uploaded_alert",
+    "piece_finished_alert",
+    "state_update_alert",
+    "stats_alert",
+    "session_stats_alert",
+    "torrent_log_alert",
+    "log_alert",
+}
+
+
+def log(message):
+    """One line on stderr, with a timestamp, for the test's logs."""
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    print(f"[lt {stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def say(line):
+    """One line on stdout, which a test may be waiting for."""
+    print(line, flush=True)
+
+
+def fail(message):
+    log(f"error: {message}")
+    sys.exit(1)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="A libtorrent peer for loopback tests.")
+    parser.add_argument("mode", choices=["seed", "download"])
+    parser.add_argument("torrent", help="the .torrent file")
+    parser.add_argument("dir", help="save path: the folder that holds (or will hold) <name>")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on, on 127.0.0.1")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a peer to connect to (repeatable)",
+    )
+    return parser.parse_args()
+
+
+def parse_peer(text):
+    """'HOST:PORT' -> (ip, port); libtorrent's connect_peer wants an IP address."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        fail(f"--peer {text!r}: expected HOST:PORT")
+    host = host.strip("[]")
+    try:
+        ip = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except socket.gaierror as error:
+        fail(f"--peer {text!r}: cannot resolve {host!r}: {error}")
+    return (ip, int(port))
+
+
+def session_settings(port):
+    """The session's settings: loopback only, plain TCP, no limits."""
+    categories = lt.alert.category_t
+    alert_mask = (
+        categories.error_notification
+        | categories.peer_notification  # peer errors, bans, snubs, bad requests
+        | categories.connect_notification  # peer connects and disconnects
+        | categories.status_notification  # state changes, checked, finished, listen
+        | categories.tracker_notification  # announces, replies, errors
+        | categories.storage_notification  # file errors
+        | categories.ip_block_notification  # peers refused by a filter
+        | categories.performance_warning
+    )
+    if os.environ.get("LT_PEER_LOG"):
+        alert_mask |= categories.peer_log_notification
+    return {
+        # Listen on loopback only, at the port the test chose. If it was
+        # taken meanwhile, libtorrent falls back to another one (the real one
+        # is printed, and announced to the tracker).
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_ip_notifier": False,  # no re-opening sockets on network changes
+        # Nothing beyond loopback: no DHT, no local service discovery
+        # (multicast), no port mapping on a router.
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        # TCP only: the client under test speaks BitTorrent over TCP, not uTP.
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_tcp": True,
+        "enable_incoming_tcp": True,
+        # Plaintext: dial out unencrypted (a peer that only speaks plaintext
+        # would otherwise first get an encrypted handshake it drops), and
+        # accept incoming connections either plaintext or encrypted.
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+        "allowed_enc_level": int(lt.enc_level.both),
+        "prefer_rc4": False,
+        "announce_crypto_support": False,
+        # Every peer is 127.0.0.1, told apart only by its port.
+        "allow_multiple_connections_per_ip": True,
+        # No rate limits, local or not.
+        "download_rate_limit": 0,
+        "upload_rate_limit": 0,
+        "ignore_limits_on_local_network": True,
+        # Retry a peer that refused us soon (default: 60 s times its number
+        # of failures), and do not give up on it after 3 failures: in a test
+        # a peer may simply not be listening yet.
+        "min_reconnect_time": 1,
+        "max_failcount": 100,
+        # Announce to every tracker of the torrent, not only the first that
+        # answers (the tests list one: their opentracker).
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        # Do not linger when stopped: the "stopped" announce gets 2 s.
+        "stop_tracker_timeout": 2,
+        "alert_mask": int(alert_mask),
+        "alert_queue_size": 100000,
+        "user_agent": f"lt_peer.py/libtorrent {lt.__version__}",
+    }
+
+
+def create_session(port):
+    """A session with the settings above and no plugins.
+
+    flags=0 leaves out add_default_plugins, so the session has none of
+    libtorrent's default extensions: ut_pex (peer exchange, which could bring
+    peers from outside the test), ut_metadata (not needed: we have the
+    .torrent) and smart_ban. Nothing else is needed to download and seed.
+    """
+    return lt.session(session_settings(port), flags=0)
+
+
+def wait_listening(ses, timeout=30.0):
+    """Waits until the TCP listen socket is open; returns the actual port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.listen_succeeded_alert):
+                log(alert.message())
+                if alert.socket_type == lt.socket_type_t.tcp:
+                    return ses.listen_port()
+            elif isinstance(alert, lt.listen_failed_alert):
+                fail(f"cannot listen: {alert.message()}")
+    fail(f"not listening after {timeout:.0f} s")
+
+
+def load_torrent(path):
+    try:
+        return lt.torrent_info(path)
+    except RuntimeError as error:
+        fail(f"cannot load {path}: {error}")
+
+
+def add_torrent(ses, info, save_path, seed):
+    params = lt.add_torrent_params()
+    params.ti = info
+    params.save_path = save_path
+    # Start now, outside libtorrent's queue (not auto-managed), and keep the
+    # per-torrent switches for DHT, LSD and peer exchange off as well.
+    flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
+    if seed:
+        # Upload mode: never request pieces, so a seeder whose content turns
+        # out incomplete does not write into it before we exit.
+        flags |= lt.torrent_flags.upload_mode
+    params.flags = flags
+    handle = ses.add_torrent(params)
+    log(
+        f"added {info.name()!r}: {info.total_size()} bytes, {info.num_pieces()} pieces "
+        f"of {info.piece_length()}, {info.num_files()} file(s), "
+        f"info-hash {info.info_hash()}, trackers {[t.url for t in info.trackers()]}, "
+        f"save path {save_path}"
+    )
+    return handle
+
+
+def describe_alert(alert):
+    """A log line for an alert: its type and libtorrent's own message, plus
+    the error code where there is one (the message sometimes omits it)."""
+    text = f"{type(alert).__name__}: {alert.message()}"
+    error = getattr(alert, "error", None)
+    if isinstance(error, lt.error_code) and error.value() != 0 and error.message() not in text:
+        text += f" [{error.category().name()}:{error.value()} {error.message()}]"
+    return text
+
+
+def torrent_error(alert):
+    """The error message if this alert means the torrent itself failed."""
+    if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
+        return alert.message()
+    if isinstance(alert, lt.add_torrent_alert) and alert.error.value() != 0:
+        return alert.message()
+    return None
+
+
+def status_line(st):
+    return (
+        f"{st.state} {st.progress * 100:.1f}% "
+        f"({st.total_wanted_done}/{st.total_wanted} bytes, {st.num_pieces} pieces) "
+        f"peers {st.num_peers} (seeds {st.num_seeds}) "
+        f"down {st.download_payload_rate / 1024:.0f} KiB/s "
+        f"up {st.upload_payload_rate / 1024:.0f} KiB/s "
+        f"uploaded {st.total_payload_upload} bytes"
+    )
+
+
+def main():
+    args = parse_args()
+    peers = [parse_peer(text) for text in args.peer]
+    save_path = os.path.abspath(args.dir)
+    if args.mode == "download":
+        os.makedirs(save_path, exist_ok=True)
+
+    # SIGTERM and SIGINT end the main loop; the session is then closed
+    # cleanly (files flushed, "stopped" sent to the tracker).
+    stop = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _frame: stop.append(number))
+
+    info = load_torrent(args.torrent)
+    ses = create_session(args.port)
+    port = wait_listening(ses)
+    if port != args.port and args.port != 0:
+        log(f"warning: port {args.port} was taken; listening on {port} instead")
+    say(f"listening on {port}")
+
+    handle = add_torrent(ses, info, save_path, seed=args.mode == "seed")
+
+    checked = False  # the initial check of existing data is done
+    announced_seeding = False
+    finished = False
+    ever_connected = set()  # --peer endpoints we have been connected to
+    next_status = 0.0
+    next_dial = 0.0
+    exit_code = 0
+
+    while not stop:
+        ses.wait_for_alert(250)
+        for alert in ses.pop_alerts():
+            name = type(alert).__name__
+            if name not in QUIET_ALERTS or os.environ.get("LT_PEER_LOG"):
+                log(describe_alert(alert))
+            error = torrent_error(alert)
+            if error is not None:
+                fail(f"torrent error: {error}")
+            if isinstance(alert, lt.torrent_checked_alert):
+                checked = True
+            elif isinstance(alert, lt.peer_connect_alert):
+                ever_connected.add(tuple(alert.ip))
+
+        st = handle.status()
+        if st.errc.value() != 0:
+            fail(f"torrent error: {st.errc.message()} (file: {st.error_file})")
+        # A torrent added without resume data is always checked first, so
+        # torrent_checked_alert tells when the content on disk is known.
+        checking = st.state in (
+            lt.torrent_status.checking_files,
+            lt.torrent_status.checking_resume_data,
+        )
+        if checked and not checking:
+            complete = st.is_seeding and st.num_pieces == info.num_pieces()
+            if args.mode == "seed" and not announced_seeding:
+                if not complete:
+                    fail(
+                        f"{os.path.join(save_path, info.name())} is incomplete: "
+                        f"{st.num_pieces} of {info.num_pieces()} pieces after checking"
+                    )
+                log(status_line(st))
+                say("seeding")
+                announced_seeding = True
+            elif args.mode == "download" and complete:
+                log(status_line(st))
+                finished = True
+                break
+
+        now = time.monotonic()
+        if now >= next_status:
+            log(status_line(st))
+            next_status = now + STATUS_INTERVAL
+        # Dial the --peer peers we are not connected to: a downloader keeps
+        # trying until it is complete (the remote may not be listening yet,
+        # or may have dropped us); a seeder until it has reached each once.
+        if peers and checked and now >= next_dial:
+            connected = {tuple(p.ip) for p in handle.get_peer_info()}
+            for peer in peers:
+                if peer in connected:
+                    continue
+                if args.mode == "seed" and peer in ever_connected:
+                    continue
+                log(f"connecting to {peer[0]}:{peer[1]}")
+                handle.connect_peer(peer)
+            next_dial = now + RECONNECT_INTERVAL
+
+    if stop:
+        log(f"stopped by signal {stop[0]}")
+        if args.mode == "download" and not finished:
+            exit_code = 128 + stop[0]
+
+    # Close the session before exiting: this waits for the disk threads
+    # (every piece written) and sends the tracker its "stopped" announce.
+    log("closing the session")
+    ses.pause()
+    del handle
+    del ses
+    if finished:
+        say("complete")
+    log("done")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+//! A scripted remote peer for replaying what real clients do on the wire:
+//! it connects to a session over loopback, handshakes, and then sends and
+//! expects messages one at a time, each read bounded by a timeout.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bittorrent::metainfo::InfoHash;
+use bittorrent::peer::wire::{self, Handshake, Limits, Message, PeerId};
+
+/// How long the scripted peer waits for any one message.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One message as it arrived, owned, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A `bitfield` with its payload.
+    Bitfield(Vec<u8>),
+    /// A `piece` message.
+    Piece {
+        /// Piece index.
+        index: u32,
+        /// Offset in the piece.
+        begin: u32,
+        /// The block.
+        block: Vec<u8>,
+    },
+    /// Any other message, by its debug text.
+    Other(String),
+}
+
+/// A connection to a session under test, playing a remote client.
+pub struct ScriptedPeer {
+    stream: TcpStream,
+    limits: Limits,
+    buf: Vec<u8>,
+}
+
+impl ScriptedPeer {
+    /// Connects to `addr` and exchanges handshakes for `info_hash`.
+    pub fn connect(addr: SocketAddr, info_hash: InfoHash, piece_count: u32) -> ScriptedPeer {
+        let mut stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let ours = Handshake::new(info_hash, PeerId(*b"-XX0001-scriptedpeer"));
+        stream.write_all(&ours.encode()).unwrap();
+        let mut theirs = [0u8; wire::HANDSHAKE_LEN];
+        stream.read_exact(&mut theirs).unwrap();
+        let theirs = Handshake::decode(&theirs).unwrap();
+        assert_eq!(theirs.info_hash, info_hash);
+        ScriptedPeer {
+            stream,
+            limits: Limits { piece_count },
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, message: Message<'_>) {
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next message other than keep-alive; fails the test if the
+    /// connection closes or nothing arrives in time.
+    pub fn recv(&mut self) -> Received {
+        loop {
+            if let Some((message, used)) = Message::decode(&self.buf, self.limits).unwrap() {
+                let received = match message {
+                    Message::KeepAlive => None,
+                    Message::Bitfield(bits) => Some(Received::Bitfield(bits.to_vec())),
+                    Message::Piece {
+                        index,
+                        begin,
+                        block,
+                    } => Some(Received::Piece {
+                        index,
+                        begin,
+                        block: block.to_vec(),
+                    }),
+                    other => Some(Received::Other(format!("{other:?}"))),
+                };
+                self.buf.drain(..used);
+                match received {
+                    Some(received) => return received,
+                    None => continue,
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .unwrap_or_else(|e| panic!("the session did not answer: {e}"));
+            assert!(n > 0, "the session closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads messages until a `piece` arrives and returns it.
+    pub fn recv_piece(&mut self) -> (u32, u32, Vec<u8>) {
+        loop {
+            if let Received::Piece {
+                index,
+                begin,
+                block,
+            } = self.recv()
+            {
+                return (index, begin, block);
+            }
+        }
+    }
+}
