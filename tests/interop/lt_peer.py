@@ -49,9 +49,13 @@ except ImportError as error:
         "and run this script with /usr/bin/python3"
     )
 
-# How often to print the progress line, and to dial --peer peers not connected.
+# How often to print the progress line, and to hand libtorrent again the
+# --peer peers it is not connected to.
 STATUS_INTERVAL = 1.0
 RECONNECT_INTERVAL = 3.0
+# Failed connection attempts after which libtorrent stops dialling a peer
+# (its default is 3).
+MAX_FAILCOUNT = 100
 
 # Alerts too frequent to be worth a log line each.
 QUIET_ALERTS = {
@@ -65,6 +69,8 @@ QUIET_ALERTS = {
     "session_stats_alert",
     "torrent_log_alert",
     "log_alert",
+    # peer_connect_alert says the same, with the torrent's name.
+    "incoming_connection_alert",
 }
 
 
@@ -160,11 +166,12 @@ def session_settings(port):
         "download_rate_limit": 0,
         "upload_rate_limit": 0,
         "ignore_limits_on_local_network": True,
-        # Retry a peer that refused us soon (default: 60 s times its number
-        # of failures), and do not give up on it after 3 failures: in a test
-        # a peer may simply not be listening yet.
+        # Retry a peer that refused us soon: libtorrent waits
+        # (failures + 1) * min_reconnect_time seconds (default 60) before
+        # dialling a peer again, and in a test a peer may simply not be
+        # listening yet. (max_failcount, after which a peer is never dialled
+        # again, is raised later: see raise_max_failcount.)
         "min_reconnect_time": 1,
-        "max_failcount": 100,
         # Announce to every tracker of the torrent, not only the first that
         # answers (the tests list one: their opentracker).
         "announce_to_all_trackers": True,
@@ -186,6 +193,19 @@ def create_session(port):
     .torrent) and smart_ban. Nothing else is needed to download and seed.
     """
     return lt.session(session_settings(port), flags=0)
+
+
+def raise_max_failcount(ses):
+    """Raises max_failcount to MAX_FAILCOUNT for the torrent's peer list.
+
+    libtorrent 2.0.8 quirk: a torrent's peer list starts with a limit of 3
+    failures whatever the session's max_failcount, and takes the setting only
+    when it changes while the list exists. So a peer dialled before it
+    listens was given up for good after 3 refusals (about 5 s), and later
+    connect_peer calls did nothing. Call this once the list exists (the
+    torrent knows a peer): the change from the default reaches the list.
+    """
+    ses.apply_settings({"max_failcount": MAX_FAILCOUNT})
 
 
 def wait_listening(ses, timeout=30.0):
@@ -243,6 +263,26 @@ def describe_alert(alert):
     return text
 
 
+def is_self_connection(alert, own):
+    """Whether this alert is about libtorrent dialling itself.
+
+    The tracker lists this session among the torrent's peers, and libtorrent
+    dials it like any other: the session accepts its own connection, sees its
+    own peer id, and drops it ("connected to ourselves"). It is harmless but,
+    with the short reconnect time set above, it repeats every second or so,
+    so it is logged once.
+    """
+    ip = getattr(alert, "ip", None)
+    if isinstance(alert, lt.peer_alert) and ip is not None and tuple(ip) == own:
+        return True
+    error = getattr(alert, "error", None)
+    return (
+        isinstance(alert, lt.peer_disconnected_alert)
+        and isinstance(error, lt.error_code)
+        and error.message() == "connected to ourselves"
+    )
+
+
 def torrent_error(alert):
     """The error message if this alert means the torrent itself failed."""
     if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
@@ -289,6 +329,9 @@ def main():
     announced_seeding = False
     finished = False
     ever_connected = set()  # --peer endpoints we have been connected to
+    own = ("127.0.0.1", port)  # our own listen endpoint
+    failcount_raised = False
+    self_noted = False
     next_status = 0.0
     next_dial = 0.0
     exit_code = 0
@@ -297,7 +340,11 @@ def main():
         ses.wait_for_alert(250)
         for alert in ses.pop_alerts():
             name = type(alert).__name__
-            if name not in QUIET_ALERTS or os.environ.get("LT_PEER_LOG"):
+            if is_self_connection(alert, own) and not os.environ.get("LT_PEER_LOG"):
+                if not self_noted:
+                    log(f"{describe_alert(alert)} (the tracker lists us; such lines are not shown again)")
+                    self_noted = True
+            elif name not in QUIET_ALERTS or os.environ.get("LT_PEER_LOG"):
                 log(describe_alert(alert))
             error = torrent_error(alert)
             if error is not None:
@@ -310,6 +357,9 @@ def main():
         st = handle.status()
         if st.errc.value() != 0:
             fail(f"torrent error: {st.errc.message()} (file: {st.error_file})")
+        if not failcount_raised and st.list_peers > 0:
+            raise_max_failcount(ses)
+            failcount_raised = True
         # A torrent added without resume data is always checked first, so
         # torrent_checked_alert tells when the content on disk is known.
         checking = st.state in (
@@ -339,6 +389,9 @@ def main():
         # Dial the --peer peers we are not connected to: a downloader keeps
         # trying until it is complete (the remote may not be listening yet,
         # or may have dropped us); a seeder until it has reached each once.
+        # connect_peer only puts the peer in the torrent's peer list (again,
+        # if it was dropped from it): libtorrent dials it at once the first
+        # time, then when its reconnect delay allows (see min_reconnect_time).
         if peers and checked and now >= next_dial:
             connected = {tuple(p.ip) for p in handle.get_peer_info()}
             for peer in peers:
@@ -346,7 +399,7 @@ def main():
                     continue
                 if args.mode == "seed" and peer in ever_connected:
                     continue
-                log(f"connecting to {peer[0]}:{peer[1]}")
+                log(f"--peer {peer[0]}:{peer[1]} is not connected: connect_peer")
                 handle.connect_peer(peer)
             next_dial = now + RECONNECT_INTERVAL
 

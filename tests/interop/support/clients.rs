@@ -68,7 +68,8 @@ impl Client {
             Client::Libtorrent => {
                 let port = free_port();
                 let mut proc = Proc::spawn(&name, lt_peer("seed", made, &made.parent, port), &logs);
-                proc.wait_output("seeding", START_TIMEOUT);
+                // The line alone on stdout; stderr also says "state changed to: seeding".
+                proc.wait_output("\nseeding\n", START_TIMEOUT);
                 proc
             }
             Client::Aria2 => {
