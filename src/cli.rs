@@ -34,7 +34,7 @@ Examples:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
 
 Exit status: 0 when the download is complete and verified (or seeding was
-stopped with Ctrl-C), 1 on any error, 2 on bad arguments."
+stopped with Ctrl-C or SIGTERM), 1 on any error, 2 on bad arguments."
 )]
 pub struct Args {
     /// The .torrent file.

@@ -44,8 +44,9 @@ fn main() -> ExitCode {
 }
 
 fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
-    // Installed before the session starts: Ctrl-C during the start-up check
-    // exits at once (nothing has been written yet), later it stops the session.
+    // Installed before the session starts, for Ctrl-C (SIGINT) and SIGTERM
+    // alike: during the start-up check it exits at once (nothing has been
+    // written yet), later it stops the session, which announces `stopped`.
     let shutdown: Arc<OnceLock<ShutdownHandle>> = Arc::default();
     let handler_shutdown = Arc::clone(&shutdown);
     if let Err(e) = ctrlc::set_handler(move || match handler_shutdown.get() {

@@ -79,6 +79,18 @@ fn download_goes_on_with_given_peers_when_the_tracker_is_down() {
 
 #[test]
 fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
+    stop_a_seeder_with("INT");
+}
+
+/// Regression: SIGTERM (kill's default, and what service managers send) used
+/// to kill the process without announcing `stopped`, leaving a dead peer in
+/// the tracker's lists for every later peer to dial.
+#[test]
+fn sigterm_stops_a_seeder_cleanly_and_announces_stopped() {
+    stop_a_seeder_with("TERM");
+}
+
+fn stop_a_seeder_with(signal: &str) {
     let tracker = TestTracker::start();
     let dir = tempfile::tempdir().unwrap();
     let data = content(50_000, 2);
@@ -108,7 +120,7 @@ fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
     wait_until("the started announce", || {
         !tracker.announces.lock().unwrap().is_empty()
     });
-    seeder.interrupt();
+    seeder.signal(signal);
     let (status, stderr) = seeder.wait();
     assert!(status.success(), "exit {status}; stderr:\n{stderr}");
     let events: Vec<_> = tracker
