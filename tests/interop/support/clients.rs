@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::content::{Made, first_difference, same_content};
-use super::process::{Proc, free_port, require, wait_until};
+use super::content::{Made, first_difference};
+use super::process::{Proc, free_port, require};
 
 /// The longest a client may take to check its content and start serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -84,7 +84,7 @@ impl Client {
             }
             Client::Transmission => {
                 let port = free_port();
-                let command = transmission(made, &made.parent, port, work);
+                let command = transmission(made, &made.parent, port, work, false);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 proc.wait_output("Seeding", START_TIMEOUT);
                 proc
@@ -129,7 +129,7 @@ impl Client {
             }
             Client::Transmission => {
                 let port = free_port();
-                let command = transmission(made, &dir, port, work);
+                let command = transmission(made, &dir, port, work, true);
                 Proc::spawn(&name, command, &logs)
             }
         };
@@ -142,32 +142,18 @@ impl Client {
 }
 
 impl Peer {
-    /// Waits until this downloader holds all of `made`, byte for byte.
-    ///
-    /// Ours, libtorrent and aria2 exit with status 0 once every piece is
-    /// verified; transmission-cli goes on seeding, so for it the files are
-    /// compared until they match and it reports `Seeding`.
+    /// Waits until this downloader exits with status 0, as each client does
+    /// once every piece is verified (Transmission because its seed ratio
+    /// limit is 0), then compares what it wrote with the source.
     pub fn wait_complete(&mut self, made: &Made) {
         let dest = self.dest.clone().expect("a downloader");
-        let source = made.content();
         let name = self.proc.name().to_string();
-        match self.client {
-            Client::Transmission => {
-                wait_until(&format!("{name} to finish"), DOWNLOAD_TIMEOUT, || {
-                    if let Some(status) = self.proc.exited() {
-                        panic!("{name} exited ({status}) before finishing");
-                    }
-                    // Transmission 3.00 does not create zero-length files.
-                    self.proc.output().contains("Seeding") && same_content(&source, &dest, true)
-                });
-            }
-            _ => {
-                let status = self.proc.wait_exit(DOWNLOAD_TIMEOUT);
-                assert!(status.success(), "{name} failed: {status}");
-                if let Some(difference) = first_difference(&source, &dest, false) {
-                    panic!("{name} finished but {difference}");
-                }
-            }
+        let status = self.proc.wait_exit(DOWNLOAD_TIMEOUT);
+        assert!(status.success(), "{name} failed: {status}");
+        // Transmission 3.00 does not create zero-length files.
+        let skip_empty = self.client == Client::Transmission;
+        if let Some(difference) = first_difference(&made.content(), &dest, skip_empty) {
+            panic!("{name} finished but {difference}");
         }
     }
 
@@ -222,9 +208,12 @@ fn aria2(dir: &Path, port: u16) -> Command {
 }
 
 /// transmission-cli with a settings file for loopback only, saving into (or
-/// seeding from) `dir`.
-fn transmission(made: &Made, dir: &Path, port: u16, work: &Path) -> Command {
+/// seeding from) `dir`. A downloader gets a seed ratio limit of 0, so it
+/// exits as soon as its download is complete and verified.
+fn transmission(made: &Made, dir: &Path, port: u16, work: &Path, downloading: bool) -> Command {
     require("transmission-cli", "transmission-cli");
+    require("stdbuf", "coreutils");
+    // A fresh config folder each run: Transmission keeps resume data there.
     let config = work.join(format!("transmission-config-{port}"));
     fs::create_dir_all(&config).unwrap();
     let settings = format!(
@@ -234,23 +223,30 @@ fn transmission(made: &Made, dir: &Path, port: u16, work: &Path) -> Command {
     "pex-enabled": false,
     "utp-enabled": false,
     "port-forwarding-enabled": false,
+    "blocklist-enabled": false,
+    "rpc-enabled": false,
     "encryption": 0,
     "peer-port": {port},
     "peer-port-random-on-start": false,
     "bind-address-ipv4": "127.0.0.1",
     "rename-partial-files": false,
+    "incomplete-dir-enabled": false,
     "speed-limit-up-enabled": false,
     "speed-limit-down-enabled": false,
-    "ratio-limit-enabled": false,
+    "alt-speed-enabled": false,
+    "ratio-limit-enabled": {downloading},
+    "ratio-limit": 0,
     "idle-seeding-limit-enabled": false,
     "message-level": 2
 }}
 "#
     );
     fs::write(config.join("settings.json"), settings).unwrap();
-    let mut command = Command::new("transmission-cli");
+    // Its status lines go to stdout, block-buffered into a file: unbuffer
+    // them so `Seeding` is seen when it happens.
+    let mut command = Command::new("stdbuf");
     command
-        .arg("-g")
+        .args(["-o0", "transmission-cli", "-g"])
         .arg(&config)
         .arg("-w")
         .arg(dir)

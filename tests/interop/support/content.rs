@@ -110,12 +110,6 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
     }
 }
 
-/// Whether `actual` holds every file of `expected` with the same bytes.
-/// `skip_empty` leaves out zero-length files, which Transmission does not create.
-pub fn same_content(expected: &Path, actual: &Path, skip_empty: bool) -> bool {
-    first_difference(expected, actual, skip_empty).is_none()
-}
-
 /// The first file of `expected` that `actual` lacks or holds different
 /// bytes for, described; `None` when they are the same.
 pub fn first_difference(expected: &Path, actual: &Path, skip_empty: bool) -> Option<String> {
