@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads a torrent's content, verifying every
@@ -82,7 +83,22 @@ pub struct Args {
     /// Seconds to wait for a tracker's answer.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub tracker_timeout: u64,
+
+    /// Peers we upload to at once, chosen every 10 s by the rate they give
+    /// us (or take from us while seeding), plus one optimistic slot that
+    /// moves every 30 s.
+    #[arg(long, default_value_t = DEFAULT_UPLOAD_SLOTS, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub upload_slots: usize,
+
+    /// Most peer connections at once, both directions.
+    #[arg(long, default_value_t = DEFAULT_MAX_PEERS, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_peers: usize,
 }
+
+/// Peer connections allowed unless `--max-peers` says otherwise.
+pub const DEFAULT_MAX_PEERS: usize = 50;
 
 impl Args {
     /// Validates the arguments into a session configuration.
@@ -113,6 +129,8 @@ impl Args {
             peers,
             live_progress,
             tracker_timeout: Duration::from_secs(self.tracker_timeout.max(1)),
+            upload_slots: self.upload_slots,
+            max_peers: self.max_peers,
         })
     }
 }

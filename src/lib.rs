@@ -33,11 +33,13 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
 pub mod cli;
 pub mod error;
 pub mod layout;
 pub mod metainfo;
 pub mod peer;
+pub mod peer_list;
 pub mod piece_manager;
 pub mod piece_picker;
 pub mod progress;

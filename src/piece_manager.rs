@@ -21,13 +21,18 @@ use log::{debug, info, warn};
 use sha1::{Digest, Sha1};
 
 use crate::bitfield::Bitfield;
+use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
 use crate::layout::BLOCK_LEN;
-use crate::peer::conn::PIPELINE_BLOCKS;
+use crate::peer::conn::pipeline_for_rate;
 use crate::peer::wire::PeerId;
-use crate::peer::{self, CommandSender, Origin, PeerCommand, PeerContext, PeerKey};
+use crate::peer::{
+    self, CommandSender, Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob,
+};
+use crate::peer_list::PeerList;
 use crate::piece_picker::{PiecePicker, PieceState};
 use crate::progress::{Progress, Snapshot};
 use crate::storage::{Storage, StorageError};
+use crate::tracker::TrackerCommand;
 
 /// Everything the piece manager hears about, on one channel.
 #[derive(Debug)]
@@ -55,21 +60,27 @@ pub enum PeerEvent {
         /// The remote's peer id.
         peer_id: PeerId,
     },
-    /// The remote's bitfield.
+    /// The remote's bitfield: every piece it has (it replaces what we knew,
+    /// since some clients send it late).
     Bitfield(Bitfield),
     /// The remote has a new piece.
     Have(u32),
+    /// The remote became interested (true) or not interested (false) in our pieces.
+    Interested(bool),
     /// The remote unchoked us: pieces may be assigned.
     Unchoked,
     /// The remote choked us: these assigned pieces were dropped.
     Choked {
-        /// Pieces given back.
-        pieces: Vec<u32>,
+        /// Pieces given back, with any blocks already received.
+        returned: Vec<Returned>,
     },
-    /// Pieces given back without being fetched.
+    /// Pieces given back unfinished: the remote stopped sending blocks
+    /// (`snubbed`), or it choked us before the piece could be requested.
     Released {
-        /// Pieces given back.
-        pieces: Vec<u32>,
+        /// Pieces given back, with any blocks already received.
+        returned: Vec<Returned>,
+        /// The remote is too slow to be given more than one piece at a time.
+        snubbed: bool,
     },
     /// A complete piece, not yet verified.
     Piece {
@@ -82,7 +93,20 @@ pub enum PeerEvent {
     Disconnected {
         /// Why.
         reason: String,
+        /// The remote broke the protocol: ban it.
+        violation: bool,
+        /// Pieces it was fetching, with any blocks already received.
+        returned: Vec<Returned>,
     },
+}
+
+/// An assigned piece a peer gives back unfinished.
+#[derive(Debug)]
+pub struct Returned {
+    /// Piece index.
+    pub index: u32,
+    /// The blocks received, if any.
+    pub partial: Option<Partial>,
 }
 
 /// How the manager's run ended.
@@ -94,24 +118,54 @@ pub enum Outcome {
     Stopped,
 }
 
-/// Hash failures after which a peer is disconnected and not dialled again.
-const MAX_HASH_FAILURES: u32 = 3;
-/// Most peer connections at once.
-const MAX_PEERS: usize = 50;
-/// How often the progress display is refreshed.
+/// Strikes after which a peer is banned: a bad piece it sent alone counts
+/// two, one it sent part of counts one, so a lone liar goes after two bad
+/// pieces and an unlucky honest peer is not banned for a liar's blocks.
+const BAN_STRIKES: u32 = 4;
+/// How often the progress display is refreshed and the peers' rates sampled.
 const TICK: Duration = Duration::from_millis(500);
 /// How long shutdown waits for peer threads to end.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
+/// With fewer connected peers than this, ask the tracker for more.
+const WANT_PEERS: usize = 10;
+/// Least time between two requests to the tracker for more peers.
+const MORE_PEERS_EVERY: Duration = Duration::from_secs(60);
+
+/// Limits and policy of a manager, from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagerConfig {
+    /// True when the session ends once complete (download mode).
+    pub stop_when_complete: bool,
+    /// Regular upload slots (see [`Choker`]).
+    pub upload_slots: usize,
+    /// Most peer connections at once, both directions.
+    pub max_peers: usize,
+}
 
 struct PeerSlot {
     addr: SocketAddr,
+    /// We dialled it (its address is in the peer list), rather than it us.
+    outgoing: bool,
     cmd_tx: CommandSender,
     thread: Option<JoinHandle<()>>,
     peer_id: Option<PeerId>,
     has: Bitfield,
+    /// The remote unchokes us.
     unchoked: bool,
+    /// The remote is interested in our pieces.
+    interested: bool,
+    /// We choke the remote (we start choking, as BEP 3 says).
+    am_choking: bool,
+    /// The remote stopped sending blocks: one piece at a time for it.
+    snubbed: bool,
     assigned: Vec<u32>,
-    hash_failures: u32,
+    counters: Arc<PeerCounters>,
+    /// Counters at the last one-second sample, and the rate from them.
+    sample: (u64, u64),
+    down_rate: u64,
+    /// Counters at the last choke evaluation, and the rate the choker uses.
+    choke_sample: (u64, u64),
+    choke_rate: u64,
 }
 
 /// The manager's state; [`PieceManager::run`] is the thread's body.
@@ -123,27 +177,38 @@ pub struct PieceManager {
     have: Bitfield,
     peers: HashMap<PeerKey, PeerSlot>,
     next_key: PeerKey,
-    banned: HashSet<SocketAddr>,
-    /// Pieces to assign per unchoked peer: enough to keep its pipeline full.
-    target_pieces: usize,
-    /// True when the session ends once complete (download mode).
-    stop_when_complete: bool,
+    peer_list: PeerList,
+    banned_ids: HashSet<PeerId>,
+    strikes: HashMap<SocketAddr, u32>,
+    /// Blocks of pieces whose fetchers choked us or left, kept to be finished.
+    partials: HashMap<u32, Partial>,
+    /// Peers that sent blocks of pieces not verified yet.
+    contributors: HashMap<u32, Vec<SocketAddr>>,
+    choker: Choker,
+    blocks_per_piece: usize,
+    config: ManagerConfig,
+    tracker_tx: Option<Sender<TrackerCommand>>,
+    asked_for_peers: Option<Instant>,
+    last_rate_sample: Instant,
+    last_choke: Instant,
     progress: Progress,
     finished: Vec<JoinHandle<()>>,
 }
 
 impl PieceManager {
-    /// A manager starting from the verified pieces in `have`.
+    /// A manager starting from the verified pieces in `have`. `tracker_tx`,
+    /// when there is a tracker, is used to ask it for more peers.
     pub fn new(
         ctx: Arc<PeerContext>,
         hashes: Vec<[u8; 20]>,
         have: &[bool],
-        stop_when_complete: bool,
+        config: ManagerConfig,
+        tracker_tx: Option<Sender<TrackerCommand>>,
         progress: Progress,
     ) -> PieceManager {
         let storage = Arc::clone(&ctx.storage);
         let layout = *storage.layout();
-        let blocks_per_piece = (layout.piece_len().div_ceil(BLOCK_LEN) as usize).max(1);
+        let now = Instant::now();
         PieceManager {
             ctx,
             storage,
@@ -152,9 +217,18 @@ impl PieceManager {
             have: Bitfield::from_bools(have),
             peers: HashMap::new(),
             next_key: 0,
-            banned: HashSet::new(),
-            target_pieces: PIPELINE_BLOCKS.div_ceil(blocks_per_piece) + 1,
-            stop_when_complete,
+            peer_list: PeerList::new(),
+            banned_ids: HashSet::new(),
+            strikes: HashMap::new(),
+            partials: HashMap::new(),
+            contributors: HashMap::new(),
+            choker: Choker::new(config.upload_slots),
+            blocks_per_piece: (layout.piece_len().div_ceil(BLOCK_LEN) as usize).max(1),
+            config,
+            tracker_tx,
+            asked_for_peers: None,
+            last_rate_sample: now,
+            last_choke: now,
             progress,
             finished: Vec::new(),
         }
@@ -175,7 +249,7 @@ impl PieceManager {
     fn event_loop(&mut self, events_rx: &Receiver<Event>) -> Result<Outcome, StorageError> {
         let mut next_tick = Instant::now();
         loop {
-            if self.stop_when_complete && self.picker.is_complete() {
+            if self.config.stop_when_complete && self.picker.is_complete() {
                 self.storage.sync()?;
                 info!(
                     "download complete: all {} pieces verified",
@@ -183,23 +257,66 @@ impl PieceManager {
                 );
                 return Ok(Outcome::Complete);
             }
-            if Instant::now() >= next_tick {
-                self.progress.update(&self.snapshot());
-                next_tick = Instant::now() + TICK;
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick(now);
+                next_tick = now + TICK;
             }
             match events_rx.recv_deadline(next_tick) {
                 Ok(Event::Peer { key, event }) => self.on_peer_event(key, event)?,
-                Ok(Event::Incoming(stream, addr)) => self.add_peer(addr, Origin::Incoming(stream)),
+                Ok(Event::Incoming(stream, addr)) => self.accept(stream, addr),
                 Ok(Event::Peers(addrs)) => {
+                    let now = Instant::now();
                     for addr in addrs {
-                        self.add_peer(addr, Origin::Outgoing(addr));
+                        self.peer_list.add(addr, now);
                     }
+                    self.dial_more(now);
                 }
                 Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     return Ok(Outcome::Stopped);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
+        }
+    }
+
+    /// Periodic work: progress, rates, choking, dialling, asking for peers.
+    fn tick(&mut self, now: Instant) {
+        self.progress.update(&self.snapshot());
+        let elapsed_ms = (now.duration_since(self.last_rate_sample).as_millis() as u64).max(1);
+        self.last_rate_sample = now;
+        for slot in self.peers.values_mut() {
+            let down = slot.counters.downloaded.load(Ordering::Relaxed);
+            let up = slot.counters.uploaded.load(Ordering::Relaxed);
+            slot.down_rate = (down - slot.sample.0) * 1000 / elapsed_ms;
+            slot.sample = (down, up);
+        }
+        if now.duration_since(self.last_choke) >= EVALUATE_EVERY {
+            let elapsed_ms = (now.duration_since(self.last_choke).as_millis() as u64).max(1);
+            self.last_choke = now;
+            // Tit for tat while downloading; while seeding, favour the peers
+            // that take the most, so the data spreads fastest.
+            let seeding = self.picker.is_complete();
+            for slot in self.peers.values_mut() {
+                let (down, up) = slot.sample;
+                let (down0, up0) = slot.choke_sample;
+                let delta = if seeding { up - up0 } else { down - down0 };
+                slot.choke_rate = delta * 1000 / elapsed_ms;
+                slot.choke_sample = (down, up);
+            }
+            self.rechoke(now);
+        }
+        self.dial_more(now);
+        let connected = self.peers.len();
+        let asked_lately = self
+            .asked_for_peers
+            .is_some_and(|at| now.duration_since(at) < MORE_PEERS_EVERY);
+        if connected < WANT_PEERS.min(self.config.max_peers) && !asked_lately {
+            if let Some(tx) = &self.tracker_tx {
+                debug!("{connected} peers connected, asking the tracker for more");
+                let _ = tx.send(TrackerCommand::NeedPeers);
+            }
+            self.asked_for_peers = Some(now);
         }
     }
 
@@ -217,40 +334,78 @@ impl PieceManager {
         }
     }
 
-    fn add_peer(&mut self, addr: SocketAddr, origin: Origin) {
-        if self.banned.contains(&addr) {
-            debug!("{addr}: banned, not connecting");
-            return;
+    /// Dials known addresses while there is room for more connections.
+    fn dial_more(&mut self, now: Instant) {
+        while self.peers.len() < self.config.max_peers {
+            let Some(addr) = self.peer_list.next_to_dial(now) else {
+                break;
+            };
+            if self.peers.values().any(|p| p.addr == addr) {
+                continue;
+            }
+            self.spawn_peer(addr, Origin::Outgoing(addr));
         }
-        // Peers on one host differ only by port, so an address is the unit here,
-        // and a dialled address already connected (either way) is skipped.
-        if matches!(origin, Origin::Outgoing(_)) && self.peers.values().any(|p| p.addr == addr) {
-            return;
+    }
+
+    /// Takes a connection the listener accepted, unless it is banned or we
+    /// are at the limit. Peers on one host differ only by port, so an IP
+    /// already connected is no reason to refuse.
+    fn accept(&mut self, stream: TcpStream, addr: SocketAddr) {
+        if self.peer_list.is_banned(addr) {
+            debug!("{addr}: banned, refusing the connection");
+        } else if self.peers.len() >= self.config.max_peers {
+            debug!(
+                "{addr}: at the limit of {} peers, refusing the connection",
+                self.config.max_peers
+            );
+        } else {
+            self.spawn_peer(addr, Origin::Incoming(stream));
         }
-        if self.peers.len() >= MAX_PEERS {
-            debug!("{addr}: at the limit of {MAX_PEERS} peers, not connecting");
-            return;
-        }
+    }
+
+    fn spawn_peer(&mut self, addr: SocketAddr, origin: Origin) {
         let key = self.next_key;
         self.next_key += 1;
+        let outgoing = matches!(origin, Origin::Outgoing(_));
         let (cmd_tx, cmd_rx) = unbounded();
-        match peer::spawn(key, addr, origin, Arc::clone(&self.ctx), cmd_rx) {
+        let counters = Arc::new(PeerCounters::default());
+        match peer::spawn(
+            key,
+            addr,
+            origin,
+            Arc::clone(&self.ctx),
+            Arc::clone(&counters),
+            cmd_rx,
+        ) {
             Ok(thread) => {
                 self.peers.insert(
                     key,
                     PeerSlot {
                         addr,
+                        outgoing,
                         cmd_tx,
                         thread: Some(thread),
                         peer_id: None,
                         has: Bitfield::new(self.have.piece_count()),
                         unchoked: false,
+                        interested: false,
+                        am_choking: true,
+                        snubbed: false,
                         assigned: Vec::new(),
-                        hash_failures: 0,
+                        counters,
+                        sample: (0, 0),
+                        down_rate: 0,
+                        choke_sample: (0, 0),
+                        choke_rate: 0,
                     },
                 );
             }
-            Err(e) => warn!("{addr}: cannot start a peer thread: {e}"),
+            Err(e) => {
+                warn!("{addr}: cannot start a peer thread: {e}");
+                if outgoing {
+                    self.peer_list.failed(addr, Instant::now());
+                }
+            }
         }
     }
 
@@ -268,7 +423,10 @@ impl PieceManager {
         match event {
             PeerEvent::Connected { peer_id } => {
                 let duplicate = self.peers.values().any(|p| p.peer_id == Some(peer_id));
-                if duplicate {
+                if self.banned_ids.contains(&peer_id) {
+                    debug!("peer id {peer_id:?} is banned, closing the connection");
+                    self.send(key, PeerCommand::Shutdown);
+                } else if duplicate {
                     debug!(
                         "peer id {peer_id:?} is already connected, closing the second connection"
                     );
@@ -304,44 +462,108 @@ impl PieceManager {
                 slot.has.set(index);
                 self.assign(key);
             }
+            PeerEvent::Interested(interested) => {
+                self.peers.get_mut(&key).expect("checked above").interested = interested;
+                self.rechoke(Instant::now());
+            }
             PeerEvent::Unchoked => {
                 self.peers.get_mut(&key).expect("checked above").unchoked = true;
                 self.assign(key);
             }
-            PeerEvent::Choked { pieces } => {
+            PeerEvent::Choked { returned } => {
                 self.peers.get_mut(&key).expect("checked above").unchoked = false;
-                self.release(key, &pieces);
+                self.take_back(key, returned);
                 self.assign_all();
             }
-            PeerEvent::Released { pieces } => {
-                self.release(key, &pieces);
+            PeerEvent::Released { returned, snubbed } => {
+                let slot = self.peers.get_mut(&key).expect("checked above");
+                if snubbed {
+                    debug!("{}: snubbed, its pieces go to other peers", slot.addr);
+                    slot.snubbed = true;
+                }
+                self.take_back(key, returned);
                 self.assign_all();
             }
             PeerEvent::Piece { index, data } => self.on_piece(key, index, data)?,
-            PeerEvent::Disconnected { reason } => {
+            PeerEvent::Disconnected {
+                reason,
+                violation,
+                returned,
+            } => {
+                self.take_back(key, returned);
                 let mut slot = self.peers.remove(&key).expect("checked above");
                 debug!("{}: gone ({reason})", slot.addr);
+                let now = Instant::now();
                 if slot.peer_id.is_some() {
                     self.ctx.stats.peers.fetch_sub(1, Ordering::Relaxed);
                     info!("{}: disconnected: {reason}", slot.addr);
+                }
+                if violation {
+                    self.ban(slot.addr, slot.peer_id, &reason);
+                } else if slot.outgoing {
+                    if slot.peer_id.is_some() {
+                        self.peer_list.disconnected(slot.addr, now);
+                    } else {
+                        self.peer_list.failed(slot.addr, now);
+                    }
                 }
                 self.picker.add_peer_pieces(&slot.has, -1);
                 for &index in &slot.assigned {
                     self.picker.release(index);
                 }
+                self.choker.remove(key);
                 self.finished.extend(slot.thread.take());
+                self.rechoke(now);
+                self.dial_more(now);
                 self.assign_all();
             }
         }
         Ok(())
     }
 
-    fn release(&mut self, key: PeerKey, pieces: &[u32]) {
+    /// Bans `addr` (and its peer id) for good and closes its connections.
+    fn ban(&mut self, addr: SocketAddr, peer_id: Option<PeerId>, reason: &str) {
+        if self.peer_list.is_banned(addr) {
+            return;
+        }
+        warn!("{addr}: banned: {reason}");
+        self.peer_list.ban(addr);
+        self.banned_ids.extend(peer_id);
+        self.ctx.stats.add_banned(addr);
+        for slot in self.peers.values() {
+            if slot.addr == addr || (peer_id.is_some() && slot.peer_id == peer_id) {
+                let _ = slot.cmd_tx.send(PeerCommand::Shutdown);
+            }
+        }
+    }
+
+    /// Takes back pieces a peer gives up, keeping any blocks it received so
+    /// the next peer finishes the piece instead of starting over.
+    fn take_back(&mut self, key: PeerKey, returned: Vec<Returned>) {
         let slot = self.peers.get_mut(&key).expect("caller checked the key");
-        for index in pieces {
-            if let Some(pos) = slot.assigned.iter().position(|i| i == index) {
-                slot.assigned.swap_remove(pos);
-                self.picker.release(*index);
+        for Returned { index, partial } in returned {
+            let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
+                continue;
+            };
+            slot.assigned.swap_remove(pos);
+            self.picker.release(index);
+            let Some(partial) = partial else {
+                continue;
+            };
+            if self.picker.state(index) == PieceState::Have {
+                continue;
+            }
+            let contributors = self.contributors.entry(index).or_default();
+            if !contributors.contains(&slot.addr) {
+                contributors.push(slot.addr);
+            }
+            let better = self
+                .partials
+                .get(&index)
+                .is_none_or(|kept| kept.received_count() < partial.received_count());
+            if better {
+                self.partials.insert(index, partial);
+                self.picker.set_partial(index, true);
             }
         }
     }
@@ -352,6 +574,7 @@ impl PieceManager {
             .downloaded
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let slot = self.peers.get_mut(&key).expect("caller checked the key");
+        slot.snubbed = false;
         let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
             debug!(
                 "{}: piece {index} was not assigned to it, ignoring",
@@ -366,22 +589,40 @@ impl PieceManager {
             self.assign(key);
             return Ok(());
         }
+        let mut contributors = self.contributors.remove(&index).unwrap_or_default();
+        if !contributors.contains(&addr) {
+            contributors.push(addr);
+        }
         let hash: [u8; 20] = Sha1::digest(&data).into();
         if hash != self.hashes[index as usize] {
             warn!("piece {index} failed hash check (from {addr})");
             self.picker.release(index);
-            let slot = self.peers.get_mut(&key).expect("caller checked the key");
-            slot.hash_failures += 1;
-            if slot.hash_failures >= MAX_HASH_FAILURES {
-                warn!("{addr}: sent {MAX_HASH_FAILURES} bad pieces, banning it");
-                self.banned.insert(addr);
-                self.send(key, PeerCommand::Shutdown);
+            // Any blocks kept for it are suspect too.
+            self.partials.remove(&index);
+            self.picker.set_partial(index, false);
+            let weight = if contributors.len() == 1 { 2 } else { 1 };
+            for contributor in contributors {
+                let strikes = self.strikes.entry(contributor).or_default();
+                *strikes += weight;
+                if *strikes >= BAN_STRIKES {
+                    let peer_id = self
+                        .peers
+                        .values()
+                        .find(|p| p.addr == contributor)
+                        .and_then(|p| p.peer_id);
+                    self.ban(
+                        contributor,
+                        peer_id,
+                        "sent pieces that failed the hash check",
+                    );
+                }
             }
             self.assign_all();
             return Ok(());
         }
         self.storage.write_piece(index, &data)?;
         self.picker.complete(index);
+        self.partials.remove(&index);
         self.have.set(index);
         let stats = &self.ctx.stats;
         stats.have_pieces.fetch_add(1, Ordering::Relaxed);
@@ -414,7 +655,8 @@ impl PieceManager {
         }
     }
 
-    /// Gives an unchoked peer pieces until it has [`Self::target_pieces`].
+    /// Gives an unchoked peer pieces until it has enough to keep its request
+    /// pipeline full at its current rate (one at a time while it is snubbed).
     fn assign(&mut self, key: PeerKey) {
         let Some(slot) = self.peers.get_mut(&key) else {
             return;
@@ -422,13 +664,55 @@ impl PieceManager {
         if !slot.unchoked || slot.peer_id.is_none() {
             return;
         }
-        while slot.assigned.len() < self.target_pieces {
+        let target = if slot.snubbed {
+            1
+        } else {
+            pipeline_for_rate(slot.down_rate, slot.sample.0 > 0).div_ceil(self.blocks_per_piece) + 1
+        };
+        while slot.assigned.len() < target {
             let Some(index) = self.picker.pick(&slot.has, &slot.assigned) else {
                 break;
             };
             self.picker.assign(index);
             slot.assigned.push(index);
-            let _ = slot.cmd_tx.send(PeerCommand::Download(index));
+            let partial = self.partials.remove(&index);
+            if partial.is_some() {
+                self.picker.set_partial(index, false);
+            }
+            let _ = slot
+                .cmd_tx
+                .send(PeerCommand::Download(PieceJob { index, partial }));
+        }
+    }
+
+    /// Applies the choker's choice: unchokes the chosen peers, chokes the rest.
+    fn rechoke(&mut self, now: Instant) {
+        let candidates: Vec<ChokeCandidate> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.peer_id.is_some())
+            .map(|(&key, p)| ChokeCandidate {
+                key,
+                interested: p.interested,
+                rate: p.choke_rate,
+            })
+            .collect();
+        let unchoked = self.choker.unchoked(now, &candidates);
+        for (key, slot) in &mut self.peers {
+            if slot.peer_id.is_none() {
+                continue;
+            }
+            let unchoke = unchoked.contains(key);
+            if unchoke == slot.am_choking {
+                slot.am_choking = !unchoke;
+                let command = if unchoke {
+                    PeerCommand::Unchoke
+                } else {
+                    PeerCommand::Choke
+                };
+                debug!("{}: {command:?}", slot.addr);
+                let _ = slot.cmd_tx.send(command);
+            }
         }
     }
 

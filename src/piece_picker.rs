@@ -4,16 +4,28 @@
 //! [`InFlight`](PieceState::InFlight) (assigned to one or more peers) or
 //! [`Missing`](PieceState::Missing), and changes state only through
 //! [`PiecePicker::assign`], [`PiecePicker::release`] and [`PiecePicker::complete`].
+//! Separately, a missing piece may be *partial*: some of its blocks arrived
+//! from a peer that then choked us or left, and the manager keeps them.
 //!
-//! Policy: rarest first among missing pieces the peer has (ties go to the lowest
-//! index); when nothing is missing that the peer could give, "endgame": the
-//! in-flight piece with the fewest holders is fetched from this peer too, so a
-//! slow peer cannot hold up the last pieces.
+//! Policy, in order, among the pieces the peer has and is not fetching yet:
+//! 1. a partial piece, so half-fetched pieces are finished (and verified and
+//!    shared) before new ones are started;
+//! 2. while fewer than [`RANDOM_FIRST_PIECES`] pieces are complete, a random
+//!    missing piece: the rarest are by definition slow to get, and a first
+//!    complete piece gives us something to trade at once;
+//! 3. the rarest missing piece (fewest connected peers have it), so rare
+//!    pieces spread before their holders leave; ties go to the lowest index;
+//! 4. endgame, once no piece is missing at all: the in-flight piece with the
+//!    fewest holders is fetched from this peer too (up to [`MAX_HOLDERS`]),
+//!    so a slow peer cannot hold up the last pieces; whichever copy arrives
+//!    first wins, and the others are cancelled.
 
 use crate::bitfield::Bitfield;
 
 /// Most peers fetching the same piece at once in endgame.
-const MAX_HOLDERS: u8 = 3;
+pub const MAX_HOLDERS: u8 = 3;
+/// Pieces picked at random before rarest-first takes over.
+pub const RANDOM_FIRST_PIECES: u32 = 4;
 
 /// The state of one piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +42,22 @@ pub enum PieceState {
 #[derive(Debug, Clone)]
 pub struct PiecePicker {
     state: Vec<PieceState>,
+    partial: Vec<bool>,
     availability: Vec<u32>,
     have_count: u32,
+    missing_count: u32,
+    rng: fastrand::Rng,
 }
 
 impl PiecePicker {
     /// A picker where `have[i]` says piece `i` is already verified.
     pub fn new(have: &[bool]) -> PiecePicker {
+        PiecePicker::with_rng(have, fastrand::Rng::new())
+    }
+
+    /// As [`PiecePicker::new`], with a given random generator (tests seed it).
+    pub fn with_rng(have: &[bool], rng: fastrand::Rng) -> PiecePicker {
+        let have_count = have.iter().filter(|&&h| h).count() as u32;
         PiecePicker {
             state: have
                 .iter()
@@ -48,8 +69,11 @@ impl PiecePicker {
                     }
                 })
                 .collect(),
+            partial: vec![false; have.len()],
             availability: vec![0; have.len()],
-            have_count: have.iter().filter(|&&h| h).count() as u32,
+            have_count,
+            missing_count: have.len() as u32 - have_count,
+            rng,
         }
     }
 
@@ -68,6 +92,11 @@ impl PiecePicker {
         self.have_count as usize == self.state.len()
     }
 
+    /// Whether every piece is had or being fetched: the endgame.
+    pub fn in_endgame(&self) -> bool {
+        self.missing_count == 0 && !self.is_complete()
+    }
+
     /// Counts a peer's pieces in (`delta` = 1, on its bitfield) or out (-1, when it leaves).
     pub fn add_peer_pieces(&mut self, has: &Bitfield, delta: i32) {
         for index in has.iter() {
@@ -83,37 +112,53 @@ impl PiecePicker {
         }
     }
 
+    /// Marks piece `index` as partly fetched (or no longer).
+    pub fn set_partial(&mut self, index: u32, partial: bool) {
+        self.partial[index as usize] = partial;
+    }
+
     /// The piece `peer_has` can give that should be fetched next, skipping the
     /// pieces in `already` (those this peer is fetching).
-    pub fn pick(&self, peer_has: &Bitfield, already: &[u32]) -> Option<u32> {
-        let candidates = peer_has.iter().filter(|i| !already.contains(i));
-        let mut best: Option<(u32, u32)> = None;
-        let mut endgame: Option<(u8, u32)> = None;
-        for index in candidates {
-            match self.state[index as usize] {
-                PieceState::Missing => {
-                    let rarity = self.availability[index as usize];
-                    if best.is_none_or(|(r, _)| rarity < r) {
-                        best = Some((rarity, index));
-                    }
-                }
-                PieceState::InFlight(holders)
-                    if holders < MAX_HOLDERS && endgame.is_none_or(|(h, _)| holders < h) =>
-                {
-                    endgame = Some((holders, index));
-                }
-                _ => {}
-            }
+    pub fn pick(&mut self, peer_has: &Bitfield, already: &[u32]) -> Option<u32> {
+        let missing: Vec<u32> = peer_has
+            .iter()
+            .filter(|&i| self.state[i as usize] == PieceState::Missing && !already.contains(&i))
+            .collect();
+        if let Some(&index) = missing.iter().find(|&&i| self.partial[i as usize]) {
+            return Some(index);
         }
-        best.map(|(_, i)| i).or(endgame.map(|(_, i)| i))
+        if !missing.is_empty() && self.have_count < RANDOM_FIRST_PIECES {
+            return Some(missing[self.rng.usize(..missing.len())]);
+        }
+        if let Some(&index) = missing
+            .iter()
+            .min_by_key(|&&i| (self.availability[i as usize], i))
+        {
+            return Some(index);
+        }
+        if !self.in_endgame() {
+            return None;
+        }
+        peer_has
+            .iter()
+            .filter(|i| !already.contains(i))
+            .filter_map(|i| match self.state[i as usize] {
+                PieceState::InFlight(holders) if holders < MAX_HOLDERS => Some((holders, i)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i)
     }
 
     /// Records that one more peer fetches piece `index`.
     pub fn assign(&mut self, index: u32) {
         let s = &mut self.state[index as usize];
         *s = match *s {
-            PieceState::Missing => PieceState::InFlight(1),
-            PieceState::InFlight(n) => PieceState::InFlight(n + 1),
+            PieceState::Missing => {
+                self.missing_count -= 1;
+                PieceState::InFlight(1)
+            }
+            PieceState::InFlight(n) => PieceState::InFlight(n.saturating_add(1)),
             PieceState::Have => PieceState::Have,
         };
     }
@@ -124,17 +169,25 @@ impl PiecePicker {
         let s = &mut self.state[index as usize];
         *s = match *s {
             PieceState::InFlight(n) if n > 1 => PieceState::InFlight(n - 1),
-            PieceState::InFlight(_) => PieceState::Missing,
+            PieceState::InFlight(_) => {
+                self.missing_count += 1;
+                PieceState::Missing
+            }
             other => other,
         };
     }
 
     /// Records that piece `index` is verified and written.
     pub fn complete(&mut self, index: u32) {
-        if self.state[index as usize] != PieceState::Have {
-            self.state[index as usize] = PieceState::Have;
-            self.have_count += 1;
+        let s = &mut self.state[index as usize];
+        match *s {
+            PieceState::Have => return,
+            PieceState::Missing => self.missing_count -= 1,
+            PieceState::InFlight(_) => {}
         }
+        *s = PieceState::Have;
+        self.partial[index as usize] = false;
+        self.have_count += 1;
     }
 }
 
@@ -150,23 +203,98 @@ mod tests {
         b
     }
 
+    /// A picker of `missing` missing pieces (indices 0..missing) followed by
+    /// enough had pieces that the random-first phase is over.
+    fn past_random_first(missing: u32) -> (PiecePicker, u32) {
+        let mut have = vec![false; missing as usize];
+        have.extend(std::iter::repeat_n(true, RANDOM_FIRST_PIECES as usize));
+        (PiecePicker::new(&have), have.len() as u32)
+    }
+
     #[test]
     fn picks_the_rarest_missing_piece_the_peer_has() {
-        let mut p = PiecePicker::new(&[false; 4]);
-        p.add_peer_pieces(&bits(&[0, 1, 2, 3], 4), 1);
-        p.add_peer_pieces(&bits(&[0, 1, 3], 4), 1);
-        p.add_peer_pieces(&bits(&[0, 3], 4), 1);
-        let peer = bits(&[0, 1, 2, 3], 4);
-        assert_eq!(p.pick(&peer, &[]), Some(2));
+        let (mut p, count) = past_random_first(4);
+        p.add_peer_pieces(&bits(&[0, 1, 2, 3], count), 1);
+        p.add_peer_pieces(&bits(&[0, 1, 3], count), 1);
+        p.add_peer_pieces(&bits(&[0, 3], count), 1);
+        p.add_have(3);
+        let peer = bits(&[0, 1, 2, 3], count);
+        assert_eq!(p.pick(&peer, &[]), Some(2), "held by one peer");
         p.assign(2);
-        assert_eq!(p.pick(&peer, &[2]), Some(1));
+        assert_eq!(p.pick(&peer, &[2]), Some(1), "held by two");
+        p.assign(1);
+        assert_eq!(p.pick(&peer, &[1, 2]), Some(0), "three, where 3 has four");
+    }
+
+    #[test]
+    fn the_first_pieces_are_picked_at_random_among_those_the_peer_has() {
+        let have = vec![false; 64];
+        let peer = bits(&(0..64).filter(|i| i % 2 == 0).collect::<Vec<_>>(), 64);
+        let mut picks = std::collections::HashSet::new();
+        for seed in 0..20 {
+            let mut p = PiecePicker::with_rng(&have, fastrand::Rng::with_seed(seed));
+            // Make piece 0 the rarest: rarest-first would always say 0.
+            p.add_peer_pieces(&bits(&(1..64).collect::<Vec<_>>(), 64), 1);
+            let index = p.pick(&peer, &[]).unwrap();
+            assert_eq!(index % 2, 0, "only pieces the peer has");
+            picks.insert(index);
+        }
+        assert!(picks.len() > 5, "random, not always the same: {picks:?}");
+    }
+
+    #[test]
+    fn random_first_ends_once_enough_pieces_are_complete() {
+        let mut p = PiecePicker::with_rng(&[false; 8], fastrand::Rng::with_seed(7));
+        p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 6], 8), 1);
+        for index in 0..RANDOM_FIRST_PIECES {
+            p.complete(index);
+        }
+        // Piece 7 is the only one nobody else has.
+        assert_eq!(p.pick(&bits(&[4, 5, 6, 7], 8), &[]), Some(7));
+    }
+
+    #[test]
+    fn partial_pieces_are_finished_before_new_ones_are_started() {
+        let (mut p, count) = past_random_first(4);
+        p.add_peer_pieces(&bits(&[0, 1, 2], count), 1);
+        let peer = bits(&[0, 1, 2, 3], count);
+        assert_eq!(p.pick(&peer, &[]), Some(3), "the rarest, with no partials");
+        p.set_partial(1, true);
+        assert_eq!(
+            p.pick(&peer, &[]),
+            Some(1),
+            "the partial piece, though common"
+        );
+        p.assign(1);
+        p.complete(1);
+        assert_eq!(p.pick(&peer, &[]), Some(3), "completing clears partial");
+        assert_eq!(
+            p.pick(&bits(&[0], count), &[]),
+            Some(0),
+            "a partial piece the peer lacks is not picked"
+        );
     }
 
     #[test]
     fn never_picks_pieces_we_have_or_the_peer_lacks() {
-        let p = PiecePicker::new(&[true, false, false]);
+        let mut p = PiecePicker::new(&[true, false, false]);
         assert_eq!(p.pick(&bits(&[0, 2], 3), &[]), Some(2));
         assert_eq!(p.pick(&bits(&[0], 3), &[]), None);
+    }
+
+    #[test]
+    fn endgame_starts_only_when_no_piece_is_missing() {
+        let mut p = PiecePicker::new(&[true, false, false]);
+        p.assign(1);
+        assert!(!p.in_endgame());
+        assert_eq!(
+            p.pick(&bits(&[1], 3), &[]),
+            None,
+            "piece 2 is still missing: no duplicate of 1 yet"
+        );
+        p.assign(2);
+        assert!(p.in_endgame());
+        assert_eq!(p.pick(&bits(&[1], 3), &[]), Some(1));
     }
 
     #[test]
@@ -182,6 +310,15 @@ mod tests {
     }
 
     #[test]
+    fn endgame_prefers_the_piece_with_the_fewest_holders() {
+        let mut p = PiecePicker::new(&[false, false]);
+        p.assign(0);
+        p.assign(0);
+        p.assign(1);
+        assert_eq!(p.pick(&bits(&[0, 1], 2), &[]), Some(1));
+    }
+
+    #[test]
     fn release_returns_a_piece_to_missing_when_its_last_holder_leaves() {
         let mut p = PiecePicker::new(&[false]);
         p.assign(0);
@@ -190,6 +327,7 @@ mod tests {
         assert_eq!(p.state(0), PieceState::InFlight(1));
         p.release(0);
         assert_eq!(p.state(0), PieceState::Missing);
+        assert!(!p.in_endgame());
     }
 
     #[test]
@@ -207,5 +345,6 @@ mod tests {
         );
         p.complete(1);
         assert!(p.is_complete());
+        assert!(!p.in_endgame());
     }
 }

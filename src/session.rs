@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::metainfo::{InfoHash, Metainfo};
 use crate::peer::PeerContext;
 use crate::peer::wire::PeerId;
-use crate::piece_manager::{Event, Outcome, PieceManager};
+use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::{Progress, check_bar};
 use crate::stats::Stats;
 use crate::storage::{Access, Storage, StorageError};
@@ -61,6 +61,11 @@ pub struct Config {
     pub live_progress: bool,
     /// Timeout of one tracker announce.
     pub tracker_timeout: Duration,
+    /// Regular upload slots (peers unchoked for their rate), besides the
+    /// optimistic one.
+    pub upload_slots: usize,
+    /// Most peer connections at once.
+    pub max_peers: usize,
 }
 
 /// Events may queue up to this many before peers wait: bounds memory held in
@@ -252,7 +257,20 @@ impl Session {
             events_tx: events_tx.clone(),
         });
         let progress = Progress::new(meta.total_len(), seeding, config.live_progress);
-        let manager = PieceManager::new(ctx, meta.piece_hashes.clone(), &have, !seeding, progress);
+        let tracker_channel = first_wait.map(|_| unbounded::<TrackerCommand>());
+        let manager_config = ManagerConfig {
+            stop_when_complete: !seeding,
+            upload_slots: config.upload_slots,
+            max_peers: config.max_peers,
+        };
+        let manager = PieceManager::new(
+            ctx,
+            meta.piece_hashes.clone(),
+            &have,
+            manager_config,
+            tracker_channel.as_ref().map(|(tx, _)| tx.clone()),
+            progress,
+        );
         let manager = thread::Builder::new()
             .name("piece-manager".into())
             .spawn(move || manager.run(events_rx))
@@ -271,9 +289,8 @@ impl Session {
                 .map_err(|e| Error::Thread(format!("cannot start the listener: {e}")))?
         };
 
-        let tracker = match first_wait {
-            Some(first_wait) => {
-                let (cmd_tx, cmd_rx) = unbounded();
+        let tracker = match first_wait.zip(tracker_channel) {
+            Some((first_wait, (cmd_tx, cmd_rx))) => {
                 let events_tx = events_tx.clone();
                 let on_peers = move |peers: Vec<SocketAddr>| {
                     let _ = events_tx.send(Event::Peers(peers));

@@ -2,8 +2,11 @@
 //!
 //! Plain atomics rather than messages: peer threads add to them per block
 //! served, the piece manager per piece, and the tracker and progress display
-//! only read them.
+//! only read them. The list of banned peers is the one exception, written
+//! only by the piece manager.
 
+use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Counters for one session.
@@ -19,9 +22,27 @@ pub struct Stats {
     pub have_pieces: AtomicU32,
     /// Peers past the handshake.
     pub peers: AtomicU32,
+    /// Addresses banned for lying or breaking the protocol, in order.
+    banned: Mutex<Vec<SocketAddr>>,
 }
 
 impl Stats {
+    /// Records that `addr` is banned.
+    pub fn add_banned(&self, addr: SocketAddr) {
+        self.banned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(addr);
+    }
+
+    /// The addresses banned so far.
+    pub fn banned(&self) -> Vec<SocketAddr> {
+        self.banned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)

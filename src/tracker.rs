@@ -376,12 +376,17 @@ impl Announcer for TrackerList {
 pub enum TrackerCommand {
     /// The download completed: announce `completed` now.
     Completed,
+    /// Too few peers are connected: announce early for more, if the
+    /// tracker's `min interval` allows it.
+    NeedPeers,
     /// Announce `stopped` and end the thread.
     Stop,
 }
 
 /// Default re-announce interval when the tracker names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
+/// Least time between two announces when the tracker names no `min interval`.
+const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// First retry delay after a failed announce; doubles up to the interval.
 pub const RETRY_DELAY: Duration = Duration::from_secs(15);
 
@@ -411,9 +416,19 @@ pub fn run_announce_loop(
 ) {
     let mut next = Instant::now() + first_wait;
     let mut retry = RETRY_DELAY;
+    // The first announce (before this thread) counts as the last one.
+    let mut last_announce = Instant::now();
+    let mut min_interval = DEFAULT_MIN_INTERVAL;
     loop {
         let event = match cmd_rx.recv_deadline(next) {
             Ok(TrackerCommand::Completed) => Some(Event::Completed),
+            Ok(TrackerCommand::NeedPeers) => {
+                if last_announce.elapsed() < min_interval {
+                    continue;
+                }
+                debug!("asking the tracker for more peers");
+                None
+            }
             Ok(TrackerCommand::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 match announcer.announce(&request(Some(Event::Stopped))) {
                     Ok(_) => info!("announced stopped"),
@@ -423,6 +438,7 @@ pub fn run_announce_loop(
             }
             Err(RecvTimeoutError::Timeout) => None,
         };
+        last_announce = Instant::now();
         match announcer.announce(&request(event)) {
             Ok(response) => {
                 if let Some(w) = &response.warning {
@@ -430,6 +446,9 @@ pub fn run_announce_loop(
                 }
                 info!("tracker answered with {} peers", response.peers.len());
                 next = Instant::now() + next_interval(&response);
+                min_interval = response
+                    .min_interval
+                    .map_or(DEFAULT_MIN_INTERVAL, Duration::from_secs);
                 retry = RETRY_DELAY;
                 on_peers(response.peers);
             }

@@ -17,10 +17,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use log::{debug, trace};
 
 use super::wire::{self, Handshake, Limits, Message, PeerId};
-use super::{Origin, PeerCommand, PeerContext, PeerKey};
+use super::{Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob};
 use crate::bitfield::Bitfield;
 use crate::layout::{BLOCK_LEN, Layout};
-use crate::piece_manager::{Event, PeerEvent};
+use crate::piece_manager::{Event, PeerEvent, Returned};
 
 /// How long to wait for a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,15 +38,61 @@ const BUSY_WAIT: Duration = Duration::from_millis(1);
 const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
 const WRITE_WAIT: Duration = Duration::from_millis(20);
-/// Block requests kept in flight to one peer.
-pub const PIPELINE_BLOCKS: usize = 128;
+/// Fewest block requests kept in flight to an unchoked peer.
+pub const MIN_PIPELINE: usize = 4;
+/// Most block requests kept in flight to one peer (4 MiB of blocks).
+pub const MAX_PIPELINE: usize = 256;
+/// Requests in flight to a new peer, before its rate is known.
+const START_PIPELINE: usize = 64;
+/// The pipeline holds what the peer delivers in this long: enough to cover
+/// the round trip and the remote's disk with room to spare.
+const PIPELINE_SECONDS: u64 = 2;
+/// How often the peer's rate is measured and the pipeline resized.
+const RATE_EVERY: Duration = Duration::from_secs(1);
+/// Requests outstanding with no block arriving for this long: the peer is
+/// snubbed, and its pieces go to other peers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A block of a piece we cancelled or were choked out of may still arrive
+/// for this long without being a protocol violation.
+const LATE_BLOCK_GRACE: Duration = Duration::from_secs(60);
 /// Stop reading blocks from disk for the remote while this much output is queued.
 const OUTPUT_HIGH_WATER: usize = 512 * 1024;
 /// Most requests from the remote held at once; common clients keep far fewer.
 const MAX_QUEUED_REQUESTS: usize = 2048;
 
 /// Why a connection ended: the text reaches the manager and the debug log.
-type Outcome = Result<(), String>;
+#[derive(Debug)]
+enum End {
+    /// The connection closed or failed: no one's fault.
+    Closed(String),
+    /// The remote broke the protocol; the manager bans it.
+    Violation(String),
+}
+
+impl From<String> for End {
+    fn from(reason: String) -> End {
+        End::Closed(reason)
+    }
+}
+
+impl From<&str> for End {
+    fn from(reason: &str) -> End {
+        End::Closed(reason.to_string())
+    }
+}
+
+type Outcome = Result<(), End>;
+
+/// Requests to keep in flight to a peer delivering `rate` bytes a second:
+/// [`PIPELINE_SECONDS`] of its data, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`];
+/// [`START_PIPELINE`] while its rate is not `measured` yet.
+pub fn pipeline_for_rate(rate: u64, measured: bool) -> usize {
+    if !measured {
+        return START_PIPELINE;
+    }
+    let blocks = rate * PIPELINE_SECONDS / u64::from(BLOCK_LEN);
+    (blocks as usize).clamp(MIN_PIPELINE, MAX_PIPELINE)
+}
 
 /// Runs one connection to its end and reports the end to the manager.
 pub fn run(
@@ -54,31 +100,34 @@ pub fn run(
     addr: SocketAddr,
     origin: Origin,
     ctx: &PeerContext,
+    counters: &PeerCounters,
     cmd_rx: &Receiver<PeerCommand>,
 ) {
-    let outcome = connect(origin, ctx).and_then(|(stream, peer_id)| {
-        debug!("{addr}: handshake done, peer id {peer_id:?}");
-        let layout = *ctx.storage.layout();
-        let mut conn = Conn::new(key, addr, stream, ctx, layout);
-        conn.send_event(PeerEvent::Connected { peer_id })?;
-        let have = match cmd_rx.recv_timeout(HANDSHAKE_TIMEOUT) {
-            Ok(PeerCommand::Start { have }) => have,
-            Ok(PeerCommand::Shutdown) => return Err("refused by the piece manager".into()),
-            Ok(other) => return Err(format!("unexpected first command {other:?}")),
-            Err(RecvTimeoutError::Timeout) => return Err("no answer from the piece manager".into()),
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        conn.run(have, cmd_rx)
-    });
-    let reason = match outcome {
-        Ok(()) => "closed".to_string(),
-        Err(reason) => reason,
+    let mut returned = Vec::new();
+    let outcome = connect(origin, ctx)
+        .map_err(End::Closed)
+        .and_then(|(stream, peer_id)| {
+            debug!("{addr}: handshake done, peer id {peer_id:?}");
+            let layout = *ctx.storage.layout();
+            let mut conn = Conn::new(key, addr, stream, ctx, counters, layout);
+            let result = conn.start(peer_id, cmd_rx);
+            returned = conn.return_jobs();
+            result
+        });
+    let (reason, violation) = match outcome {
+        Ok(()) => ("closed".to_string(), false),
+        Err(End::Closed(reason)) => (reason, false),
+        Err(End::Violation(reason)) => (reason, true),
     };
     debug!("{addr}: disconnected: {reason}");
     // A closed manager channel means the session is ending: nothing to report to.
     let _ = ctx.events_tx.send(Event::Peer {
         key,
-        event: PeerEvent::Disconnected { reason },
+        event: PeerEvent::Disconnected {
+            reason,
+            violation,
+            returned,
+        },
     });
 }
 
@@ -134,6 +183,58 @@ struct Job {
     remaining: usize,
 }
 
+impl Job {
+    /// A job for `piece`, starting from the blocks other peers delivered.
+    fn new(piece: PieceJob, layout: &Layout) -> Job {
+        let size = layout.piece_size(piece.index) as usize;
+        let block_count = layout.block_count(piece.index) as usize;
+        let (data, blocks) = match piece.partial {
+            Some(p) if p.data.len() == size && p.received.len() == block_count => {
+                let blocks = p
+                    .received
+                    .iter()
+                    .map(|&r| {
+                        if r {
+                            BlockState::Received
+                        } else {
+                            BlockState::Wanted
+                        }
+                    })
+                    .collect();
+                (p.data, blocks)
+            }
+            _ => (vec![0; size], vec![BlockState::Wanted; block_count]),
+        };
+        let remaining = blocks
+            .iter()
+            .filter(|&&b| b != BlockState::Received)
+            .count();
+        Job {
+            index: piece.index,
+            data,
+            blocks,
+            remaining,
+        }
+    }
+
+    /// The piece handed back: with its received blocks, if any arrived.
+    fn into_returned(self) -> Returned {
+        let received: Vec<bool> = self
+            .blocks
+            .iter()
+            .map(|&b| b == BlockState::Received)
+            .collect();
+        let partial = received.contains(&true).then_some(Partial {
+            data: self.data,
+            received,
+        });
+        Returned {
+            index: self.index,
+            partial,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockState {
     Wanted,
@@ -147,6 +248,7 @@ struct Conn<'a> {
     addr: SocketAddr,
     stream: TcpStream,
     ctx: &'a PeerContext,
+    counters: &'a PeerCounters,
     layout: Layout,
     limits: Limits,
     out: Vec<u8>,
@@ -157,10 +259,19 @@ struct Conn<'a> {
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
+    peer_interested: bool,
     jobs: Vec<Job>,
     in_flight: usize,
+    /// Requests kept in flight, sized to the peer's rate.
+    pipeline: usize,
+    /// When the last block arrived, or requests were sent after none were out.
+    last_progress: Instant,
+    /// Bytes received when the rate was last measured, and when.
+    rate_mark: (u64, Instant),
+    /// Pieces whose requests we cancelled or lost to a choke, and when:
+    /// their blocks may still arrive.
+    dropped: VecDeque<(u32, Instant)>,
     serve_queue: VecDeque<(u32, u32, u32)>,
-    received_any: bool,
     expect_command_until: Instant,
     last_sent: Instant,
     last_received: Instant,
@@ -172,13 +283,16 @@ impl<'a> Conn<'a> {
         addr: SocketAddr,
         stream: TcpStream,
         ctx: &'a PeerContext,
+        counters: &'a PeerCounters,
         layout: Layout,
     ) -> Conn<'a> {
+        let now = Instant::now();
         Conn {
             key,
             addr,
             stream,
             ctx,
+            counters,
             layout,
             limits: Limits {
                 piece_count: layout.piece_count(),
@@ -191,14 +305,44 @@ impl<'a> Conn<'a> {
             am_choking: true,
             am_interested: false,
             peer_choking: true,
+            peer_interested: false,
             jobs: Vec::new(),
             in_flight: 0,
+            pipeline: START_PIPELINE,
+            last_progress: now,
+            rate_mark: (0, now),
+            dropped: VecDeque::new(),
             serve_queue: VecDeque::new(),
-            received_any: false,
-            expect_command_until: Instant::now(),
-            last_sent: Instant::now(),
-            last_received: Instant::now(),
+            expect_command_until: now,
+            last_sent: now,
+            last_received: now,
         }
+    }
+
+    /// Reports the handshake, waits for the manager's answer, and runs.
+    fn start(&mut self, peer_id: PeerId, cmd_rx: &Receiver<PeerCommand>) -> Outcome {
+        self.send_event(PeerEvent::Connected { peer_id })?;
+        let have = match cmd_rx.recv_timeout(HANDSHAKE_TIMEOUT) {
+            Ok(PeerCommand::Start { have }) => have,
+            Ok(PeerCommand::Shutdown) => return Err("refused by the piece manager".into()),
+            Ok(other) => return Err(format!("unexpected first command {other:?}").into()),
+            Err(RecvTimeoutError::Timeout) => return Err("no answer from the piece manager".into()),
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        self.run(have, cmd_rx)
+    }
+
+    /// Every unfinished piece, handed back with its received blocks.
+    fn return_jobs(&mut self) -> Vec<Returned> {
+        let now = Instant::now();
+        self.in_flight = 0;
+        let jobs: Vec<Job> = self.jobs.drain(..).collect();
+        jobs.into_iter()
+            .map(|job| {
+                self.dropped.push_back((job.index, now));
+                job.into_returned()
+            })
+            .collect()
     }
 
     fn send_event(&mut self, event: PeerEvent) -> Outcome {
@@ -208,6 +352,7 @@ impl<'a> Conn<'a> {
                 | PeerEvent::Unchoked
                 | PeerEvent::Bitfield(_)
                 | PeerEvent::Have(_)
+                | PeerEvent::Interested(_)
         ) {
             // The manager usually answers these with new work: watch for it
             // closely for a moment rather than sleeping in read().
@@ -219,7 +364,7 @@ impl<'a> Conn<'a> {
                 key: self.key,
                 event,
             })
-            .map_err(|_| "session ended".to_string())
+            .map_err(|_| End::Closed("session ended".to_string()))
     }
 
     fn queue(&mut self, message: Message) {
@@ -248,13 +393,16 @@ impl<'a> Conn<'a> {
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            let now = Instant::now();
+            self.measure_rate(now);
+            self.check_request_timeout(now)?;
             self.fill_requests();
             self.fill_output()?;
             if self.last_sent.elapsed() >= KEEPALIVE_AFTER && self.pending_output() == 0 {
                 self.queue(Message::KeepAlive);
             }
             if self.last_received.elapsed() >= SILENCE_LIMIT {
-                return Err(format!("silent for {} s", SILENCE_LIMIT.as_secs()));
+                return Err(format!("silent for {} s", SILENCE_LIMIT.as_secs()).into());
             }
             self.write_some()?;
 
@@ -273,10 +421,10 @@ impl<'a> Conn<'a> {
                     self.last_received = Instant::now();
                 }
                 Err(e) if is_timeout(&e) => continue,
-                Err(e) => return Err(format!("read failed: {e}")),
+                Err(e) => return Err(format!("read failed: {e}").into()),
             }
             while let Some((message, used)) = Message::decode(&rbuf[start..end], self.limits)
-                .map_err(|e| format!("protocol error: {e}"))?
+                .map_err(|e| End::Violation(format!("protocol error: {e}")))?
             {
                 self.handle_message(message)?;
                 start += used;
@@ -288,6 +436,50 @@ impl<'a> Conn<'a> {
                 (start, end) = (0, end - start);
             }
         }
+    }
+
+    /// Resizes the pipeline to what the peer delivered in the last second:
+    /// [`PIPELINE_SECONDS`] of it, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`].
+    fn measure_rate(&mut self, now: Instant) {
+        let (mark, at) = self.rate_mark;
+        let elapsed = now.duration_since(at);
+        if elapsed < RATE_EVERY {
+            return;
+        }
+        let received = self.counters.downloaded.load(Ordering::Relaxed);
+        self.rate_mark = (received, now);
+        if self.in_flight == 0 && self.jobs.is_empty() {
+            // Nothing was asked: the rate says nothing about the peer.
+            return;
+        }
+        let rate = (received - mark) * 1000 / (elapsed.as_millis() as u64).max(1);
+        self.pipeline = pipeline_for_rate(rate, true);
+    }
+
+    /// Snubs a peer that has had requests outstanding for
+    /// [`REQUEST_TIMEOUT`] without sending a block: cancels them and gives
+    /// its pieces back, so other peers fetch them.
+    fn check_request_timeout(&mut self, now: Instant) -> Outcome {
+        if self.in_flight == 0 || now.duration_since(self.last_progress) < REQUEST_TIMEOUT {
+            return Ok(());
+        }
+        debug!(
+            "{}: no block for {} s, snubbed",
+            self.addr,
+            REQUEST_TIMEOUT.as_secs()
+        );
+        let jobs: Vec<Job> = self.jobs.drain(..).collect();
+        for job in &jobs {
+            self.cancel_requests(job);
+        }
+        self.jobs = jobs;
+        let returned = self.return_jobs();
+        self.pipeline = MIN_PIPELINE;
+        self.last_progress = now;
+        self.send_event(PeerEvent::Released {
+            returned,
+            snubbed: true,
+        })
     }
 
     fn pending_output(&self) -> usize {
@@ -305,7 +497,7 @@ impl<'a> Conn<'a> {
                 self.last_sent = Instant::now();
             }
             Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(format!("write failed: {e}")),
+            Err(e) => return Err(format!("write failed: {e}").into()),
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -319,21 +511,18 @@ impl<'a> Conn<'a> {
 
     fn handle_command(&mut self, command: PeerCommand) -> Outcome {
         match command {
-            PeerCommand::Download(index) => {
-                if self.peer_choking || self.jobs.iter().any(|j| j.index == index) {
+            PeerCommand::Download(piece) => {
+                if self.peer_choking || self.jobs.iter().any(|j| j.index == piece.index) {
                     // Choked since the manager decided: give the piece back.
+                    let index = piece.index;
+                    let partial = piece.partial;
                     self.send_event(PeerEvent::Released {
-                        pieces: vec![index],
+                        returned: vec![Returned { index, partial }],
+                        snubbed: false,
                     })?;
                 } else {
-                    let size = self.layout.piece_size(index) as usize;
-                    let block_count = self.layout.block_count(index) as usize;
-                    self.jobs.push(Job {
-                        index,
-                        data: vec![0; size],
-                        blocks: vec![BlockState::Wanted; block_count],
-                        remaining: block_count,
-                    });
+                    let job = Job::new(piece, &self.layout);
+                    self.jobs.push(job);
                 }
             }
             PeerCommand::Have(index) => {
@@ -345,8 +534,23 @@ impl<'a> Conn<'a> {
                     // Another peer delivered it first (endgame): withdraw our requests.
                     let job = self.jobs.remove(pos);
                     self.cancel_requests(&job);
+                    self.dropped.push_back((index, Instant::now()));
                 }
                 self.update_interest();
+            }
+            PeerCommand::Choke => {
+                if !self.am_choking {
+                    self.am_choking = true;
+                    // BEP 3: choking discards the remote's pending requests.
+                    self.serve_queue.clear();
+                    self.queue(Message::Choke);
+                }
+            }
+            PeerCommand::Unchoke => {
+                if self.am_choking {
+                    self.am_choking = false;
+                    self.queue(Message::Unchoke);
+                }
             }
             PeerCommand::Start { .. } => return Err("started twice".into()),
             PeerCommand::Shutdown => unreachable!("handled by the loop"),
@@ -354,6 +558,7 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
+    /// Sends `cancel` for every block of `job` still requested.
     fn cancel_requests(&mut self, job: &Job) {
         for (block, state) in job.blocks.iter().enumerate() {
             if *state == BlockState::Requested {
@@ -381,7 +586,7 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Keeps [`PIPELINE_BLOCKS`] requests in flight while unchoked.
+    /// Keeps the pipeline full while unchoked.
     fn fill_requests(&mut self) {
         if self.peer_choking {
             return;
@@ -389,7 +594,7 @@ impl<'a> Conn<'a> {
         let mut new = Vec::new();
         'jobs: for job in &mut self.jobs {
             for (block, state) in job.blocks.iter_mut().enumerate() {
-                if self.in_flight + new.len() >= PIPELINE_BLOCKS {
+                if self.in_flight + new.len() >= self.pipeline {
                     break 'jobs;
                 }
                 if *state == BlockState::Wanted {
@@ -397,6 +602,10 @@ impl<'a> Conn<'a> {
                     new.push((job.index, block as u32));
                 }
             }
+        }
+        if self.in_flight == 0 && !new.is_empty() {
+            // The request timeout counts from now, not from the last block.
+            self.last_progress = Instant::now();
         }
         self.in_flight += new.len();
         for (index, block) in new {
@@ -427,6 +636,9 @@ impl<'a> Conn<'a> {
                 .stats
                 .uploaded
                 .fetch_add(u64::from(length), Ordering::Relaxed);
+            self.counters
+                .uploaded
+                .fetch_add(u64::from(length), Ordering::Relaxed);
             trace!(
                 "{}: send piece {index} begin {begin} length {length}",
                 self.addr
@@ -437,22 +649,19 @@ impl<'a> Conn<'a> {
 
     fn handle_message(&mut self, message: Message) -> Outcome {
         trace!("{}: received {message:?}", self.addr);
-        let first = !self.received_any;
-        self.received_any = true;
         match message {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
             Message::Choke => {
                 if !self.peer_choking {
                     self.peer_choking = true;
                     // BEP 3: a choke discards every request we had outstanding.
-                    let pieces: Vec<u32> = self.jobs.drain(..).map(|j| j.index).collect();
-                    self.in_flight = 0;
+                    let returned = self.return_jobs();
                     debug!(
                         "{}: choked us, returning {} pieces",
                         self.addr,
-                        pieces.len()
+                        returned.len()
                     );
-                    self.send_event(PeerEvent::Choked { pieces })?;
+                    self.send_event(PeerEvent::Choked { returned })?;
                 }
             }
             Message::Unchoke => {
@@ -462,22 +671,23 @@ impl<'a> Conn<'a> {
                 }
             }
             Message::Interested => {
-                // Every interested peer gets an upload slot.
-                if self.am_choking {
-                    self.am_choking = false;
-                    self.queue(Message::Unchoke);
+                if !self.peer_interested {
+                    self.peer_interested = true;
+                    self.send_event(PeerEvent::Interested(true))?;
                 }
             }
             Message::NotInterested => {
-                if !self.am_choking {
-                    self.am_choking = true;
+                if self.peer_interested {
+                    self.peer_interested = false;
                     self.serve_queue.clear();
-                    self.queue(Message::Choke);
+                    self.send_event(PeerEvent::Interested(false))?;
                 }
             }
             Message::Have(index) => {
                 if index >= self.layout.piece_count() {
-                    return Err(format!("have for piece {index} out of range"));
+                    return Err(End::Violation(format!(
+                        "have for piece {index} out of range"
+                    )));
                 }
                 if self.they_have.set(index) {
                     self.send_event(PeerEvent::Have(index))?;
@@ -485,13 +695,11 @@ impl<'a> Conn<'a> {
                 self.update_interest();
             }
             Message::Bitfield(bits) => {
-                // BEP 3 puts the bitfield first, but aria2 1.36 sends one later,
-                // after `interested` and its first completed piece, instead of
+                // BEP 3 puts the bitfield first, but aria2 1.36 sends one later
+                // (after `interested` and its first completed piece) instead of
                 // `have`. Dropping it would lose a real client, so a late
-                // bitfield replaces what we knew of the remote's pieces.
-                if !first {
-                    debug!("{}: bitfield after the first message, accepted", self.addr);
-                }
+                // bitfield replaces what we knew of the remote's pieces. The
+                // decoder has already checked its length and spare bits.
                 self.they_have = Bitfield::from_payload(bits, self.layout.piece_count());
                 self.send_event(PeerEvent::Bitfield(self.they_have.clone()))?;
                 self.update_interest();
@@ -502,12 +710,14 @@ impl<'a> Conn<'a> {
                 length,
             } => {
                 if !self.layout.is_valid_request(index, begin, length) {
-                    return Err(format!(
+                    return Err(End::Violation(format!(
                         "invalid request: piece {index} begin {begin} length {length}"
-                    ));
+                    )));
                 }
                 if !self.we_have.has(index) {
-                    return Err(format!("request for piece {index}, which we do not have"));
+                    return Err(End::Violation(format!(
+                        "request for piece {index}, which we do not have"
+                    )));
                 }
                 if self.am_choking {
                     // Requests from a choked peer are dropped, as BEP 3 allows.
@@ -533,32 +743,55 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
+    /// Whether blocks of piece `index` may still arrive because we cancelled
+    /// its requests or were choked out of them a short while ago.
+    fn recently_dropped(&mut self, index: u32) -> bool {
+        let now = Instant::now();
+        while self
+            .dropped
+            .front()
+            .is_some_and(|&(_, at)| now.duration_since(at) > LATE_BLOCK_GRACE)
+        {
+            self.dropped.pop_front();
+        }
+        self.dropped.iter().any(|&(i, _)| i == index)
+    }
+
     fn receive_block(&mut self, index: u32, begin: u32, block: &[u8]) -> Outcome {
+        self.counters
+            .downloaded
+            .fetch_add(block.len() as u64, Ordering::Relaxed);
         let Some(pos) = self.jobs.iter().position(|j| j.index == index) else {
-            // A block we cancelled or were choked out of can still arrive.
-            debug!("{}: ignoring unrequested block of piece {index}", self.addr);
-            return Ok(());
+            if self.recently_dropped(index) {
+                debug!("{}: ignoring a late block of piece {index}", self.addr);
+                return Ok(());
+            }
+            return Err(End::Violation(format!(
+                "sent a block of piece {index}, which we did not request"
+            )));
         };
         let job = &mut self.jobs[pos];
         let block_no = begin / BLOCK_LEN;
         let expected_len = (block_no < job.blocks.len() as u32 && begin.is_multiple_of(BLOCK_LEN))
             .then(|| self.layout.block_size(index, block_no) as usize);
-        if expected_len != Some(block.len())
-            || job.blocks[block_no as usize] != BlockState::Requested
-        {
-            debug!(
-                "{}: ignoring unrequested block {index}/{begin}/{}",
-                self.addr,
+        if expected_len != Some(block.len()) {
+            return Err(End::Violation(format!(
+                "sent a block we did not request: piece {index} begin {begin} length {}",
                 block.len()
-            );
+            )));
+        }
+        if job.blocks[block_no as usize] != BlockState::Requested {
+            // A duplicate, or a block of an earlier request of this piece.
+            debug!("{}: ignoring unrequested block {index}/{begin}", self.addr);
             return Ok(());
         }
         job.data[begin as usize..begin as usize + block.len()].copy_from_slice(block);
         job.blocks[block_no as usize] = BlockState::Received;
         job.remaining -= 1;
         self.in_flight -= 1;
+        self.last_progress = Instant::now();
         if job.remaining == 0 {
-            let job = self.jobs.swap_remove(pos);
+            let job = self.jobs.remove(pos);
             self.send_event(PeerEvent::Piece {
                 index,
                 data: job.data,

@@ -11,12 +11,16 @@
 //!    [`PeerCommand::Shutdown`] if it refuses the peer); the thread sends the
 //!    bitfield as its first message.
 //! 4. Main loop ([`conn`]): the thread decodes messages, tells the manager what
-//!    the remote has and whether it chokes us, fetches the pieces the manager
-//!    assigns with many requests in flight, hands each complete piece to the
-//!    manager, and serves the remote's requests from [`Storage`].
-//! 5. On any exit a guard reports
+//!    the remote has, whether it chokes us and whether it is interested,
+//!    fetches the pieces the manager assigns with a request pipeline sized to
+//!    the remote's rate, hands each complete piece to the manager, and serves
+//!    the remote's requests from [`Storage`] while the manager has it unchoked.
+//!    A remote that stops sending blocks is snubbed: its pieces, with the
+//!    blocks already received, go back to the manager for other peers.
+//! 5. On any exit it reports
 //!    [`PeerEvent::Disconnected`](crate::piece_manager::PeerEvent::Disconnected)
-//!    with the reason, so the manager gives the peer's pieces to others.
+//!    with the reason (and whether the remote broke the protocol, which gets
+//!    it banned) and the unfinished pieces, so the manager gives them to others.
 //!
 //! Not owned here: which pieces to fetch (the manager decides) and the bytes
 //! of each message ([`wire`]).
@@ -26,6 +30,7 @@ pub mod wire;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -48,12 +53,51 @@ pub enum PeerCommand {
         /// Our verified pieces.
         have: Bitfield,
     },
-    /// Fetch piece `index` and report it when complete.
-    Download(u32),
+    /// Fetch a piece and report it when complete.
+    Download(PieceJob),
     /// We now have piece `index`: tell the remote, and stop fetching it if we were.
     Have(u32),
+    /// Stop uploading to the remote (send `choke`).
+    Choke,
+    /// Start uploading to the remote (send `unchoke`).
+    Unchoke,
     /// Close the connection.
     Shutdown,
+}
+
+/// A piece to fetch, with the blocks already received from other peers.
+#[derive(Debug)]
+pub struct PieceJob {
+    /// Piece index.
+    pub index: u32,
+    /// Blocks a previous peer delivered before it choked us or left.
+    pub partial: Option<Partial>,
+}
+
+/// The blocks of a piece received so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// The piece's bytes; only the received blocks are meaningful.
+    pub data: Vec<u8>,
+    /// Which blocks arrived.
+    pub received: Vec<bool>,
+}
+
+impl Partial {
+    /// How many blocks arrived.
+    pub fn received_count(&self) -> usize {
+        self.received.iter().filter(|&&r| r).count()
+    }
+}
+
+/// Per-connection byte counters, written by the peer thread and sampled by
+/// the manager to rate the peer for choking.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    /// Payload bytes received from the remote (every block, verified or not).
+    pub downloaded: AtomicU64,
+    /// Payload bytes sent to the remote.
+    pub uploaded: AtomicU64,
 }
 
 /// The sending end of a peer's command channel, kept by the manager.
@@ -91,9 +135,10 @@ pub fn spawn(
     addr: SocketAddr,
     origin: Origin,
     ctx: Arc<PeerContext>,
+    counters: Arc<PeerCounters>,
     cmd_rx: Receiver<PeerCommand>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("peer {addr}"))
-        .spawn(move || conn::run(key, addr, origin, &ctx, &cmd_rx))
+        .spawn(move || conn::run(key, addr, origin, &ctx, &counters, &cmd_rx))
 }

@@ -23,3 +23,15 @@ mod fixtures;
 /// Behaviours of real clients that broke interoperability, replayed by a
 /// scripted peer (each found by the interop suite in tests/interop).
 mod quirks;
+
+/// Misbehaving peers scripted over loopback next to a good seeder: the
+/// download completes, the liar is banned, the seeder stays up.
+mod hostile;
+
+/// Faults: a full disk stops the download with a clear error, and the data
+/// left behind resumes.
+mod faults;
+
+/// Property tests over the decoders: arbitrary bytes never panic nor
+/// allocate past the bounds; encode and decode round-trip.
+mod props;

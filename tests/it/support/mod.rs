@@ -2,6 +2,7 @@
 //! sessions and binary runs with guards that stop them, and a test tracker.
 
 pub mod bencode;
+pub mod hostile;
 pub mod peer;
 pub mod run;
 pub mod tracker;

@@ -23,6 +23,8 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         peers,
         live_progress: false,
         tracker_timeout: Duration::from_secs(5),
+        upload_slots: bittorrent::choker::DEFAULT_UPLOAD_SLOTS,
+        max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
     }
 }
 

@@ -1,0 +1,191 @@
+//! Faults of the machine rather than of peers: a disk that fills up during a
+//! download. The binary must stop with a clear error and a non-zero exit,
+//! every piece it reported verified must be intact on disk, and once space is
+//! freed the same command must resume from those pieces.
+//!
+//! The full disk is a small tmpfs, which needs root (as CI runs the tests).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::bencode::{TFile, make_torrent};
+use crate::support::*;
+
+const PIECE: usize = 64 * 1024;
+const PIECES: usize = 64;
+
+/// A tmpfs mounted on a folder, lazily unmounted when dropped (even when the
+/// test fails, and even if a process still has a file open on it).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount` reads it: "1m") on `dir`, or says
+    /// why it could not.
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Grows (or shrinks) the file system, keeping its files.
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// The pieces a run of the binary with `-vv` reported verified, from its
+/// "piece N verified (from ADDR)" debug lines.
+fn verified_pieces(stderr: &str) -> BTreeSet<u32> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split_once("] piece ")?.1;
+            let (index, rest) = rest.split_once(' ')?;
+            rest.starts_with("verified (from ")
+                .then(|| index.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// The pieces of `file` whose bytes equal `data`'s.
+fn correct_pieces(file: &Path, data: &[u8]) -> BTreeSet<u32> {
+    let on_disk = fs::read(file).unwrap();
+    assert_eq!(
+        on_disk.len(),
+        data.len(),
+        "{} has the wrong length",
+        file.display()
+    );
+    (0..PIECES)
+        .filter(|i| on_disk[i * PIECE..(i + 1) * PIECE] == data[i * PIECE..(i + 1) * PIECE])
+        .map(|i| i as u32)
+        .collect()
+}
+
+#[test]
+fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Declared after `dir`, so it is unmounted before the folder is removed.
+    let disk = match Tmpfs::mount(&dir.path().join("disk"), "1m") {
+        Ok(disk) => disk,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("the disk-full test needs root for a tmpfs, and CI must run it: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: the disk-full test needs root for a tmpfs ({e})");
+            return;
+        }
+    };
+
+    let data = content(PIECES * PIECE, 11);
+    let (bytes, _) = make_torrent(
+        "full.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        PIECE,
+        None,
+    );
+    let torrent = dir.path().join("full.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.path().join("full.bin");
+    fs::write(&source, &data).unwrap();
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let peer = seeder.addr.to_string();
+    let args = [
+        torrent.to_str().unwrap(),
+        "-d",
+        disk.dir.to_str().unwrap(),
+        "--peer",
+        &peer,
+        "--port",
+        "0",
+        "-vv",
+    ];
+    let target = disk.dir.join("full.bin");
+
+    // First run: 4 MiB into 1 MiB. The file itself is sparse, so the start
+    // succeeds and the disk fills while pieces are written.
+    let (status, stderr) = run_binary(&args, dir.path());
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot write {}", target.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("caused by: No space left on device"),
+        "{stderr}"
+    );
+    let claimed = verified_pieces(&stderr);
+    assert!(
+        !claimed.is_empty() && claimed.len() < PIECES,
+        "expected some but not all pieces verified before the disk filled, got {claimed:?}; stderr:\n{stderr}"
+    );
+    // Every piece reported verified is intact, and no other piece is complete:
+    // the piece being written when the disk filled is not half-claimed.
+    assert_eq!(
+        correct_pieces(&target, &data),
+        claimed,
+        "pieces on disk against pieces reported"
+    );
+
+    // Space is freed; the same command resumes from the claimed pieces and
+    // fetches only the others.
+    disk.resize("16m");
+    let (status, stderr) = run_binary(&args, dir.path());
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(stderr.contains("download complete"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "resuming: {} of {PIECES} pieces already verified",
+            claimed.len()
+        )),
+        "{stderr}"
+    );
+    let fetched = verified_pieces(&stderr);
+    assert!(
+        fetched.is_disjoint(&claimed),
+        "fetched again: {:?}",
+        fetched.intersection(&claimed).collect::<Vec<_>>()
+    );
+    assert_eq!(fetched.len() + claimed.len(), PIECES, "fetched {fetched:?}");
+    assert!(
+        fs::read(&target).unwrap() == data,
+        "the content differs from the source"
+    );
+}
