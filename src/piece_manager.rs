@@ -23,7 +23,7 @@ use sha1::{Digest, Sha1};
 use crate::bitfield::Bitfield;
 use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
 use crate::layout::BLOCK_LEN;
-use crate::peer::conn::pipeline_for_rate;
+use crate::peer::pipeline::pipeline_for_rate;
 use crate::peer::wire::PeerId;
 use crate::peer::{
     self, CommandSender, Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob,

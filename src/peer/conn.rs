@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use log::{debug, trace};
 
+use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
 use super::wire::{self, Handshake, Limits, Message, PeerId};
-use super::{Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob};
+use super::{Origin, PeerCommand, PeerContext, PeerCounters, PeerKey};
 use crate::bitfield::Bitfield;
-use crate::layout::{BLOCK_LEN, Layout};
+use crate::layout::Layout;
 use crate::piece_manager::{Event, PeerEvent, Returned};
 
 /// How long to wait for a TCP connection.
@@ -38,23 +39,8 @@ const BUSY_WAIT: Duration = Duration::from_millis(1);
 const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
 const WRITE_WAIT: Duration = Duration::from_millis(20);
-/// Fewest block requests kept in flight to an unchoked peer.
-pub const MIN_PIPELINE: usize = 4;
-/// Most block requests kept in flight to one peer (4 MiB of blocks).
-pub const MAX_PIPELINE: usize = 256;
-/// Requests in flight to a new peer, before its rate is known.
-const START_PIPELINE: usize = 64;
-/// The pipeline holds what the peer delivers in this long: enough to cover
-/// the round trip and the remote's disk with room to spare.
-const PIPELINE_SECONDS: u64 = 2;
 /// How often the peer's rate is measured and the pipeline resized.
 const RATE_EVERY: Duration = Duration::from_secs(1);
-/// Requests outstanding with no block arriving for this long: the peer is
-/// snubbed, and its pieces go to other peers.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A block of a piece we cancelled or were choked out of may still arrive
-/// for this long without being a protocol violation.
-const LATE_BLOCK_GRACE: Duration = Duration::from_secs(60);
 /// Stop reading blocks from disk for the remote while this much output is queued.
 const OUTPUT_HIGH_WATER: usize = 512 * 1024;
 /// Most requests from the remote held at once; common clients keep far fewer.
@@ -82,17 +68,6 @@ impl From<&str> for End {
 }
 
 type Outcome = Result<(), End>;
-
-/// Requests to keep in flight to a peer delivering `rate` bytes a second:
-/// [`PIPELINE_SECONDS`] of its data, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`];
-/// [`START_PIPELINE`] while its rate is not `measured` yet.
-pub fn pipeline_for_rate(rate: u64, measured: bool) -> usize {
-    if !measured {
-        return START_PIPELINE;
-    }
-    let blocks = rate * PIPELINE_SECONDS / u64::from(BLOCK_LEN);
-    (blocks as usize).clamp(MIN_PIPELINE, MAX_PIPELINE)
-}
 
 /// Runs one connection to its end and reports the end to the manager.
 pub fn run(
@@ -174,74 +149,6 @@ fn connect(origin: Origin, ctx: &PeerContext) -> Result<(TcpStream, PeerId), Str
     Ok((stream, theirs.peer_id))
 }
 
-/// A piece being fetched from this peer.
-struct Job {
-    index: u32,
-    data: Vec<u8>,
-    blocks: Vec<BlockState>,
-    /// Blocks not yet received.
-    remaining: usize,
-}
-
-impl Job {
-    /// A job for `piece`, starting from the blocks other peers delivered.
-    fn new(piece: PieceJob, layout: &Layout) -> Job {
-        let size = layout.piece_size(piece.index) as usize;
-        let block_count = layout.block_count(piece.index) as usize;
-        let (data, blocks) = match piece.partial {
-            Some(p) if p.data.len() == size && p.received.len() == block_count => {
-                let blocks = p
-                    .received
-                    .iter()
-                    .map(|&r| {
-                        if r {
-                            BlockState::Received
-                        } else {
-                            BlockState::Wanted
-                        }
-                    })
-                    .collect();
-                (p.data, blocks)
-            }
-            _ => (vec![0; size], vec![BlockState::Wanted; block_count]),
-        };
-        let remaining = blocks
-            .iter()
-            .filter(|&&b| b != BlockState::Received)
-            .count();
-        Job {
-            index: piece.index,
-            data,
-            blocks,
-            remaining,
-        }
-    }
-
-    /// The piece handed back: with its received blocks, if any arrived.
-    fn into_returned(self) -> Returned {
-        let received: Vec<bool> = self
-            .blocks
-            .iter()
-            .map(|&b| b == BlockState::Received)
-            .collect();
-        let partial = received.contains(&true).then_some(Partial {
-            data: self.data,
-            received,
-        });
-        Returned {
-            index: self.index,
-            partial,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlockState {
-    Wanted,
-    Requested,
-    Received,
-}
-
 /// The state of one live connection.
 struct Conn<'a> {
     key: PeerKey,
@@ -260,17 +167,10 @@ struct Conn<'a> {
     am_interested: bool,
     peer_choking: bool,
     peer_interested: bool,
-    jobs: Vec<Job>,
-    in_flight: usize,
-    /// Requests kept in flight, sized to the peer's rate.
-    pipeline: usize,
-    /// When the last block arrived, or requests were sent after none were out.
-    last_progress: Instant,
+    /// The pieces we fetch from the remote and our requests in flight.
+    pipeline: Pipeline,
     /// Bytes received when the rate was last measured, and when.
     rate_mark: (u64, Instant),
-    /// Pieces whose requests we cancelled or lost to a choke, and when:
-    /// their blocks may still arrive.
-    dropped: VecDeque<(u32, Instant)>,
     serve_queue: VecDeque<(u32, u32, u32)>,
     expect_command_until: Instant,
     last_sent: Instant,
@@ -306,12 +206,8 @@ impl<'a> Conn<'a> {
             am_interested: false,
             peer_choking: true,
             peer_interested: false,
-            jobs: Vec::new(),
-            in_flight: 0,
-            pipeline: START_PIPELINE,
-            last_progress: now,
+            pipeline: Pipeline::new(layout, now),
             rate_mark: (0, now),
-            dropped: VecDeque::new(),
             serve_queue: VecDeque::new(),
             expect_command_until: now,
             last_sent: now,
@@ -334,15 +230,7 @@ impl<'a> Conn<'a> {
 
     /// Every unfinished piece, handed back with its received blocks.
     fn return_jobs(&mut self) -> Vec<Returned> {
-        let now = Instant::now();
-        self.in_flight = 0;
-        let jobs: Vec<Job> = self.jobs.drain(..).collect();
-        jobs.into_iter()
-            .map(|job| {
-                self.dropped.push_back((job.index, now));
-                job.into_returned()
-            })
-            .collect()
+        self.pipeline.drop_all(Instant::now())
     }
 
     fn send_event(&mut self, event: PeerEvent) -> Outcome {
@@ -438,8 +326,7 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Resizes the pipeline to what the peer delivered in the last second:
-    /// [`PIPELINE_SECONDS`] of it, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`].
+    /// Resizes the pipeline to what the peer delivered in the last second.
     fn measure_rate(&mut self, now: Instant) {
         let (mark, at) = self.rate_mark;
         let elapsed = now.duration_since(at);
@@ -448,19 +335,19 @@ impl<'a> Conn<'a> {
         }
         let received = self.counters.downloaded.load(Ordering::Relaxed);
         self.rate_mark = (received, now);
-        if self.in_flight == 0 && self.jobs.is_empty() {
+        if self.pipeline.in_flight() == 0 {
             // Nothing was asked: the rate says nothing about the peer.
             return;
         }
         let rate = (received - mark) * 1000 / (elapsed.as_millis() as u64).max(1);
-        self.pipeline = pipeline_for_rate(rate, true);
+        self.pipeline.set_rate(rate);
     }
 
     /// Snubs a peer that has had requests outstanding for
     /// [`REQUEST_TIMEOUT`] without sending a block: cancels them and gives
     /// its pieces back, so other peers fetch them.
     fn check_request_timeout(&mut self, now: Instant) -> Outcome {
-        if self.in_flight == 0 || now.duration_since(self.last_progress) < REQUEST_TIMEOUT {
+        if !self.pipeline.timed_out(now) {
             return Ok(());
         }
         debug!(
@@ -468,18 +355,28 @@ impl<'a> Conn<'a> {
             self.addr,
             REQUEST_TIMEOUT.as_secs()
         );
-        let jobs: Vec<Job> = self.jobs.drain(..).collect();
-        for job in &jobs {
-            self.cancel_requests(job);
-        }
-        self.jobs = jobs;
-        let returned = self.return_jobs();
-        self.pipeline = MIN_PIPELINE;
-        self.last_progress = now;
+        let (cancels, returned) = self.pipeline.cancel_all(now);
+        self.queue_cancels(cancels);
+        self.pipeline.shrink();
         self.send_event(PeerEvent::Released {
             returned,
             snubbed: true,
         })
+    }
+
+    fn queue_cancels(&mut self, cancels: Vec<BlockRequest>) {
+        for BlockRequest {
+            index,
+            begin,
+            length,
+        } in cancels
+        {
+            self.queue(Message::Cancel {
+                index,
+                begin,
+                length,
+            });
+        }
     }
 
     fn pending_output(&self) -> usize {
@@ -512,7 +409,7 @@ impl<'a> Conn<'a> {
     fn handle_command(&mut self, command: PeerCommand) -> Outcome {
         match command {
             PeerCommand::Download(piece) => {
-                if self.peer_choking || self.jobs.iter().any(|j| j.index == piece.index) {
+                if self.peer_choking || self.pipeline.is_fetching(piece.index) {
                     // Choked since the manager decided: give the piece back.
                     let index = piece.index;
                     let partial = piece.partial;
@@ -521,8 +418,7 @@ impl<'a> Conn<'a> {
                         snubbed: false,
                     })?;
                 } else {
-                    let job = Job::new(piece, &self.layout);
-                    self.jobs.push(job);
+                    self.pipeline.add(piece);
                 }
             }
             PeerCommand::Have(index) => {
@@ -530,12 +426,9 @@ impl<'a> Conn<'a> {
                 if !self.they_have.has(index) {
                     self.queue(Message::Have(index));
                 }
-                if let Some(pos) = self.jobs.iter().position(|j| j.index == index) {
-                    // Another peer delivered it first (endgame): withdraw our requests.
-                    let job = self.jobs.remove(pos);
-                    self.cancel_requests(&job);
-                    self.dropped.push_back((index, Instant::now()));
-                }
+                // If another peer delivered it first (endgame), withdraw our requests.
+                let cancels = self.pipeline.cancel_piece(index, Instant::now());
+                self.queue_cancels(cancels);
                 self.update_interest();
             }
             PeerCommand::Choke => {
@@ -558,21 +451,6 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
-    /// Sends `cancel` for every block of `job` still requested.
-    fn cancel_requests(&mut self, job: &Job) {
-        for (block, state) in job.blocks.iter().enumerate() {
-            if *state == BlockState::Requested {
-                self.in_flight -= 1;
-                let block = block as u32;
-                self.queue(Message::Cancel {
-                    index: job.index,
-                    begin: block * BLOCK_LEN,
-                    length: self.layout.block_size(job.index, block),
-                });
-            }
-        }
-    }
-
     /// Sends `interested` or `not interested` when the answer changes.
     fn update_interest(&mut self) {
         let interested = self.they_have.has_any_missing_from(&self.we_have);
@@ -591,28 +469,15 @@ impl<'a> Conn<'a> {
         if self.peer_choking {
             return;
         }
-        let mut new = Vec::new();
-        'jobs: for job in &mut self.jobs {
-            for (block, state) in job.blocks.iter_mut().enumerate() {
-                if self.in_flight + new.len() >= self.pipeline {
-                    break 'jobs;
-                }
-                if *state == BlockState::Wanted {
-                    *state = BlockState::Requested;
-                    new.push((job.index, block as u32));
-                }
-            }
-        }
-        if self.in_flight == 0 && !new.is_empty() {
-            // The request timeout counts from now, not from the last block.
-            self.last_progress = Instant::now();
-        }
-        self.in_flight += new.len();
-        for (index, block) in new {
-            let length = self.layout.block_size(index, block);
+        for BlockRequest {
+            index,
+            begin,
+            length,
+        } in self.pipeline.next_requests(Instant::now())
+        {
             self.queue(Message::Request {
                 index,
-                begin: block * BLOCK_LEN,
+                begin,
                 length,
             });
         }
@@ -743,61 +608,24 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
-    /// Whether blocks of piece `index` may still arrive because we cancelled
-    /// its requests or were choked out of them a short while ago.
-    fn recently_dropped(&mut self, index: u32) -> bool {
-        let now = Instant::now();
-        while self
-            .dropped
-            .front()
-            .is_some_and(|&(_, at)| now.duration_since(at) > LATE_BLOCK_GRACE)
-        {
-            self.dropped.pop_front();
-        }
-        self.dropped.iter().any(|&(i, _)| i == index)
-    }
-
     fn receive_block(&mut self, index: u32, begin: u32, block: &[u8]) -> Outcome {
         self.counters
             .downloaded
             .fetch_add(block.len() as u64, Ordering::Relaxed);
-        let Some(pos) = self.jobs.iter().position(|j| j.index == index) else {
-            if self.recently_dropped(index) {
+        match self
+            .pipeline
+            .on_block(index, begin, block, Instant::now())
+            .map_err(End::Violation)?
+        {
+            BlockOutcome::Stored => Ok(()),
+            BlockOutcome::Ignored => {
                 debug!("{}: ignoring a late block of piece {index}", self.addr);
-                return Ok(());
+                Ok(())
             }
-            return Err(End::Violation(format!(
-                "sent a block of piece {index}, which we did not request"
-            )));
-        };
-        let job = &mut self.jobs[pos];
-        let block_no = begin / BLOCK_LEN;
-        let expected_len = (block_no < job.blocks.len() as u32 && begin.is_multiple_of(BLOCK_LEN))
-            .then(|| self.layout.block_size(index, block_no) as usize);
-        if expected_len != Some(block.len()) {
-            return Err(End::Violation(format!(
-                "sent a block we did not request: piece {index} begin {begin} length {}",
-                block.len()
-            )));
+            BlockOutcome::Completed { index, data } => {
+                self.send_event(PeerEvent::Piece { index, data })
+            }
         }
-        if job.blocks[block_no as usize] != BlockState::Requested {
-            // A duplicate, or a block of an earlier request of this piece.
-            debug!("{}: ignoring unrequested block {index}/{begin}", self.addr);
-            return Ok(());
-        }
-        job.data[begin as usize..begin as usize + block.len()].copy_from_slice(block);
-        job.blocks[block_no as usize] = BlockState::Received;
-        job.remaining -= 1;
-        self.in_flight -= 1;
-        self.last_progress = Instant::now();
-        if job.remaining == 0 {
-            let job = self.jobs.remove(pos);
-            self.send_event(PeerEvent::Piece {
-                index,
-                data: job.data,
-            })?;
-        }
-        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 //! of each message ([`wire`]).
 
 pub mod conn;
+pub mod pipeline;
 pub mod wire;
 
 use std::net::{SocketAddr, TcpStream};

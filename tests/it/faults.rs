@@ -4,11 +4,14 @@
 //! freed the same command must resume from those pieces.
 //!
 //! The full disk is a small tmpfs, which needs root (as CI runs the tests).
+//! A file size limit (`ulimit -f`), which does not, is met at start-up
+//! instead, when the file is sized.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Instant;
 
 use crate::support::bencode::{TFile, make_torrent};
 use crate::support::*;
@@ -65,6 +68,71 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Writes a 4 MiB torrent and its content into `dir`; returns the torrent's
+/// path, the content's path and the content.
+fn setup(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let data = content(PIECES * PIECE, 11);
+    let (bytes, _) = make_torrent(
+        "full.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        PIECE,
+        None,
+    );
+    let torrent = dir.join("full.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.join("full.bin");
+    fs::write(&source, &data).unwrap();
+    (torrent, source, data)
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the binary with `args` under a file size limit of `limit_kib` KiB,
+/// up to `TIMEOUT`; returns its status and stderr. SIGXFSZ is ignored, as a
+/// shell user's would not be, so the limit shows as the EFBIG error the
+/// client must report rather than as a kill.
+fn run_with_file_size_limit(limit_kib: u64, args: &[&str], log_dir: &Path) -> (ExitStatus, String) {
+    let stderr_path = log_dir.join("limited-stderr.txt");
+    let mut child = Killed(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bittorrent did not exit within {TIMEOUT:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, fs::read_to_string(&stderr_path).unwrap())
+}
+
 /// The pieces a run of the binary with `-vv` reported verified, from its
 /// "piece N verified (from ADDR)" debug lines.
 fn verified_pieces(stderr: &str) -> BTreeSet<u32> {
@@ -99,7 +167,9 @@ fn correct_pieces(file: &Path, data: &[u8]) -> BTreeSet<u32> {
 fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
     let dir = tempfile::tempdir().unwrap();
     // Declared after `dir`, so it is unmounted before the folder is removed.
-    let disk = match Tmpfs::mount(&dir.path().join("disk"), "1m") {
+    // 16 pieces and a half: the write of the 17th piece is torn, half of it
+    // reaching the disk before ENOSPC.
+    let disk = match Tmpfs::mount(&dir.path().join("disk"), "1056k") {
         Ok(disk) => disk,
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("the disk-full test needs root for a tmpfs, and CI must run it: {e}")
@@ -110,20 +180,7 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
         }
     };
 
-    let data = content(PIECES * PIECE, 11);
-    let (bytes, _) = make_torrent(
-        "full.bin",
-        &[TFile {
-            path: vec![],
-            data: data.clone(),
-        }],
-        PIECE,
-        None,
-    );
-    let torrent = dir.path().join("full.torrent");
-    fs::write(&torrent, bytes).unwrap();
-    let source = dir.path().join("full.bin");
-    fs::write(&source, &data).unwrap();
+    let (torrent, source, data) = setup(dir.path());
     let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
     let peer = seeder.addr.to_string();
     let args = [
@@ -184,6 +241,52 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
         fetched.intersection(&claimed).collect::<Vec<_>>()
     );
     assert_eq!(fetched.len() + claimed.len(), PIECES, "fetched {fetched:?}");
+    assert!(
+        fs::read(&target).unwrap() == data,
+        "the content differs from the source"
+    );
+}
+
+#[test]
+fn a_file_size_limit_is_a_clear_error_before_anything_is_fetched() {
+    // The client sizes the file when it opens it (sparse), so a limit below
+    // the file's length is met at once, not after part of the download.
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, source, data) = setup(dir.path());
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let dest = dir.path().join("out");
+    let peer = seeder.addr.to_string();
+    let args = [
+        torrent.to_str().unwrap(),
+        "-d",
+        dest.to_str().unwrap(),
+        "--peer",
+        &peer,
+        "--port",
+        "0",
+    ];
+    let target = dest.join("full.bin");
+
+    let (status, stderr) = run_with_file_size_limit(1024, &args, dir.path());
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot resize {}", target.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("caused by: File too large"), "{stderr}");
+    assert_eq!(
+        seeder
+            .stats
+            .uploaded
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing is fetched that could not be stored"
+    );
+
+    // Without the limit the same command completes over what was left.
+    let (status, stderr) = run_binary(&args, dir.path());
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
     assert!(
         fs::read(&target).unwrap() == data,
         "the content differs from the source"

@@ -18,6 +18,7 @@ fn seeder_keeps_serving_a_peer_that_sends_its_bitfield_late() {
     let piece_count = meta.layout.piece_count();
     let mut peer = ScriptedPeer::connect(seeder.addr, meta.info_hash, piece_count);
     peer.send(Message::Interested);
+    peer.wait_unchoke();
     peer.send(Message::Request {
         index: 0,
         begin: 0,

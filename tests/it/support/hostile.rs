@@ -49,6 +49,20 @@ pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 
+/// Polls `condition` every 20 ms until it holds; fails the test naming
+/// `what` if it does not within `within`. Returns how long it took.
+pub fn wait_for(what: &str, within: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
 /// What a scripted peer knows of the torrent: its identity and its content.
 #[derive(Clone)]
 pub struct Torrent {
@@ -165,6 +179,10 @@ pub struct Report {
     pub handshakes: usize,
     /// `request` messages received.
     pub requests_received: usize,
+    /// `cancel` messages received.
+    pub cancels_received: usize,
+    /// How long after the misbehaviour began the first `cancel` arrived.
+    pub first_cancel_after: Option<Duration>,
     /// `request` messages sent (by a [`RequestFlood`]).
     pub requests_sent: usize,
     /// `piece` messages sent, correct or not.
@@ -274,12 +292,13 @@ fn accept_loop(
     stop: &Arc<AtomicBool>,
 ) {
     let deadline = Instant::now() + TIMEOUT;
+    let peer_id = hostile_peer_id(listener.local_addr().map_or(0, |a| a.port()));
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         match listener.accept() {
             Ok((stream, remote)) => {
                 lock(report).connections += 1;
-                let mut conn = Conn::new(stream, torrent, report, stop, deadline);
+                let mut conn = Conn::new(stream, peer_id, torrent, report, stop, deadline);
                 let name = format!("hostile {remote}");
                 let thread = thread::Builder::new().name(name).spawn(move || {
                     let end = play(&mut conn, behaviour);
@@ -420,7 +439,7 @@ fn closes_after_a_few_bytes(conn: &mut Conn) -> Step<()> {
 fn sends_half_a_handshake(conn: &mut Conn) -> Step<()> {
     conn.read_handshake()?;
     conn.misbehaving();
-    let ours = Handshake::new(conn.torrent.info_hash, hostile_peer_id()).encode();
+    let ours = Handshake::new(conn.torrent.info_hash, conn.peer_id).encode();
     conn.send_raw(&ours[..wire::HANDSHAKE_LEN / 2])
 }
 
@@ -478,7 +497,8 @@ impl RequestFlood {
             let report = Arc::clone(&report);
             Worker::spawn(format!("flood {local_addr}"), move |stop| {
                 let deadline = Instant::now() + TIMEOUT;
-                let mut conn = Conn::new(stream, &torrent, &report, &stop, deadline);
+                let peer_id = hostile_peer_id(local_addr.port());
+                let mut conn = Conn::new(stream, peer_id, &torrent, &report, &stop, deadline);
                 let end = match flood {
                     Flood::InvalidRequests { count } => flood_invalid_requests(&mut conn, count),
                     Flood::ValidRequests { count } => flood_valid_requests(&mut conn, count),
@@ -578,6 +598,19 @@ enum End {
     Io(io::Error),
 }
 
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::ClosedByUs => f.write_str("closed by the script"),
+            End::ClosedByRemote => f.write_str("closed by the remote"),
+            End::Stopped => f.write_str("stopped"),
+            End::Protocol(e) => write!(f, "protocol error from the remote: {e}"),
+            End::BadHandshake(e) => write!(f, "bad handshake from the remote: {e}"),
+            End::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
 impl From<io::Error> for End {
     fn from(e: io::Error) -> End {
         match e.kind() {
@@ -605,6 +638,7 @@ enum Answer {
 /// One scripted connection: its socket, its read buffer and what it reports.
 struct Conn {
     stream: TcpStream,
+    peer_id: PeerId,
     torrent: Torrent,
     limits: Limits,
     buf: Vec<u8>,
@@ -618,6 +652,7 @@ struct Conn {
 impl Conn {
     fn new(
         stream: TcpStream,
+        peer_id: PeerId,
         torrent: &Torrent,
         report: &Arc<Mutex<Report>>,
         stop: &Arc<AtomicBool>,
@@ -634,6 +669,7 @@ impl Conn {
         }
         Conn {
             stream,
+            peer_id,
             torrent: torrent.clone(),
             limits: torrent.limits(),
             buf: Vec::new(),
@@ -661,8 +697,8 @@ impl Conn {
             let since = self.misbehaved_at.unwrap_or(self.started);
             report.dropped_after.push(since.elapsed());
         }
-        log::debug!(target: "hostile", "{remote}: ended: {end:?}");
-        report.endings.push(format!("{remote}: {end:?}"));
+        log::debug!(target: "hostile", "{remote}: ended: {end}");
+        report.endings.push(format!("{remote}: {end}"));
     }
 
     /// One read of at most [`POLL`]; `Ok(false)` when nothing arrived.
@@ -733,14 +769,14 @@ impl Conn {
     /// The answering side of the handshake: theirs first, then ours.
     fn accept_handshake(&mut self) -> Step<()> {
         self.read_handshake()?;
-        let ours = Handshake::new(self.torrent.info_hash, hostile_peer_id()).encode();
+        let ours = Handshake::new(self.torrent.info_hash, self.peer_id).encode();
         self.send_raw(&ours)
     }
 
     /// The dialling side of the handshake, then `interested`, then waits
     /// (at most [`UNCHOKE_WAIT`]) for `unchoke`.
     fn dial_handshake(&mut self) -> Step<()> {
-        let ours = Handshake::new(self.torrent.info_hash, hostile_peer_id()).encode();
+        let ours = Handshake::new(self.torrent.info_hash, self.peer_id).encode();
         self.send_raw(&ours)?;
         self.read_handshake()?;
         self.send(Message::Interested)?;
@@ -771,8 +807,16 @@ impl Conn {
                 Err(e) => return Err(End::Protocol(e)),
             };
             self.buf.drain(..used);
-            if let Incoming::Request { .. } = incoming {
-                lock(&self.report).requests_received += 1;
+            match incoming {
+                Incoming::Request { .. } => lock(&self.report).requests_received += 1,
+                Incoming::Cancel => {
+                    let mut report = lock(&self.report);
+                    report.cancels_received += 1;
+                    if report.first_cancel_after.is_none() {
+                        report.first_cancel_after = self.misbehaved_at.map(|at| at.elapsed());
+                    }
+                }
+                Incoming::Unchoke | Incoming::Other => {}
             }
             messages.push(incoming);
         }
@@ -838,6 +882,7 @@ impl Conn {
 enum Incoming {
     Unchoke,
     Request { index: u32, begin: u32, length: u32 },
+    Cancel,
     Other,
 }
 
@@ -854,11 +899,15 @@ impl From<Message<'_>> for Incoming {
                 begin,
                 length,
             },
+            Message::Cancel { .. } => Incoming::Cancel,
             _ => Incoming::Other,
         }
     }
 }
 
-fn hostile_peer_id() -> PeerId {
-    PeerId(*b"-HO0001-hostile-peer")
+/// A peer id of our own client style, distinct per scripted peer (`port`):
+/// sessions close a second connection with an id they already know.
+fn hostile_peer_id(port: u16) -> PeerId {
+    let id = format!("-HO0001-{port:012}");
+    PeerId(id.as_bytes().try_into().expect("20 bytes"))
 }

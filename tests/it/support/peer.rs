@@ -97,6 +97,12 @@ impl ScriptedPeer {
         }
     }
 
+    /// Reads messages until an `unchoke` arrives (a bitfield or `have` may
+    /// come first).
+    pub fn wait_unchoke(&mut self) {
+        while self.recv() != Received::Other("Unchoke".into()) {}
+    }
+
     /// Reads messages until a `piece` arrives and returns it.
     pub fn recv_piece(&mut self) -> (u32, u32, Vec<u8>) {
         loop {

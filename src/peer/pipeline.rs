@@ -1,0 +1,544 @@
+//! What we fetch from one peer: the pieces the manager assigned it, the
+//! block requests in flight, and the blocks received. Pure bookkeeping: no
+//! socket, time passed in, so the peer thread's request logic is unit-tested.
+//!
+//! - Requests are 16 KiB blocks (BEP 3; larger ones are refused by common
+//!   clients), kept in flight up to a depth sized to the peer's rate
+//!   ([`pipeline_for_rate`]): enough to cover the round trip, not so many
+//!   that a slow peer sits on blocks others could send.
+//! - A peer with requests outstanding and no block for [`REQUEST_TIMEOUT`] is
+//!   snubbed: the peer thread cancels its requests and gives its pieces back.
+//! - Pieces come back with the blocks already received ([`Returned`]), so the
+//!   next peer finishes them rather than starting over.
+//! - A block for a piece we cancelled (endgame) or were choked out of may
+//!   still arrive for a while and is ignored; any other block we did not ask
+//!   for is a protocol violation.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{Partial, PieceJob};
+use crate::layout::{BLOCK_LEN, Layout};
+use crate::piece_manager::Returned;
+
+/// Fewest block requests kept in flight to an unchoked peer.
+pub const MIN_PIPELINE: usize = 4;
+/// Most block requests kept in flight to one peer (4 MiB of blocks).
+pub const MAX_PIPELINE: usize = 256;
+/// Requests in flight to a new peer, before its rate is known.
+pub const START_PIPELINE: usize = 64;
+/// The pipeline holds what the peer delivers in this many seconds: enough
+/// to cover the round trip and the remote's disk with room to spare.
+const PIPELINE_SECONDS: u64 = 2;
+/// Requests outstanding with no block arriving for this long: the peer is
+/// snubbed, and its pieces go to other peers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A block of a piece we cancelled or were choked out of may still arrive
+/// for this long without being a protocol violation.
+const LATE_BLOCK_GRACE: Duration = Duration::from_secs(60);
+
+/// Requests to keep in flight to a peer delivering `rate` bytes a second:
+/// [`PIPELINE_SECONDS`] of its data, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`];
+/// [`START_PIPELINE`] while its rate is not `measured` yet.
+pub fn pipeline_for_rate(rate: u64, measured: bool) -> usize {
+    if !measured {
+        return START_PIPELINE;
+    }
+    let blocks = rate * PIPELINE_SECONDS / u64::from(BLOCK_LEN);
+    (blocks as usize).clamp(MIN_PIPELINE, MAX_PIPELINE)
+}
+
+/// One block request, as sent in `request` and `cancel` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRequest {
+    /// Piece index.
+    pub index: u32,
+    /// Offset in the piece.
+    pub begin: u32,
+    /// Bytes.
+    pub length: u32,
+}
+
+/// What an arriving block did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// Stored; the piece still misses blocks.
+    Stored,
+    /// The last block of the piece: here it is, whole and not yet verified.
+    Completed {
+        /// Piece index.
+        index: u32,
+        /// The piece's bytes.
+        data: Vec<u8>,
+    },
+    /// A block we no longer wanted (cancelled, choked out of, or a
+    /// duplicate): ignored.
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockState {
+    Wanted,
+    Requested,
+    Received,
+}
+
+/// A piece being fetched from this peer.
+#[derive(Debug)]
+struct Job {
+    index: u32,
+    data: Vec<u8>,
+    blocks: Vec<BlockState>,
+    /// Blocks not yet received.
+    remaining: usize,
+}
+
+impl Job {
+    /// A job for `piece`, starting from the blocks other peers delivered.
+    fn new(piece: PieceJob, layout: &Layout) -> Job {
+        let size = layout.piece_size(piece.index) as usize;
+        let block_count = layout.block_count(piece.index) as usize;
+        let (data, blocks) = match piece.partial {
+            Some(p) if p.data.len() == size && p.received.len() == block_count => {
+                let blocks = p
+                    .received
+                    .iter()
+                    .map(|&r| {
+                        if r {
+                            BlockState::Received
+                        } else {
+                            BlockState::Wanted
+                        }
+                    })
+                    .collect();
+                (p.data, blocks)
+            }
+            _ => (vec![0; size], vec![BlockState::Wanted; block_count]),
+        };
+        let remaining = blocks
+            .iter()
+            .filter(|&&b| b != BlockState::Received)
+            .count();
+        Job {
+            index: piece.index,
+            data,
+            blocks,
+            remaining,
+        }
+    }
+
+    /// The piece handed back: with its received blocks, if any arrived.
+    fn into_returned(self) -> Returned {
+        let received: Vec<bool> = self
+            .blocks
+            .iter()
+            .map(|&b| b == BlockState::Received)
+            .collect();
+        let partial = received.contains(&true).then_some(Partial {
+            data: self.data,
+            received,
+        });
+        Returned {
+            index: self.index,
+            partial,
+        }
+    }
+}
+
+/// Our downloads from one peer.
+#[derive(Debug)]
+pub struct Pipeline {
+    layout: Layout,
+    jobs: Vec<Job>,
+    in_flight: usize,
+    depth: usize,
+    /// When the last block arrived, or requests were sent after none were out.
+    last_progress: Instant,
+    /// Pieces whose requests we cancelled or lost to a choke, and when.
+    dropped: VecDeque<(u32, Instant)>,
+}
+
+impl Pipeline {
+    /// An empty pipeline for a torrent of `layout`.
+    pub fn new(layout: Layout, now: Instant) -> Pipeline {
+        Pipeline {
+            layout,
+            jobs: Vec::new(),
+            in_flight: 0,
+            depth: START_PIPELINE,
+            last_progress: now,
+            dropped: VecDeque::new(),
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Requests kept in flight at most.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Whether piece `index` is being fetched here.
+    pub fn is_fetching(&self, index: u32) -> bool {
+        self.jobs.iter().any(|j| j.index == index)
+    }
+
+    /// Whether any piece is assigned.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Adds a piece to fetch (ignored if it is already being fetched).
+    pub fn add(&mut self, piece: PieceJob) {
+        if !self.is_fetching(piece.index) {
+            self.jobs.push(Job::new(piece, &self.layout));
+        }
+    }
+
+    /// Resizes the depth for a peer delivering `rate` bytes a second.
+    pub fn set_rate(&mut self, rate: u64) {
+        self.depth = pipeline_for_rate(rate, true);
+    }
+
+    /// Collapses the depth to the minimum (a snubbed peer).
+    pub fn shrink(&mut self) {
+        self.depth = MIN_PIPELINE;
+    }
+
+    /// The requests to send now to keep [`Pipeline::depth`] in flight,
+    /// finishing the earliest assigned piece first.
+    pub fn next_requests(&mut self, now: Instant) -> Vec<BlockRequest> {
+        let mut new = Vec::new();
+        'jobs: for job in &mut self.jobs {
+            for (block, state) in job.blocks.iter_mut().enumerate() {
+                if self.in_flight + new.len() >= self.depth {
+                    break 'jobs;
+                }
+                if *state == BlockState::Wanted {
+                    *state = BlockState::Requested;
+                    let block = block as u32;
+                    new.push(BlockRequest {
+                        index: job.index,
+                        begin: block * BLOCK_LEN,
+                        length: self.layout.block_size(job.index, block),
+                    });
+                }
+            }
+        }
+        if self.in_flight == 0 && !new.is_empty() {
+            // The request timeout counts from now, not from the last block.
+            self.last_progress = now;
+        }
+        self.in_flight += new.len();
+        new
+    }
+
+    /// Takes an arriving block.
+    ///
+    /// # Errors
+    /// The protocol violation, when the block is one we never asked for.
+    pub fn on_block(
+        &mut self,
+        index: u32,
+        begin: u32,
+        block: &[u8],
+        now: Instant,
+    ) -> Result<BlockOutcome, String> {
+        let Some(pos) = self.jobs.iter().position(|j| j.index == index) else {
+            if self.recently_dropped(index, now) {
+                return Ok(BlockOutcome::Ignored);
+            }
+            return Err(format!(
+                "sent a block of piece {index}, which we did not request"
+            ));
+        };
+        let job = &mut self.jobs[pos];
+        let block_no = begin / BLOCK_LEN;
+        let expected_len = (block_no < job.blocks.len() as u32 && begin.is_multiple_of(BLOCK_LEN))
+            .then(|| self.layout.block_size(index, block_no) as usize);
+        if expected_len != Some(block.len()) {
+            return Err(format!(
+                "sent a block we did not request: piece {index} begin {begin} length {}",
+                block.len()
+            ));
+        }
+        if job.blocks[block_no as usize] != BlockState::Requested {
+            // A duplicate, or a block of an earlier request of this piece.
+            return Ok(BlockOutcome::Ignored);
+        }
+        job.data[begin as usize..begin as usize + block.len()].copy_from_slice(block);
+        job.blocks[block_no as usize] = BlockState::Received;
+        job.remaining -= 1;
+        self.in_flight -= 1;
+        self.last_progress = now;
+        if job.remaining > 0 {
+            return Ok(BlockOutcome::Stored);
+        }
+        let job = self.jobs.remove(pos);
+        Ok(BlockOutcome::Completed {
+            index,
+            data: job.data,
+        })
+    }
+
+    /// Stops fetching piece `index` (another peer delivered it): the cancels
+    /// to send for its outstanding requests.
+    pub fn cancel_piece(&mut self, index: u32, now: Instant) -> Vec<BlockRequest> {
+        let Some(pos) = self.jobs.iter().position(|j| j.index == index) else {
+            return Vec::new();
+        };
+        let job = self.jobs.remove(pos);
+        self.dropped.push_back((index, now));
+        let cancels = self.cancels_for(&job);
+        self.in_flight -= cancels.len();
+        cancels
+    }
+
+    /// Whether requests have been outstanding for [`REQUEST_TIMEOUT`] with
+    /// no block arriving.
+    pub fn timed_out(&self, now: Instant) -> bool {
+        self.in_flight > 0 && now.duration_since(self.last_progress) >= REQUEST_TIMEOUT
+    }
+
+    /// Gives up every piece (the peer is snubbed): the cancels to send, and
+    /// the pieces with their received blocks for the manager.
+    pub fn cancel_all(&mut self, now: Instant) -> (Vec<BlockRequest>, Vec<Returned>) {
+        let cancels = self.jobs.iter().flat_map(|j| self.cancels_for(j)).collect();
+        self.last_progress = now;
+        (cancels, self.drop_all(now))
+    }
+
+    /// Gives up every piece without cancels (the remote choked us, which
+    /// discards our requests, or the connection ended).
+    pub fn drop_all(&mut self, now: Instant) -> Vec<Returned> {
+        self.in_flight = 0;
+        let jobs: Vec<Job> = self.jobs.drain(..).collect();
+        jobs.into_iter()
+            .map(|job| {
+                self.dropped.push_back((job.index, now));
+                job.into_returned()
+            })
+            .collect()
+    }
+
+    fn cancels_for(&self, job: &Job) -> Vec<BlockRequest> {
+        job.blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| **state == BlockState::Requested)
+            .map(|(block, _)| BlockRequest {
+                index: job.index,
+                begin: block as u32 * BLOCK_LEN,
+                length: self.layout.block_size(job.index, block as u32),
+            })
+            .collect()
+    }
+
+    /// Whether blocks of piece `index` may still arrive because we gave it
+    /// up a short while ago.
+    fn recently_dropped(&mut self, index: u32, now: Instant) -> bool {
+        while self
+            .dropped
+            .front()
+            .is_some_and(|&(_, at)| now.duration_since(at) > LATE_BLOCK_GRACE)
+        {
+            self.dropped.pop_front();
+        }
+        self.dropped.iter().any(|&(i, _)| i == index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 pieces of 40 KiB (blocks of 16, 16 and 8 KiB), the last of 20 KiB.
+    fn layout() -> Layout {
+        Layout::new(40 * 1024 + 40 * 1024 + 20 * 1024, 40 * 1024).unwrap()
+    }
+
+    fn job(index: u32) -> PieceJob {
+        PieceJob {
+            index,
+            partial: None,
+        }
+    }
+
+    fn block(request: &BlockRequest) -> Vec<u8> {
+        vec![request.index as u8 + 1; request.length as usize]
+    }
+
+    #[test]
+    fn requests_fill_the_depth_in_piece_order_with_exact_block_sizes() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.add(job(2));
+        p.add(job(0));
+        let requests = p.next_requests(now);
+        let got: Vec<_> = requests
+            .iter()
+            .map(|r| (r.index, r.begin, r.length))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 0, 16384),
+                (2, 16384, 4096),
+                (0, 0, 16384),
+                (0, 16384, 16384),
+                (0, 32768, 8192)
+            ]
+        );
+        assert_eq!(p.in_flight(), 5);
+        assert!(p.next_requests(now).is_empty(), "all requested");
+    }
+
+    #[test]
+    fn depth_limits_requests_and_follows_the_rate() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.set_rate(0);
+        assert_eq!(p.depth(), MIN_PIPELINE);
+        p.set_rate(u64::MAX / 4);
+        assert_eq!(p.depth(), MAX_PIPELINE);
+        p.set_rate(u64::from(BLOCK_LEN) * 5);
+        assert_eq!(p.depth(), 10, "two seconds of five blocks a second");
+        p.shrink();
+        for i in 0..3 {
+            p.add(job(i));
+        }
+        assert_eq!(p.next_requests(now).len(), MIN_PIPELINE);
+    }
+
+    #[test]
+    fn the_last_block_completes_the_piece_with_every_byte_in_place() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.add(job(1));
+        let requests = p.next_requests(now);
+        let mut outcome = BlockOutcome::Ignored;
+        for r in requests.iter().rev() {
+            outcome = p.on_block(r.index, r.begin, &block(r), now).unwrap();
+        }
+        assert_eq!(
+            outcome,
+            BlockOutcome::Completed {
+                index: 1,
+                data: vec![2; 40 * 1024]
+            }
+        );
+        assert_eq!(p.in_flight(), 0);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_partial_piece_resumes_with_only_its_missing_blocks() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        let mut data = vec![0; 40 * 1024];
+        data[16384..32768].fill(9);
+        p.add(PieceJob {
+            index: 0,
+            partial: Some(Partial {
+                data,
+                received: vec![false, true, false],
+            }),
+        });
+        let requests = p.next_requests(now);
+        let begins: Vec<u32> = requests.iter().map(|r| r.begin).collect();
+        assert_eq!(begins, vec![0, 32768]);
+        p.on_block(0, 0, &[1; 16384], now).unwrap();
+        let BlockOutcome::Completed { data, .. } = p.on_block(0, 32768, &[1; 8192], now).unwrap()
+        else {
+            panic!("the piece is complete");
+        };
+        assert!(data[16384..32768].iter().all(|&b| b == 9), "kept blocks");
+        assert!(data[..16384].iter().all(|&b| b == 1));
+    }
+
+    #[test]
+    fn endgame_cancel_withdraws_only_the_outstanding_requests_and_tolerates_late_blocks() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.add(job(0));
+        let requests = p.next_requests(now);
+        p.on_block(0, 0, &block(&requests[0]), now).unwrap();
+        let cancels = p.cancel_piece(0, now);
+        let begins: Vec<u32> = cancels.iter().map(|c| c.begin).collect();
+        assert_eq!(begins, vec![16384, 32768], "not the block already here");
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!(
+            p.on_block(0, 16384, &[1; 16384], now + Duration::from_secs(1)),
+            Ok(BlockOutcome::Ignored),
+            "a block already on the wire when we cancelled"
+        );
+        assert!(
+            p.on_block(0, 16384, &[1; 16384], now + LATE_BLOCK_GRACE * 2)
+                .is_err(),
+            "long after, it is unsolicited"
+        );
+    }
+
+    #[test]
+    fn blocks_never_requested_are_violations() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        assert!(p.on_block(1, 0, &[0; 16384], now).is_err(), "unknown piece");
+        p.add(job(0));
+        p.next_requests(now);
+        let err = p.on_block(0, 100, &[0; 16384], now).unwrap_err();
+        assert!(err.contains("begin 100"), "{err}");
+        assert!(p.on_block(0, 0, &[0; 1000], now).is_err(), "wrong length");
+        assert_eq!(p.on_block(0, 0, &[0; 16384], now), Ok(BlockOutcome::Stored));
+        assert_eq!(
+            p.on_block(0, 0, &[0; 16384], now),
+            Ok(BlockOutcome::Ignored),
+            "a duplicate is harmless"
+        );
+    }
+
+    #[test]
+    fn a_peer_silent_with_requests_outstanding_times_out_and_gives_back_its_blocks() {
+        let start = Instant::now();
+        let mut p = Pipeline::new(layout(), start);
+        assert!(!p.timed_out(start + REQUEST_TIMEOUT * 2), "nothing asked");
+        p.add(job(0));
+        p.add(job(1));
+        let requests = p.next_requests(start);
+        p.on_block(0, 0, &block(&requests[0]), start + Duration::from_secs(3))
+            .unwrap();
+        let almost = start + Duration::from_secs(3) + REQUEST_TIMEOUT - Duration::from_millis(1);
+        assert!(!p.timed_out(almost), "the block reset the clock");
+        let late = start + Duration::from_secs(3) + REQUEST_TIMEOUT;
+        assert!(p.timed_out(late));
+        let (cancels, returned) = p.cancel_all(late);
+        assert_eq!(cancels.len(), requests.len() - 1);
+        assert_eq!(returned.len(), 2);
+        let partial = returned[0].partial.as_ref().expect("piece 0 had a block");
+        assert_eq!(partial.received, vec![true, false, false]);
+        assert!(returned[1].partial.is_none());
+        assert!(
+            !p.timed_out(late + REQUEST_TIMEOUT),
+            "nothing outstanding now"
+        );
+    }
+
+    #[test]
+    fn a_choke_drops_every_piece_without_cancels() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.add(job(2));
+        p.next_requests(now);
+        let returned = p.drop_all(now);
+        assert_eq!(returned.len(), 1);
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!(
+            p.on_block(2, 0, &[0; 16384], now),
+            Ok(BlockOutcome::Ignored),
+            "requests the remote may still have answered"
+        );
+    }
+}
