@@ -16,13 +16,21 @@
 //!
 //! A block's journey: the [`piece_manager`] assigns piece `i` to a peer thread
 //! ([`peer::PeerCommand::Download`]); the thread ([`peer::conn`]) keeps many
-//! 16 KiB requests in flight, copies each arriving block straight from its read
+//! 16 KiB requests in flight ([`peer::pipeline`]), copies each arriving block straight from its read
 //! buffer into the piece's buffer, and when the last block lands sends the whole
 //! piece to the manager ([`piece_manager::PeerEvent::Piece`]), one message per
 //! piece. The manager hashes it, writes it with positional I/O through
 //! [`storage::Storage`], marks it had in the [`piece_picker`], and tells every
 //! peer ([`peer::PeerCommand::Have`]). Peers serve other peers' requests by
 //! reading from the same storage.
+//!
+//! Policy is pure code too, each piece tested with a fake clock: the
+//! [`piece_picker`] (partial pieces first, a few random ones, then rarest
+//! first, and endgame), the [`choker`] (upload slots by rate plus an
+//! optimistic unchoke), the [`peer_list`] (whom to dial, backoff, bans), and
+//! each peer's request [`peer::pipeline`] (sized to its rate; a peer that
+//! stops sending blocks is snubbed and its pieces, with the blocks already
+//! received, go to others).
 //!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
 //! [`peer::wire`], and the URL and response half of [`tracker`]. Size arithmetic

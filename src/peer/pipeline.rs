@@ -29,7 +29,7 @@ pub const MAX_PIPELINE: usize = 256;
 pub const START_PIPELINE: usize = 64;
 /// The pipeline holds what the peer delivers in this many seconds: enough
 /// to cover the round trip and the remote's disk with room to spare.
-const PIPELINE_SECONDS: u64 = 2;
+pub const PIPELINE_SECONDS: u64 = 2;
 /// Requests outstanding with no block arriving for this long: the peer is
 /// snubbed, and its pieces go to other peers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -99,9 +99,9 @@ impl Drop for Killed {
 }
 
 /// Runs the binary with `args` under a file size limit of `limit_kib` KiB,
-/// up to `TIMEOUT`; returns its status and stderr. SIGXFSZ is ignored, as a
-/// shell user's would not be, so the limit shows as the EFBIG error the
-/// client must report rather than as a kill.
+/// up to `TIMEOUT`; returns its status and stderr. SIGXFSZ is ignored so
+/// that going over the limit is the EFBIG error the client must report, not
+/// the signal's default of killing it.
 fn run_with_file_size_limit(limit_kib: u64, args: &[&str], log_dir: &Path) -> (ExitStatus, String) {
     let stderr_path = log_dir.join("limited-stderr.txt");
     let mut child = Killed(
@@ -195,8 +195,8 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
     ];
     let target = disk.dir.join("full.bin");
 
-    // First run: 4 MiB into 1 MiB. The file itself is sparse, so the start
-    // succeeds and the disk fills while pieces are written.
+    // First run: 4 MiB onto a disk of about 1 MiB. The file itself is sparse,
+    // so the start succeeds and the disk fills while pieces are written.
     let (status, stderr) = run_binary(&args, dir.path());
     assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
