@@ -183,6 +183,10 @@ struct RawPeer {
 /// [`TrackerError::Failure`] with the tracker's `failure reason`, or
 /// [`TrackerError::Invalid`] when the answer is not a tracker response.
 pub fn parse_response(bytes: &[u8]) -> Result<AnnounceResponse, TrackerError> {
+    // serde_bencode recurses once per nesting level with no limit, so a
+    // hostile answer of a few KiB of `l`s would overflow the stack and abort
+    // the process: check the structure with our depth-bounded scanner first.
+    crate::bencode::skip_value(bytes, 0).map_err(|e| TrackerError::Invalid(e.to_string()))?;
     let raw: RawResponse =
         serde_bencode::from_bytes(bytes).map_err(|e| TrackerError::Invalid(e.to_string()))?;
     if let Some(reason) = raw.failure_reason {

@@ -616,6 +616,38 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Tracker responses
 
+/// `d<key>` then `depth` nested lists, then `e`: tiny, but as deep as it is long.
+fn nested_in_dict(key: &str, depth: usize) -> Vec<u8> {
+    let mut bytes = format!("d{}:{key}", key.len()).into_bytes();
+    bytes.extend(vec![b'l'; depth]);
+    bytes.extend(vec![b'e'; depth]);
+    bytes.push(b'e');
+    bytes
+}
+
+#[test]
+fn deeply_nested_torrent_is_an_error_not_a_stack_overflow() {
+    for key in ["info", "announce", "comment"] {
+        let e = Metainfo::from_bytes(&nested_in_dict(key, 100_000)).unwrap_err();
+        assert!(e.to_string().contains("nesting too deep"), "{key}: {e}");
+    }
+}
+
+// Regression: serde_bencode recurses once per nesting level with no limit,
+// and `parse_response` used to hand it the body unchecked: on a 2 MiB thread
+// stack (the `tracker` thread's) about 1,500 levels overflowed in a debug
+// build and 7,000 in release, aborting the whole process.
+#[test]
+fn deeply_nested_tracker_response_is_an_error_not_a_stack_overflow() {
+    for key in ["peers", "peers6", "unknown"] {
+        let result = parse_response(&nested_in_dict(key, 100_000));
+        assert!(
+            matches!(result, Err(TrackerError::Invalid(_))),
+            "{key}: {result:?}"
+        );
+    }
+}
+
 /// The keys a tracker response may carry, so generated values reach the parser.
 const RESPONSE_KEYS: [&str; 7] = [
     "failure reason",
