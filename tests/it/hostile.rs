@@ -25,7 +25,8 @@ use bittorrent::stats::Stats;
 
 use crate::support::bencode::{TFile, make_torrent};
 use crate::support::hostile::{
-    Behaviour, Flood, HostilePeer, Report, RequestFlood, Torrent, init_logging, wait_for,
+    Behaviour, Flood, HostilePeer, InvalidRequest, Report, RequestFlood, Torrent, init_logging,
+    wait_for,
 };
 use crate::support::*;
 
@@ -46,6 +47,11 @@ const BANNED_WITHIN: Duration = Duration::from_secs(10);
 /// Requests left unanswered must be given up within this (the client's
 /// request timeout is about 10 s).
 const GIVEN_UP_WITHIN: Duration = Duration::from_secs(15);
+
+/// Most bytes a seeder may read to serve a flood of requests it cannot
+/// send (the flooder never reads): socket buffers and an output queue, not
+/// the 800 MB asked for.
+const FLOOD_READ_BOUND: u64 = 64 * 1024 * 1024;
 
 /// A torrent and its content on disk, from which seeders and downloaders start.
 struct Swarm {
@@ -278,6 +284,31 @@ fn download_completes_when_a_peer_goes_silent_in_the_middle_of_a_piece() {
 }
 
 #[test]
+fn download_completes_without_waiting_when_a_seeder_disconnects_mid_piece() {
+    // One whole piece and half of another, then the connection closes. The
+    // half piece comes back to the manager with its blocks, and the good
+    // seeder, joining afterwards, finishes it at once: nothing waits for a
+    // request timeout.
+    let swarm = Swarm::new(26);
+    let dropper = HostilePeer::start(&swarm.torrent, Behaviour::DisconnectsAfter { blocks: 3 });
+    let download = swarm.download(vec![dropper.addr()]);
+    wait_for(
+        "the peer to have served and closed",
+        GIVEN_UP_WITHIN,
+        || dropper.report().blocks_sent == 3 && dropper.report().connections > 0,
+    );
+    let joined = Instant::now();
+    let seeder = swarm.seeder(vec![download.running.addr]);
+    download.assert_completes(&swarm);
+    assert!(
+        joined.elapsed() < Duration::from_secs(5),
+        "the download waited {:?} after the seeder joined",
+        joined.elapsed()
+    );
+    assert_still_up(seeder);
+}
+
+#[test]
 fn download_completes_next_to_a_peer_that_chokes_and_unchokes_every_100_ms() {
     // Once serving two blocks per unchoke, once serving none. The good
     // seeder joins after five chokes; by then a client that re-requests
@@ -314,30 +345,48 @@ fn download_completes_next_to_a_peer_that_chokes_and_unchokes_every_100_ms() {
 }
 
 #[test]
-fn seeder_bans_a_peer_flooding_invalid_requests_and_keeps_serving_a_good_downloader() {
-    // 5,000 requests, mostly valid with, every 50th, a piece past the end,
-    // a 32 KiB block or an offset past the end of the piece.
+fn seeder_bans_peers_flooding_invalid_requests_and_keeps_serving_a_good_downloader() {
+    // Three flooders at once, 5,000 requests each, every 50th invalid: a
+    // piece past the end, a 32 KiB block, an offset past the end of a piece.
     let swarm = Swarm::new(26);
     let seeder = swarm.seeder(vec![]);
-    let flood = RequestFlood::start(
-        seeder.addr,
-        &swarm.torrent,
-        Flood::InvalidRequests { count: 5000 },
-    );
+    let floods: Vec<(RequestFlood, InvalidRequest)> = [
+        InvalidRequest::PiecePastTheEnd,
+        InvalidRequest::LongerThanABlock,
+        InvalidRequest::BeginPastTheEndOfThePiece,
+    ]
+    .into_iter()
+    .map(|invalid| {
+        let flood = Flood::InvalidRequests {
+            count: 5000,
+            invalid,
+        };
+        (
+            RequestFlood::start(seeder.addr, &swarm.torrent, flood),
+            invalid,
+        )
+    })
+    .collect();
     let download = swarm.download(vec![seeder.addr]);
-    let what = "flooded invalid requests";
-    wait_banned(&seeder.stats, flood.local_addr(), what, || flood.report());
+    for (flood, invalid) in &floods {
+        let what = format!("flooded requests with {invalid:?}");
+        wait_banned(&seeder.stats, flood.local_addr(), &what, || flood.report());
+    }
     download.assert_completes(&swarm);
-    let report = flood.report();
-    eprintln!("invalid request flood: {report:?}");
-    assert_dropped_at_once(&report, what);
+    for (flood, invalid) in &floods {
+        let report = flood.report();
+        eprintln!("flood with {invalid:?}: {report:?}");
+        assert_dropped_at_once(&report, &format!("flooded requests with {invalid:?}"));
+    }
+    drop(floods);
     assert_still_up(seeder);
 }
 
 #[test]
 fn seeder_keeps_serving_a_good_downloader_while_a_peer_floods_valid_requests_unread() {
     // 50,000 valid requests (850 KB of them, 800 MB of blocks asked for) from
-    // a peer that never reads: the seeder must bound what it queues for it.
+    // a peer that never reads: the seeder must bound what it reads from disk
+    // and queues for it, and go on serving the good downloader.
     let swarm = Swarm::new(27);
     let seeder = swarm.seeder(vec![]);
     let flood = RequestFlood::start(
@@ -348,8 +397,27 @@ fn seeder_keeps_serving_a_good_downloader_while_a_peer_floods_valid_requests_unr
     wait_for("the flood to be sent", Duration::from_secs(10), || {
         flood.report().requests_sent == 50_000
     });
+    let report = flood.report();
+    assert!(
+        report.unchoked,
+        "the seeder never unchoked the flooding peer, so the flood tested nothing: {report:#?}"
+    );
     let download = swarm.download(vec![seeder.addr]);
     download.assert_completes(&swarm);
+    // The seeder counts a block as uploaded when it reads it for sending.
+    let watch_until = Instant::now() + Duration::from_millis(500);
+    loop {
+        let read = Stats::get(&seeder.stats.uploaded);
+        assert!(
+            read < FLOOD_READ_BOUND,
+            "the seeder read {read} bytes to serve a peer that reads nothing"
+        );
+        if Instant::now() >= watch_until {
+            eprintln!("the seeder read {read} bytes in all");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     eprintln!("valid request flood: {:?}", flood.report());
     drop(flood);
     assert_still_up(seeder);

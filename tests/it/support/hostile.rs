@@ -152,6 +152,12 @@ pub enum Behaviour {
         /// Requests answered before the silence.
         blocks: usize,
     },
+    /// Answers the first `blocks` requests correctly, then closes the
+    /// connection: a seeder whose client dies mid-transfer.
+    DisconnectsAfter {
+        /// Requests answered before closing.
+        blocks: usize,
+    },
     /// Unchokes, then chokes again after `period`, then unchokes after
     /// `period`, and so on; while unchoked it answers at most `blocks`
     /// requests (correctly) and drops the rest, as a choke allows.
@@ -179,6 +185,8 @@ pub struct Report {
     pub handshakes: usize,
     /// `request` messages received.
     pub requests_received: usize,
+    /// Whether the remote unchoked it (a [`RequestFlood`] waits for this).
+    pub unchoked: bool,
     /// `cancel` messages received.
     pub cancels_received: usize,
     /// How long after the misbehaviour began the first `cancel` arrived.
@@ -309,16 +317,21 @@ fn accept_loop(
                     Err(e) => log::warn!(target: "hostile", "{remote}: no thread: {e}"),
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(10))
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    log::warn!(target: "hostile", "accept failed: {e}");
+                }
+                thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => log::warn!(target: "hostile", "accept failed: {e}"),
         }
     }
-    for connection in connections {
-        // Each connection sees the same stop flag and deadline.
-        let _ = connection.join();
-    }
+    // Each connection sees the same stop flag and deadline, so these end soon.
+    let panicked = connections
+        .into_iter()
+        .map(JoinHandle::join)
+        .filter(Result::is_err)
+        .count();
+    assert_eq!(panicked, 0, "{panicked} scripted connections panicked");
 }
 
 /// Runs `behaviour` on one accepted connection until it ends.
@@ -330,6 +343,7 @@ fn play(conn: &mut Conn, behaviour: Behaviour) -> End {
             invalid_bitfield(conn, behaviour == Behaviour::BitfieldTooLong)
         }
         Behaviour::GoesSilentAfter { blocks } => goes_silent_after(conn, blocks),
+        Behaviour::DisconnectsAfter { blocks } => disconnects_after(conn, blocks),
         Behaviour::FlapsChoke { period, blocks } => flaps_choke(conn, period, blocks),
         Behaviour::ClosesAfterAFewBytes => closes_after_a_few_bytes(conn),
         Behaviour::SendsHalfAHandshake => sends_half_a_handshake(conn),
@@ -401,6 +415,24 @@ fn goes_silent_after(conn: &mut Conn, blocks: usize) -> Step<()> {
     conn.keep_open()
 }
 
+/// Serves `blocks` requests, then returns, which closes the connection.
+fn disconnects_after(conn: &mut Conn, blocks: usize) -> Step<()> {
+    conn.accept_handshake()?;
+    conn.send_bitfield_and_unchoke()?;
+    let deadline = conn.deadline;
+    let mut served = 0;
+    while served < blocks {
+        for (index, begin, length) in conn.next_requests(deadline)? {
+            if served < blocks {
+                conn.answer(index, begin, length, Answer::Correct)?;
+                served += 1;
+            }
+        }
+    }
+    conn.misbehaving();
+    Ok(())
+}
+
 /// Unchoke and choke alternating every `period`, a few blocks served in between.
 fn flaps_choke(conn: &mut Conn, period: Duration, blocks: usize) -> Step<()> {
     conn.accept_handshake()?;
@@ -458,12 +490,13 @@ fn sends_unrequested_blocks(conn: &mut Conn) -> Step<()> {
 /// What a [`RequestFlood`] sends to the seeder under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flood {
-    /// `count` requests, mostly valid, with an invalid one every 50th:
-    /// in turn a piece index past the end, a length of 32 KiB, an offset
-    /// past the end of its piece.
+    /// `count` requests cycling over every block, with every 50th replaced
+    /// by an `invalid` one (so the first invalid request is the 50th).
     InvalidRequests {
         /// Requests sent in all.
         count: usize,
+        /// What is wrong with the invalid ones.
+        invalid: InvalidRequest,
     },
     /// `count` valid requests, cycling over every block, without ever
     /// reading the answers.
@@ -471,6 +504,28 @@ pub enum Flood {
         /// Requests sent in all.
         count: usize,
     },
+}
+
+/// A request no seeder of the torrent can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRequest {
+    /// A piece index past the last piece.
+    PiecePastTheEnd,
+    /// 32 KiB at once, where BEP 3 clients accept at most 16 KiB.
+    LongerThanABlock,
+    /// An offset past the end of its piece.
+    BeginPastTheEndOfThePiece,
+}
+
+impl InvalidRequest {
+    /// The request, as `(index, begin, length)`.
+    fn request(self, torrent: &Torrent) -> (u32, u32, u32) {
+        match self {
+            InvalidRequest::PiecePastTheEnd => (torrent.piece_count(), 0, BLOCK_LEN),
+            InvalidRequest::LongerThanABlock => (0, 0, 2 * BLOCK_LEN),
+            InvalidRequest::BeginPastTheEndOfThePiece => (0, torrent.piece_len, BLOCK_LEN),
+        }
+    }
 }
 
 /// A misbehaving downloader that dials a seeder under test and floods it
@@ -482,8 +537,8 @@ pub struct RequestFlood {
 }
 
 impl RequestFlood {
-    /// Connects to `target` and handshakes (failing the test if either
-    /// fails), then floods on its own thread.
+    /// Connects to `target` (failing the test if it cannot), then
+    /// handshakes and floods on its own thread.
     pub fn start(target: SocketAddr, torrent: &Torrent, flood: Flood) -> RequestFlood {
         let stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)
             .unwrap_or_else(|e| panic!("connecting to {target}: {e}"));
@@ -500,7 +555,9 @@ impl RequestFlood {
                 let peer_id = hostile_peer_id(local_addr.port());
                 let mut conn = Conn::new(stream, peer_id, &torrent, &report, &stop, deadline);
                 let end = match flood {
-                    Flood::InvalidRequests { count } => flood_invalid_requests(&mut conn, count),
+                    Flood::InvalidRequests { count, invalid } => {
+                        flood_invalid_requests(&mut conn, count, invalid)
+                    }
                     Flood::ValidRequests { count } => flood_valid_requests(&mut conn, count),
                 };
                 conn.finish(target, end.err().unwrap_or(End::ClosedByUs));
@@ -525,21 +582,17 @@ impl RequestFlood {
 }
 
 /// Interested, unchoked (or tired of waiting), then `count` requests with
-/// invalid ones mixed in, then waits for the remote to close.
-fn flood_invalid_requests(conn: &mut Conn, count: usize) -> Step<()> {
+/// an `invalid` one every 50th, then waits for the remote to close.
+fn flood_invalid_requests(conn: &mut Conn, count: usize, invalid: InvalidRequest) -> Step<()> {
     conn.dial_handshake()?;
     let blocks = conn.torrent.blocks();
-    let piece_count = conn.torrent.piece_count();
-    let piece_len = conn.torrent.piece_len;
     let mut out = Vec::new();
     for i in 0..count {
-        let request = match (i % 50, (i / 50) % 3) {
-            (49, 0) => (piece_count + i as u32, 0, BLOCK_LEN),
-            (49, 1) => (0, 0, 2 * BLOCK_LEN),
-            (49, _) => (0, piece_len, BLOCK_LEN),
-            _ => blocks[i % blocks.len()],
+        let (index, begin, length) = if i % 50 == 49 {
+            invalid.request(&conn.torrent)
+        } else {
+            blocks[i % blocks.len()]
         };
-        let (index, begin, length) = request;
         Message::Request {
             index,
             begin,
@@ -783,6 +836,7 @@ impl Conn {
         let until = Instant::now() + UNCHOKE_WAIT;
         while Instant::now() < until {
             if self.next_messages()?.contains(&Incoming::Unchoke) {
+                lock(&self.report).unchoked = true;
                 return Ok(());
             }
             self.read_some()?;
