@@ -128,8 +128,9 @@ const TICK: Duration = Duration::from_millis(500);
 const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// With fewer connected peers than this, ask the tracker for more.
 const WANT_PEERS: usize = 10;
-/// Least time between two requests to the tracker for more peers.
-const MORE_PEERS_EVERY: Duration = Duration::from_secs(60);
+/// Least time between two requests to the tracker for more peers (the
+/// tracker thread also keeps to the tracker's `min interval`).
+const MORE_PEERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Limits and policy of a manager, from the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -227,12 +227,14 @@ impl Session {
         // unreachable tracker with no other peers is an immediate, clear error.
         let mut trackers = TrackerList::http(&meta.trackers, config.tracker_timeout);
         let mut first_wait = None;
+        let mut first_min_interval = tracker::DEFAULT_MIN_INTERVAL;
         let mut initial_peers = config.peers.clone();
         if !trackers.is_empty() {
             match trackers.announce(&request(Some(tracker::Event::Started))) {
                 Ok(response) => {
                     info!("tracker answered with {} peers", response.peers.len());
                     first_wait = Some(tracker::next_interval(&response));
+                    first_min_interval = tracker::min_interval(&response);
                     initial_peers.extend(response.peers);
                 }
                 // A downloader with nobody to download from cannot do anything;
@@ -301,6 +303,7 @@ impl Session {
                         tracker::run_announce_loop(
                             Box::new(trackers),
                             first_wait,
+                            first_min_interval,
                             cmd_rx,
                             request,
                             on_peers,

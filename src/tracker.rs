@@ -390,7 +390,7 @@ pub enum TrackerCommand {
 /// Default re-announce interval when the tracker names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// Least time between two announces when the tracker names no `min interval`.
-const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// First retry delay after a failed announce; doubles up to the interval.
 pub const RETRY_DELAY: Duration = Duration::from_secs(15);
 
@@ -405,6 +405,13 @@ pub fn next_interval(response: &AnnounceResponse) -> Duration {
     interval.max(min).max(Duration::from_secs(10))
 }
 
+/// Least time before asking the tracker again, after `response`.
+pub fn min_interval(response: &AnnounceResponse) -> Duration {
+    response
+        .min_interval
+        .map_or(DEFAULT_MIN_INTERVAL, Duration::from_secs)
+}
+
 /// The body of the `tracker` thread: announces every interval until told to
 /// stop (or its command channel closes), then announces `stopped`.
 ///
@@ -414,6 +421,7 @@ pub fn next_interval(response: &AnnounceResponse) -> Duration {
 pub fn run_announce_loop(
     mut announcer: Box<dyn Announcer>,
     first_wait: Duration,
+    first_min_interval: Duration,
     cmd_rx: Receiver<TrackerCommand>,
     request: impl Fn(Option<Event>) -> AnnounceRequest,
     on_peers: impl Fn(Vec<SocketAddr>),
@@ -422,7 +430,7 @@ pub fn run_announce_loop(
     let mut retry = RETRY_DELAY;
     // The first announce (before this thread) counts as the last one.
     let mut last_announce = Instant::now();
-    let mut min_interval = DEFAULT_MIN_INTERVAL;
+    let mut min_interval = first_min_interval;
     loop {
         let event = match cmd_rx.recv_deadline(next) {
             Ok(TrackerCommand::Completed) => Some(Event::Completed),
@@ -450,9 +458,7 @@ pub fn run_announce_loop(
                 }
                 info!("tracker answered with {} peers", response.peers.len());
                 next = Instant::now() + next_interval(&response);
-                min_interval = response
-                    .min_interval
-                    .map_or(DEFAULT_MIN_INTERVAL, Duration::from_secs);
+                min_interval = self::min_interval(&response);
                 retry = RETRY_DELAY;
                 on_peers(response.peers);
             }

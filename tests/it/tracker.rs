@@ -167,3 +167,47 @@ fn a_seeder_dials_downloaders_it_learns_from_the_tracker() {
     assert_eq!(fs::read(dest.join("dial.bin")).unwrap(), data);
     drop(seeder);
 }
+
+#[test]
+fn a_downloader_with_too_few_peers_asks_the_tracker_again_for_more() {
+    // The tracker knows nobody when the downloader starts. The seeder then
+    // registers with the tracker (a bare announce made by the test, so the
+    // seeder itself never dials the downloader): only a new announce by the
+    // downloader can find it, and the tracker's `min interval` of 1 s allows
+    // one long before the 60 s `interval`.
+    let tracker = TestTracker::start_with_min_interval(Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(200_000, 3);
+    let files = [TFile {
+        path: vec![],
+        data: data.clone(),
+    }];
+    let (bytes, info_hash) = make_torrent("more.bin", &files, 16384, Some(&tracker.url));
+    let torrent = dir.path().join("more.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    // The same info (same info-hash) announcing nowhere, for the seeder.
+    let (quiet, _) = make_torrent("more.bin", &files, 16384, None);
+    let quiet_torrent = dir.path().join("quiet.torrent");
+    fs::write(&quiet_torrent, quiet).unwrap();
+    let source = dir.path().join("more.bin");
+    fs::write(&source, &data).unwrap();
+
+    let dest = dir.path().join("out");
+    let downloader = Running::start(&config(&torrent, download_to(&dest), vec![]));
+    let down_port = downloader.addr.port();
+    let seeder = Running::start(&config(&quiet_torrent, seed_from(&source), vec![]));
+    let hash: String = info_hash.iter().map(|b| format!("%{b:02X}")).collect();
+    let url = format!(
+        "{}?info_hash={hash}&peer_id=-XX0001-registeredby&port={}&uploaded=0&downloaded=0&left=0&compact=1&event=started",
+        tracker.url,
+        seeder.addr.port()
+    );
+    ureq::get(&url).call().unwrap();
+
+    downloader.wait().unwrap();
+    assert_eq!(fs::read(dest.join("more.bin")).unwrap(), data);
+    let events = tracker.events_of(down_port);
+    assert_eq!(events[0], Some("started".into()));
+    assert_eq!(events[1], None, "a regular announce asking for more peers");
+    drop(seeder);
+}

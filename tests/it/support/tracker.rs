@@ -30,6 +30,11 @@ pub struct TestTracker {
 
 impl TestTracker {
     pub fn start() -> TestTracker {
+        TestTracker::start_with_min_interval(None)
+    }
+
+    /// A tracker whose answers carry `min interval` (seconds), when given.
+    pub fn start_with_min_interval(min_interval: Option<i64>) -> TestTracker {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let announces = Arc::new(Mutex::new(Vec::new()));
@@ -37,7 +42,7 @@ impl TestTracker {
         let thread = {
             let announces = Arc::clone(&announces);
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || serve(&server, &announces, &stop))
+            std::thread::spawn(move || serve(&server, &announces, &stop, min_interval))
         };
         TestTracker {
             url: format!("http://127.0.0.1:{port}/announce"),
@@ -66,7 +71,12 @@ impl Drop for TestTracker {
     }
 }
 
-fn serve(server: &tiny_http::Server, announces: &Mutex<Vec<Announce>>, stop: &AtomicBool) {
+fn serve(
+    server: &tiny_http::Server,
+    announces: &Mutex<Vec<Announce>>,
+    stop: &AtomicBool,
+    min_interval: Option<i64>,
+) {
     // Peers per info-hash: (address, peer id), so a re-announce replaces itself.
     let mut swarms: HashMap<Vec<u8>, Vec<SocketAddr>> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
@@ -91,7 +101,10 @@ fn serve(server: &tiny_http::Server, announces: &Mutex<Vec<Announce>>, stop: &At
                     swarm.push(addr);
                 }
                 announces.lock().unwrap().push(announce);
-                B::Dict(vec![("interval", B::Int(60)), ("peers", B::Bytes(peers))]).encode()
+                let mut answer = vec![("interval", B::Int(60))];
+                answer.extend(min_interval.map(|m| ("min interval", B::Int(m))));
+                answer.push(("peers", B::Bytes(peers)));
+                B::Dict(answer).encode()
             }
             Err(reason) => B::Dict(vec![("failure reason", B::str(&reason))]).encode(),
         };
