@@ -399,24 +399,13 @@ fn invalid_bitfield(conn: &mut Conn, too_long: bool) -> Step<()> {
 
 /// Serves `blocks` requests, then silence with the socket open.
 fn goes_silent_after(conn: &mut Conn, blocks: usize) -> Step<()> {
-    conn.accept_handshake()?;
-    conn.send_bitfield_and_unchoke()?;
-    let deadline = conn.deadline;
-    let mut served = 0;
-    while served < blocks {
-        for (index, begin, length) in conn.next_requests(deadline)? {
-            if served < blocks {
-                conn.answer(index, begin, length, Answer::Correct)?;
-                served += 1;
-            }
-        }
-    }
+    serve_first_blocks(conn, blocks)?;
     conn.misbehaving();
     conn.keep_open()
 }
 
-/// Serves `blocks` requests, then returns, which closes the connection.
-fn disconnects_after(conn: &mut Conn, blocks: usize) -> Step<()> {
+/// Handshakes, unchokes and answers the first `blocks` requests correctly.
+fn serve_first_blocks(conn: &mut Conn, blocks: usize) -> Step<()> {
     conn.accept_handshake()?;
     conn.send_bitfield_and_unchoke()?;
     let deadline = conn.deadline;
@@ -429,6 +418,12 @@ fn disconnects_after(conn: &mut Conn, blocks: usize) -> Step<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Serves `blocks` requests, then returns, which closes the connection.
+fn disconnects_after(conn: &mut Conn, blocks: usize) -> Step<()> {
+    serve_first_blocks(conn, blocks)?;
     conn.misbehaving();
     Ok(())
 }
