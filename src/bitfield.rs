@@ -56,17 +56,19 @@ impl Bitfield {
         index < self.piece_count && self.bytes[(index / 8) as usize] & (0x80 >> (index % 8)) != 0
     }
 
-    /// Adds piece `index`; returns false when it is out of range.
+    /// Adds piece `index`; returns whether it is new (false when it was
+    /// already there or is out of range).
     pub fn set(&mut self, index: u32) -> bool {
         if index >= self.piece_count {
             return false;
         }
         let byte = &mut self.bytes[(index / 8) as usize];
         let mask = 0x80 >> (index % 8);
-        if *byte & mask == 0 {
-            *byte |= mask;
-            self.set_count += 1;
+        if *byte & mask != 0 {
+            return false;
         }
+        *byte |= mask;
+        self.set_count += 1;
         true
     }
 
@@ -107,6 +109,10 @@ mod tests {
         assert!(bits.has(0) && bits.has(9) && !bits.has(1));
         assert_eq!(bits.count(), 2);
         assert!(!bits.set(10), "out of range");
+        // Regression: a repeated `have` used to count as new each time, so
+        // one peer could skew rarest-first and flood the manager.
+        assert!(!bits.set(9), "already there");
+        assert!(bits.set(8), "new");
         assert!(!bits.has(10));
     }
 

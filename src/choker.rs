@@ -126,8 +126,7 @@ mod tests {
     fn regular_slots_go_to_the_fastest_interested_peers() {
         let mut choker = Choker::new(2);
         let now = Instant::now();
-        let mut peers = vec![peer(1, 10), peer(2, 500), peer(3, 300), peer(4, 50)];
-        peers[1].interested = true;
+        let peers = [peer(1, 10), peer(2, 500), peer(3, 300), peer(4, 50)];
         let unchoked = choker.unchoked(now, &peers);
         assert_eq!(&unchoked[..2], &[2, 3], "the two best rates");
         assert_eq!(unchoked.len(), 3, "plus one optimistic");

@@ -118,10 +118,14 @@ pub enum Outcome {
     Stopped,
 }
 
-/// Strikes after which a peer is banned: a bad piece it sent alone counts
-/// two, one it sent part of counts one, so a lone liar goes after two bad
-/// pieces and an unlucky honest peer is not banned for a liar's blocks.
-const BAN_STRIKES: u32 = 4;
+/// Pieces a peer sent alone that failed the hash check before it is banned.
+///
+/// A failed piece whose blocks came from several peers blames nobody, since
+/// an honest peer that finished a liar's half piece must not be banned; it
+/// is fetched again whole, from one peer, so the next failure has one author.
+const BAN_AFTER_BAD_PIECES: u32 = 2;
+/// Pieces a snubbed peer gave back that it is not given again.
+const AVOID_MAX: usize = 64;
 /// How often the progress display is refreshed and the peers' rates sampled.
 const TICK: Duration = Duration::from_millis(500);
 /// How long shutdown waits for peer threads to end.
@@ -143,6 +147,12 @@ pub struct ManagerConfig {
     pub max_peers: usize,
 }
 
+/// The kept blocks of an unfinished piece and the peers that sent them.
+struct Kept {
+    partial: Partial,
+    senders: Vec<SocketAddr>,
+}
+
 struct PeerSlot {
     addr: SocketAddr,
     /// We dialled it (its address is in the peer list), rather than it us.
@@ -160,6 +170,8 @@ struct PeerSlot {
     /// The remote stopped sending blocks: one piece at a time for it.
     snubbed: bool,
     assigned: Vec<u32>,
+    /// Pieces it gave back when snubbed: they go to other peers.
+    avoid: Vec<u32>,
     counters: Arc<PeerCounters>,
     /// Counters at the last one-second sample, and the rate from them.
     sample: (u64, u64),
@@ -180,11 +192,16 @@ pub struct PieceManager {
     next_key: PeerKey,
     peer_list: PeerList,
     banned_ids: HashSet<PeerId>,
-    strikes: HashMap<SocketAddr, u32>,
+    /// Bad pieces each address sent alone.
+    bad_pieces: HashMap<SocketAddr, u32>,
     /// Blocks of pieces whose fetchers choked us or left, kept to be finished.
-    partials: HashMap<u32, Partial>,
-    /// Peers that sent blocks of pieces not verified yet.
-    contributors: HashMap<u32, Vec<SocketAddr>>,
+    partials: HashMap<u32, Kept>,
+    /// The senders of the kept blocks handed to a peer with its piece, and
+    /// how many blocks they were.
+    inherited: HashMap<(PeerKey, u32), (Vec<SocketAddr>, usize)>,
+    /// Pieces that failed with blocks from several peers: fetched whole
+    /// from one peer until verified.
+    whole_only: HashSet<u32>,
     choker: Choker,
     blocks_per_piece: usize,
     config: ManagerConfig,
@@ -220,9 +237,10 @@ impl PieceManager {
             next_key: 0,
             peer_list: PeerList::new(),
             banned_ids: HashSet::new(),
-            strikes: HashMap::new(),
+            bad_pieces: HashMap::new(),
             partials: HashMap::new(),
-            contributors: HashMap::new(),
+            inherited: HashMap::new(),
+            whole_only: HashSet::new(),
             choker: Choker::new(config.upload_slots),
             blocks_per_piece: (layout.piece_len().div_ceil(BLOCK_LEN) as usize).max(1),
             config,
@@ -393,6 +411,7 @@ impl PieceManager {
                         am_choking: true,
                         snubbed: false,
                         assigned: Vec::new(),
+                        avoid: Vec::new(),
                         counters,
                         sample: (0, 0),
                         down_rate: 0,
@@ -458,10 +477,11 @@ impl PieceManager {
                 self.assign(key);
             }
             PeerEvent::Have(index) => {
-                self.picker.add_have(index);
                 let slot = self.peers.get_mut(&key).expect("checked above");
-                slot.has.set(index);
-                self.assign(key);
+                if slot.has.set(index) {
+                    self.picker.add_have(index);
+                    self.assign(key);
+                }
             }
             PeerEvent::Interested(interested) => {
                 self.peers.get_mut(&key).expect("checked above").interested = interested;
@@ -481,6 +501,9 @@ impl PieceManager {
                 if snubbed {
                     debug!("{}: snubbed, its pieces go to other peers", slot.addr);
                     slot.snubbed = true;
+                    slot.avoid.extend(returned.iter().map(|r| r.index));
+                    let excess = slot.avoid.len().saturating_sub(AVOID_MAX);
+                    slot.avoid.drain(..excess);
                 }
                 self.take_back(key, returned);
                 self.assign_all();
@@ -511,6 +534,7 @@ impl PieceManager {
                 self.picker.add_peer_pieces(&slot.has, -1);
                 for &index in &slot.assigned {
                     self.picker.release(index);
+                    self.inherited.remove(&(key, index));
                 }
                 self.choker.remove(key);
                 self.finished.extend(slot.thread.take());
@@ -543,6 +567,8 @@ impl PieceManager {
     fn take_back(&mut self, key: PeerKey, returned: Vec<Returned>) {
         let slot = self.peers.get_mut(&key).expect("caller checked the key");
         for Returned { index, partial } in returned {
+            let (mut senders, inherited_count) =
+                self.inherited.remove(&(key, index)).unwrap_or_default();
             let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
                 continue;
             };
@@ -551,19 +577,18 @@ impl PieceManager {
             let Some(partial) = partial else {
                 continue;
             };
-            if self.picker.state(index) == PieceState::Have {
+            if self.picker.state(index) == PieceState::Have || self.whole_only.contains(&index) {
                 continue;
             }
-            let contributors = self.contributors.entry(index).or_default();
-            if !contributors.contains(&slot.addr) {
-                contributors.push(slot.addr);
+            if partial.received_count() > inherited_count && !senders.contains(&slot.addr) {
+                senders.push(slot.addr);
             }
             let better = self
                 .partials
                 .get(&index)
-                .is_none_or(|kept| kept.received_count() < partial.received_count());
+                .is_none_or(|kept| kept.partial.received_count() < partial.received_count());
             if better {
-                self.partials.insert(index, partial);
+                self.partials.insert(index, Kept { partial, senders });
                 self.picker.set_partial(index, true);
             }
         }
@@ -590,37 +615,39 @@ impl PieceManager {
             self.assign(key);
             return Ok(());
         }
-        let mut contributors = self.contributors.remove(&index).unwrap_or_default();
-        if !contributors.contains(&addr) {
-            contributors.push(addr);
+        let (mut senders, _) = self.inherited.remove(&(key, index)).unwrap_or_default();
+        if !senders.contains(&addr) {
+            senders.push(addr);
         }
         let hash: [u8; 20] = Sha1::digest(&data).into();
         if hash != self.hashes[index as usize] {
-            warn!("piece {index} failed hash check (from {addr})");
             self.picker.release(index);
             // Any blocks kept for it are suspect too.
             self.partials.remove(&index);
             self.picker.set_partial(index, false);
-            let weight = if contributors.len() == 1 { 2 } else { 1 };
-            for contributor in contributors {
-                let strikes = self.strikes.entry(contributor).or_default();
-                *strikes += weight;
-                if *strikes >= BAN_STRIKES {
+            if let [liar] = senders[..] {
+                warn!("piece {index} failed hash check (from {liar})");
+                let bad = self.bad_pieces.entry(liar).or_default();
+                *bad += 1;
+                if *bad >= BAN_AFTER_BAD_PIECES {
                     let peer_id = self
                         .peers
                         .values()
-                        .find(|p| p.addr == contributor)
+                        .find(|p| p.addr == liar)
                         .and_then(|p| p.peer_id);
-                    self.ban(
-                        contributor,
-                        peer_id,
-                        "sent pieces that failed the hash check",
-                    );
+                    self.ban(liar, peer_id, "sent pieces that failed the hash check");
                 }
+            } else {
+                warn!(
+                    "piece {index} failed hash check (blocks from {senders:?}); fetching it whole from one peer"
+                );
+                self.whole_only.insert(index);
             }
             self.assign_all();
             return Ok(());
         }
+        self.whole_only.remove(&index);
+        self.inherited.retain(|&(_, i), _| i != index);
         self.storage.write_piece(index, &data)?;
         self.picker.complete(index);
         self.partials.remove(&index);
@@ -671,15 +698,19 @@ impl PieceManager {
             pipeline_for_rate(slot.down_rate, slot.sample.0 > 0).div_ceil(self.blocks_per_piece) + 1
         };
         while slot.assigned.len() < target {
-            let Some(index) = self.picker.pick(&slot.has, &slot.assigned) else {
+            let mut skip = slot.assigned.clone();
+            skip.extend_from_slice(&slot.avoid);
+            let Some(index) = self.picker.pick(&slot.has, &skip) else {
                 break;
             };
             self.picker.assign(index);
             slot.assigned.push(index);
-            let partial = self.partials.remove(&index);
-            if partial.is_some() {
+            let partial = self.partials.remove(&index).map(|kept| {
                 self.picker.set_partial(index, false);
-            }
+                let count = kept.partial.received_count();
+                self.inherited.insert((key, index), (kept.senders, count));
+                kept.partial
+            });
             let _ = slot
                 .cmd_tx
                 .send(PeerCommand::Download(PieceJob { index, partial }));

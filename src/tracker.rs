@@ -402,14 +402,20 @@ pub fn next_interval(response: &AnnounceResponse) -> Duration {
     let min = response
         .min_interval
         .map_or(Duration::ZERO, Duration::from_secs);
-    interval.max(min).max(Duration::from_secs(10))
+    interval
+        .max(min)
+        .clamp(Duration::from_secs(10), MAX_INTERVAL)
 }
+
+/// Longest wait the tracker may ask for; a larger `interval` is taken as this.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Least time before asking the tracker again, after `response`.
 pub fn min_interval(response: &AnnounceResponse) -> Duration {
     response
         .min_interval
         .map_or(DEFAULT_MIN_INTERVAL, Duration::from_secs)
+        .min(MAX_INTERVAL)
 }
 
 /// The body of the `tracker` thread: announces every interval until told to
@@ -435,7 +441,9 @@ pub fn run_announce_loop(
         let event = match cmd_rx.recv_deadline(next) {
             Ok(TrackerCommand::Completed) => Some(Event::Completed),
             Ok(TrackerCommand::NeedPeers) => {
-                if last_announce.elapsed() < min_interval {
+                // While a failing tracker is retried with backoff, the
+                // backoff decides, not the wish for peers.
+                if last_announce.elapsed() < min_interval || retry > RETRY_DELAY {
                     continue;
                 }
                 debug!("asking the tracker for more peers");
@@ -624,5 +632,19 @@ mod tests {
         assert!(list.announce(&request(None)).is_ok());
         let mut empty = TrackerList { tiers: vec![] };
         assert_eq!(empty.announce(&request(None)), Err(TrackerError::NoTracker));
+    }
+
+    #[test]
+    fn a_huge_interval_is_capped_so_the_next_announce_time_cannot_overflow() {
+        // Regression: `interval` near i64::MAX made `Instant::now() + ...`
+        // panic and killed the tracker thread.
+        let response = AnnounceResponse {
+            interval: Some(u64::MAX / 2),
+            min_interval: Some(u64::MAX / 2),
+            ..AnnounceResponse::default()
+        };
+        assert_eq!(next_interval(&response), MAX_INTERVAL);
+        assert_eq!(min_interval(&response), MAX_INTERVAL);
+        let _ = Instant::now() + next_interval(&response);
     }
 }

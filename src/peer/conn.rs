@@ -609,22 +609,23 @@ impl<'a> Conn<'a> {
     }
 
     fn receive_block(&mut self, index: u32, begin: u32, block: &[u8]) -> Outcome {
+        let outcome = self
+            .pipeline
+            .on_block(index, begin, block, Instant::now())
+            .map_err(End::Violation)?;
+        if outcome == BlockOutcome::Ignored {
+            // Late or duplicate blocks earn the peer no credit for choking.
+            debug!("{}: ignoring a late block of piece {index}", self.addr);
+            return Ok(());
+        }
         self.counters
             .downloaded
             .fetch_add(block.len() as u64, Ordering::Relaxed);
-        match self
-            .pipeline
-            .on_block(index, begin, block, Instant::now())
-            .map_err(End::Violation)?
-        {
-            BlockOutcome::Stored => Ok(()),
-            BlockOutcome::Ignored => {
-                debug!("{}: ignoring a late block of piece {index}", self.addr);
-                Ok(())
-            }
+        match outcome {
             BlockOutcome::Completed { index, data } => {
                 self.send_event(PeerEvent::Piece { index, data })
             }
+            _ => Ok(()),
         }
     }
 }

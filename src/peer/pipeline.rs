@@ -36,6 +36,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A block of a piece we cancelled or were choked out of may still arrive
 /// for this long without being a protocol violation.
 const LATE_BLOCK_GRACE: Duration = Duration::from_secs(60);
+/// Most given-up pieces remembered for late blocks, so the list stays small
+/// whatever the peer does.
+const DROPPED_MAX: usize = 1024;
 
 /// Requests to keep in flight to a peer delivering `rate` bytes a second:
 /// [`PIPELINE_SECONDS`] of its data, within [`MIN_PIPELINE`]..=[`MAX_PIPELINE`];
@@ -291,7 +294,7 @@ impl Pipeline {
             return Vec::new();
         };
         let job = self.jobs.remove(pos);
-        self.dropped.push_back((index, now));
+        self.remember_dropped(index, now);
         let cancels = self.cancels_for(&job);
         self.in_flight -= cancels.len();
         cancels
@@ -318,7 +321,7 @@ impl Pipeline {
         let jobs: Vec<Job> = self.jobs.drain(..).collect();
         jobs.into_iter()
             .map(|job| {
-                self.dropped.push_back((job.index, now));
+                self.remember_dropped(job.index, now);
                 job.into_returned()
             })
             .collect()
@@ -337,9 +340,16 @@ impl Pipeline {
             .collect()
     }
 
-    /// Whether blocks of piece `index` may still arrive because we gave it
-    /// up a short while ago.
-    fn recently_dropped(&mut self, index: u32, now: Instant) -> bool {
+    /// Remembers that piece `index` was given up at `now`.
+    fn remember_dropped(&mut self, index: u32, now: Instant) {
+        self.forget_old_dropped(now);
+        if self.dropped.len() >= DROPPED_MAX {
+            self.dropped.pop_front();
+        }
+        self.dropped.push_back((index, now));
+    }
+
+    fn forget_old_dropped(&mut self, now: Instant) {
         while self
             .dropped
             .front()
@@ -347,6 +357,12 @@ impl Pipeline {
         {
             self.dropped.pop_front();
         }
+    }
+
+    /// Whether blocks of piece `index` may still arrive because we gave it
+    /// up a short while ago.
+    fn recently_dropped(&mut self, index: u32, now: Instant) -> bool {
+        self.forget_old_dropped(now);
         self.dropped.iter().any(|&(i, _)| i == index)
     }
 }
@@ -540,5 +556,24 @@ mod tests {
             Ok(BlockOutcome::Ignored),
             "requests the remote may still have answered"
         );
+    }
+
+    #[test]
+    fn the_memory_of_given_up_pieces_stays_bounded() {
+        // Regression: it was pruned only when an unknown block arrived, so a
+        // peer choking and unchoking forever grew it without limit.
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        for round in 0..(DROPPED_MAX as u32 * 3) {
+            p.add(job(round % 3));
+            p.next_requests(now);
+            p.drop_all(now);
+        }
+        assert_eq!(p.dropped.len(), DROPPED_MAX);
+        p.drop_all(now + LATE_BLOCK_GRACE * 2);
+        p.add(job(0));
+        p.next_requests(now + LATE_BLOCK_GRACE * 2);
+        p.cancel_piece(0, now + LATE_BLOCK_GRACE * 2);
+        assert_eq!(p.dropped.len(), 1, "old entries are forgotten");
     }
 }

@@ -28,7 +28,9 @@ use crate::support::hostile::{
     Behaviour, Flood, HostilePeer, InvalidRequest, Report, RequestFlood, Torrent, init_logging,
     wait_for,
 };
+use crate::support::peer::ScriptedPeer;
 use crate::support::*;
+use bittorrent::peer::wire::Message;
 
 /// 32 KiB pieces: two blocks each, so a peer can stop in the middle of one.
 const PIECE_LEN: usize = 32 * 1024;
@@ -464,5 +466,55 @@ fn download_completes_and_bans_a_peer_that_sends_blocks_nobody_requested() {
     assert_eq!(report.requests_received, 0, "{report:#?}");
     assert_dropped_at_once(&report, what);
     assert_banned(&stats, pusher.addr(), what);
+    assert_still_up(seeder);
+}
+
+/// Regression: a failed piece used to strike every peer that sent blocks of
+/// it, so a liar that sent only corrupt first blocks and then choked got the
+/// honest seeder that finished those pieces banned along with it, and the
+/// download hung.
+#[test]
+fn an_honest_seeder_that_finishes_a_liars_partial_pieces_is_not_banned() {
+    let swarm = Swarm::new(27);
+    let liar = HostilePeer::start(&swarm.torrent, Behaviour::CorruptsFirstBlocksThenChokes);
+    let download = swarm.download(vec![liar.addr()]);
+    wait_for("three chokes", Duration::from_secs(10), || {
+        liar.report().chokes_sent >= 3
+    });
+    let seeder = swarm.seeder(vec![download.running.addr]);
+    let stats = download.assert_completes(&swarm);
+    let banned = stats.banned();
+    assert!(
+        banned.iter().all(|&addr| addr == liar.addr()),
+        "only the liar may be banned: {banned:?} (liar {})",
+        liar.addr()
+    );
+    assert_still_up(seeder);
+}
+
+#[test]
+fn a_downloader_bans_a_peer_that_requests_a_piece_it_does_not_have() {
+    // The downloader has nothing yet, so any request is for a piece it lacks.
+    let swarm = Swarm::new(28);
+    let download = swarm.download(vec![]);
+    let mut peer = ScriptedPeer::connect(
+        download.running.addr,
+        swarm.torrent.info_hash,
+        PIECE_COUNT as u32,
+    );
+    peer.send(Message::Interested);
+    peer.send(Message::Request {
+        index: 3,
+        begin: 0,
+        length: 16384,
+    });
+    peer.wait_closed();
+    let me = peer.local_addr();
+    wait_for("the ban", Duration::from_secs(5), || {
+        download.stats.banned().contains(&me)
+    });
+    // The download goes on: a good seeder still completes it.
+    let seeder = swarm.seeder(vec![download.running.addr]);
+    download.assert_completes(&swarm);
     assert_still_up(seeder);
 }

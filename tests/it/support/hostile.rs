@@ -174,6 +174,10 @@ pub enum Behaviour {
     /// Sends a full bitfield but never unchokes, and sends `piece` messages
     /// (with correct data) that nobody requested: every block of the torrent.
     SendsUnrequestedBlocks,
+    /// Unchokes for 200 ms, answers only the first block of each requested
+    /// piece (with wrong bytes), chokes for 200 ms, and again: its corrupt
+    /// blocks are kept as partial pieces that another peer finishes.
+    CorruptsFirstBlocksThenChokes,
 }
 
 /// What a scripted peer saw and did, over all its connections.
@@ -348,6 +352,7 @@ fn play(conn: &mut Conn, behaviour: Behaviour) -> End {
         Behaviour::ClosesAfterAFewBytes => closes_after_a_few_bytes(conn),
         Behaviour::SendsHalfAHandshake => sends_half_a_handshake(conn),
         Behaviour::SendsUnrequestedBlocks => sends_unrequested_blocks(conn),
+        Behaviour::CorruptsFirstBlocksThenChokes => corrupts_first_blocks_then_chokes(conn),
     };
     match result {
         Ok(()) => End::ClosedByUs,
@@ -426,6 +431,32 @@ fn disconnects_after(conn: &mut Conn, blocks: usize) -> Step<()> {
     serve_first_blocks(conn, blocks)?;
     conn.misbehaving();
     Ok(())
+}
+
+/// Corrupt first blocks while unchoked, then a choke, every 200 ms.
+fn corrupts_first_blocks_then_chokes(conn: &mut Conn) -> Step<()> {
+    conn.accept_handshake()?;
+    let bits = conn.torrent.full_bitfield();
+    conn.send(Message::Bitfield(&bits))?;
+    conn.misbehaving();
+    let period = Duration::from_millis(200);
+    loop {
+        conn.send(Message::Unchoke)?;
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            for (index, begin, length) in conn.next_requests(until)? {
+                if begin == 0 {
+                    conn.answer(index, begin, length, Answer::Corrupt)?;
+                }
+            }
+        }
+        conn.send(Message::Choke)?;
+        lock(&conn.report).chokes_sent += 1;
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            conn.next_requests(until)?;
+        }
+    }
 }
 
 /// Unchoke and choke alternating every `period`, a few blocks served in between.

@@ -55,11 +55,30 @@ impl ScriptedPeer {
         }
     }
 
+    /// The scripted peer's own address, as the session sees it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
     /// Sends one message.
     pub fn send(&mut self, message: Message<'_>) {
         let mut out = Vec::new();
         message.encode(&mut out);
         self.stream.write_all(&out).unwrap();
+    }
+
+    /// Waits until the session closes the connection; fails the test if it
+    /// is still open after the read timeout.
+    pub fn wait_closed(&mut self) {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("the session did not close the connection: {e}"),
+            }
+        }
     }
 
     /// The next message other than keep-alive; fails the test if the
