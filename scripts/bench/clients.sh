@@ -139,11 +139,11 @@ rqbit_download_cmd() {
   download_help=$(rqbit download --help 2>&1 || true)
   CMD=(rqbit)
   for flag in --disable-dht --disable-dht-persistence --disable-upnp-port-forward --disable-upnp; do
-    grep -qe "$flag\b" <<<"$global_help" && CMD+=("$flag")
+    grep -qE -- "$flag([ ,=]|\$)" <<<"$global_help" && CMD+=("$flag")
   done
   CMD+=(download -o "$out" --exit-on-finish)
   for flag in --disable-http-api --disable-trackers; do
-    grep -qe "$flag\b" <<<"$download_help" && CMD+=("$flag")
+    grep -qE -- "$flag([ ,=]|\$)" <<<"$download_help" && CMD+=("$flag")
   done
   peers=$(IFS=,; echo "$*")
   [ -n "$peers" ] && CMD+=(--initial-peers "$peers")

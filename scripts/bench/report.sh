@@ -46,8 +46,14 @@ median_of() {
 # runs_of SCENARIO CLIENT: "ok/total" runs.
 runs_of() {
   awk -F'\t' -v sc="$1" -v client="$2" '
-    NR > 1 && $3 == sc && $4 == client { total++; if ($5 == "ok") ok++ }
+    NR > 1 && $3 == sc && $4 == client && $5 != "skipped" { total++; if ($5 == "ok") ok++ }
     END { printf "%d/%d", ok, total }' "$RESULTS"
+}
+
+# first_failure SCENARIO CLIENT: the note of its first failed run.
+first_failure() {
+  awk -F'\t' -v sc="$1" -v client="$2" '
+    NR > 1 && $3 == sc && $4 == client && $5 == "FAIL" { print $16; exit }' "$RESULTS"
 }
 
 # fmt PRINTF_FORMAT VALUE: VALUE formatted, or "-" as is.
@@ -80,7 +86,7 @@ table_row() {
     if [ "$runs" = "0/0" ]; then
       echo "| $client | $label | not run | not run | not run | - | 0/0 |"
     else
-      echo "| $client | $label | failed | failed | failed | failed (see log) | $runs |"
+      echo "| $client | $label | failed | failed | failed | failed: $(first_failure "$scenario" "$client") | $runs |"
     fi
     return
   fi

@@ -43,8 +43,12 @@ const WRITE_WAIT: Duration = Duration::from_millis(20);
 const RATE_EVERY: Duration = Duration::from_secs(1);
 /// Stop reading blocks from disk for the remote while this much output is queued.
 const OUTPUT_HIGH_WATER: usize = 512 * 1024;
-/// Most requests from the remote held at once; common clients keep far fewer.
-const MAX_QUEUED_REQUESTS: usize = 2048;
+/// Most requests from the remote held at once (12 bytes each). Past this the
+/// thread stops reading the socket until the queue drains, so TCP slows the
+/// remote down; requests are never dropped. Transmission 3.00, which gets
+/// no `reqq` from us, keeps about ten seconds of requests in flight (several
+/// thousand on loopback), and waits 90 s before asking again for a dropped one.
+const MAX_QUEUED_REQUESTS: usize = 16384;
 
 /// Why a connection ended: the text reaches the manager and the debug log.
 #[derive(Debug)]
@@ -302,18 +306,32 @@ impl<'a> Conn<'a> {
                     .map_err(|e| format!("socket option: {e}"))?;
                 self.read_timeout = Some(wait);
             }
-            match self.stream.read(&mut rbuf[end..]) {
-                Ok(0) => return Err("closed by the remote".into()),
-                Ok(n) => {
-                    end += n;
-                    self.last_received = Instant::now();
+            // While the buffer is full of messages waiting for the queue,
+            // there is nowhere to read into (and a zero-byte read would look
+            // like the remote closing).
+            let backlogged = self.serve_queue.len() >= MAX_QUEUED_REQUESTS || end == rbuf.len();
+            if backlogged {
+                // We are the ones not reading: the remote is not silent.
+                self.last_received = Instant::now();
+            } else {
+                match self.stream.read(&mut rbuf[end..]) {
+                    Ok(0) => return Err("closed by the remote".into()),
+                    Ok(n) => {
+                        end += n;
+                        self.last_received = Instant::now();
+                    }
+                    Err(e) if is_timeout(&e) && start == end => continue,
+                    Err(e) if is_timeout(&e) => {}
+                    Err(e) => return Err(format!("read failed: {e}").into()),
                 }
-                Err(e) if is_timeout(&e) => continue,
-                Err(e) => return Err(format!("read failed: {e}").into()),
             }
-            while let Some((message, used)) = Message::decode(&rbuf[start..end], self.limits)
-                .map_err(|e| End::Violation(format!("protocol error: {e}")))?
-            {
+            // Messages wait in the buffer while the request queue is full.
+            while self.serve_queue.len() < MAX_QUEUED_REQUESTS {
+                let Some((message, used)) = Message::decode(&rbuf[start..end], self.limits)
+                    .map_err(|e| End::Violation(format!("protocol error: {e}")))?
+                else {
+                    break;
+                };
                 self.handle_message(message)?;
                 start += used;
             }
@@ -586,8 +604,6 @@ impl<'a> Conn<'a> {
                 }
                 if self.am_choking {
                     // Requests from a choked peer are dropped, as BEP 3 allows.
-                } else if self.serve_queue.len() >= MAX_QUEUED_REQUESTS {
-                    debug!("{}: request queue full, dropping a request", self.addr);
                 } else {
                     self.serve_queue.push_back((index, begin, length));
                 }

@@ -39,3 +39,47 @@ fn seeder_keeps_serving_a_peer_that_sends_its_bitfield_late() {
     assert_eq!(block, data[..16384]);
     assert_eq!(second, data[32768 + 16384..32768 + 32768]);
 }
+
+/// Regression: Transmission 3.00 (which gets no `reqq` from us) keeps
+/// thousands of requests in flight; the seeder dropped every request past
+/// 2048 without a word, and Transmission waits 90 s before asking again, so
+/// a 1 GiB download from us never finished. Now every request is served.
+#[test]
+fn seeder_serves_every_request_of_a_peer_with_thousands_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(4 * 1024 * 1024, 9);
+    let files = [crate::support::bencode::TFile {
+        path: vec![],
+        data: data.clone(),
+    }];
+    let (bytes, info_hash) =
+        crate::support::bencode::make_torrent("many.bin", &files, 256 * 1024, None);
+    let torrent = dir.path().join("many.torrent");
+    fs::write(&torrent, bytes).unwrap();
+    let source = dir.path().join("many.bin");
+    fs::write(&source, &data).unwrap();
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let mut peer =
+        ScriptedPeer::connect(seeder.addr, bittorrent::metainfo::InfoHash(info_hash), 16);
+    peer.send(Message::Interested);
+    peer.wait_unchoke();
+    // 3,072 requests at once: the file's 256 blocks, twelve times over.
+    let block_count = data.len() / 16384;
+    let requests = 12 * block_count;
+    for i in 0..requests {
+        let block = (i % block_count) as u32;
+        peer.send(Message::Request {
+            index: block / 16,
+            begin: block % 16 * 16384,
+            length: 16384,
+        });
+    }
+    let mut served = vec![0usize; block_count];
+    for _ in 0..requests {
+        let (index, begin, bytes) = peer.recv_piece();
+        let block = (index * 16 + begin / 16384) as usize;
+        assert_eq!(bytes, data[block * 16384..(block + 1) * 16384]);
+        served[block] += 1;
+    }
+    assert!(served.iter().all(|&n| n == 12), "{served:?}");
+}
