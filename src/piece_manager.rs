@@ -697,14 +697,15 @@ impl PieceManager {
         } else {
             pipeline_for_rate(slot.down_rate, slot.sample.0 > 0).div_ceil(self.blocks_per_piece) + 1
         };
+        // What the peer fetches already, and what it gave up when snubbed.
+        let mut skip: Vec<u32> = slot.assigned.iter().chain(&slot.avoid).copied().collect();
         while slot.assigned.len() < target {
-            let mut skip = slot.assigned.clone();
-            skip.extend_from_slice(&slot.avoid);
             let Some(index) = self.picker.pick(&slot.has, &skip) else {
                 break;
             };
             self.picker.assign(index);
             slot.assigned.push(index);
+            skip.push(index);
             let partial = self.partials.remove(&index).map(|kept| {
                 self.picker.set_partial(index, false);
                 let count = kept.partial.received_count();

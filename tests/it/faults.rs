@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use crate::support::bencode::{TFile, make_torrent};
+use crate::support::bencode::write_single_file;
 use crate::support::*;
 
 const PIECE: usize = 64 * 1024;
@@ -72,20 +72,8 @@ impl Drop for Tmpfs {
 /// path, the content's path and the content.
 fn setup(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     let data = content(PIECES * PIECE, 11);
-    let (bytes, _) = make_torrent(
-        "full.bin",
-        &[TFile {
-            path: vec![],
-            data: data.clone(),
-        }],
-        PIECE,
-        None,
-    );
-    let torrent = dir.join("full.torrent");
-    fs::write(&torrent, bytes).unwrap();
-    let source = dir.join("full.bin");
-    fs::write(&source, &data).unwrap();
-    (torrent, source, data)
+    let written = write_single_file(dir, "full.bin", &data, PIECE, None);
+    (written.torrent, written.source, data)
 }
 
 /// A child process killed when dropped.

@@ -3,6 +3,7 @@ use std::fs;
 use bittorrent::metainfo::Metainfo;
 use bittorrent::peer::wire::Message;
 
+use crate::support::bencode::write_single_file;
 use crate::support::peer::ScriptedPeer;
 use crate::support::*;
 
@@ -48,19 +49,14 @@ fn seeder_keeps_serving_a_peer_that_sends_its_bitfield_late() {
 fn seeder_serves_every_request_of_a_peer_with_thousands_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let data = content(4 * 1024 * 1024, 9);
-    let files = [crate::support::bencode::TFile {
-        path: vec![],
-        data: data.clone(),
-    }];
-    let (bytes, info_hash) =
-        crate::support::bencode::make_torrent("many.bin", &files, 256 * 1024, None);
-    let torrent = dir.path().join("many.torrent");
-    fs::write(&torrent, bytes).unwrap();
-    let source = dir.path().join("many.bin");
-    fs::write(&source, &data).unwrap();
-    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
-    let mut peer =
-        ScriptedPeer::connect(seeder.addr, bittorrent::metainfo::InfoHash(info_hash), 16);
+    let written = write_single_file(dir.path(), "many.bin", &data, 256 * 1024, None);
+    let seeder = Running::start(&config(
+        &written.torrent,
+        seed_from(&written.source),
+        vec![],
+    ));
+    let info_hash = bittorrent::metainfo::InfoHash(written.info_hash);
+    let mut peer = ScriptedPeer::connect(seeder.addr, info_hash, 16);
     peer.send(Message::Interested);
     peer.wait_unchoke();
     // 3,072 requests at once: the file's 256 blocks, twelve times over.

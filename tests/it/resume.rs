@@ -1,7 +1,7 @@
 use std::fs;
 use std::sync::atomic::Ordering;
 
-use crate::support::bencode::{TFile, make_torrent};
+use crate::support::bencode::write_single_file;
 use crate::support::*;
 
 const PIECE: usize = 16384;
@@ -9,20 +9,8 @@ const PIECES: usize = 64;
 
 fn setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let data = content(PIECES * PIECE - 100, 7);
-    let (bytes, _) = make_torrent(
-        "resume.bin",
-        &[TFile {
-            path: vec![],
-            data: data.clone(),
-        }],
-        PIECE,
-        None,
-    );
-    let torrent = dir.join("resume.torrent");
-    fs::write(&torrent, bytes).unwrap();
-    let source = dir.join("resume.bin");
-    fs::write(&source, &data).unwrap();
-    (torrent, source, data)
+    let written = write_single_file(dir, "resume.bin", &data, PIECE, None);
+    (written.torrent, written.source, data)
 }
 
 #[test]

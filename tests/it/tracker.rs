@@ -1,6 +1,6 @@
 use std::fs;
 
-use crate::support::bencode::{TFile, make_torrent};
+use crate::support::bencode::{TFile, make_torrent, write_single_file};
 use crate::support::tracker::TestTracker;
 use crate::support::*;
 
@@ -178,19 +178,16 @@ fn a_downloader_with_too_few_peers_asks_the_tracker_again_for_more() {
     let tracker = TestTracker::start_with_min_interval(Some(1));
     let dir = tempfile::tempdir().unwrap();
     let data = content(200_000, 3);
+    let written = write_single_file(dir.path(), "more.bin", &data, 16384, Some(&tracker.url));
+    let (torrent, source, info_hash) = (written.torrent, written.source, written.info_hash);
+    // The same info (same info-hash) announcing nowhere, for the seeder.
     let files = [TFile {
         path: vec![],
         data: data.clone(),
     }];
-    let (bytes, info_hash) = make_torrent("more.bin", &files, 16384, Some(&tracker.url));
-    let torrent = dir.path().join("more.torrent");
-    fs::write(&torrent, bytes).unwrap();
-    // The same info (same info-hash) announcing nowhere, for the seeder.
     let (quiet, _) = make_torrent("more.bin", &files, 16384, None);
     let quiet_torrent = dir.path().join("quiet.torrent");
     fs::write(&quiet_torrent, quiet).unwrap();
-    let source = dir.path().join("more.bin");
-    fs::write(&source, &data).unwrap();
 
     let dest = dir.path().join("out");
     let downloader = Running::start(&config(&torrent, download_to(&dest), vec![]));

@@ -94,3 +94,38 @@ pub fn make_torrent(
     top.push(("info", info));
     (B::Dict(top).encode(), hash)
 }
+
+/// A single-file torrent written to disk beside its content.
+pub struct SingleFile {
+    /// `DIR/NAME.torrent`.
+    pub torrent: std::path::PathBuf,
+    /// `DIR/NAME`, the content to seed.
+    pub source: std::path::PathBuf,
+    /// The torrent's info-hash.
+    pub info_hash: [u8; 20],
+}
+
+/// Writes a single-file torrent named `name` over `data`, and the content
+/// itself, into `dir`.
+pub fn write_single_file(
+    dir: &std::path::Path,
+    name: &str,
+    data: &[u8],
+    piece_len: usize,
+    announce: Option<&str>,
+) -> SingleFile {
+    let files = [TFile {
+        path: vec![],
+        data: data.to_vec(),
+    }];
+    let (bytes, info_hash) = make_torrent(name, &files, piece_len, announce);
+    let torrent = dir.join(format!("{name}.torrent"));
+    std::fs::write(&torrent, bytes).unwrap();
+    let source = dir.join(name);
+    std::fs::write(&source, data).unwrap();
+    SingleFile {
+        torrent,
+        source,
+        info_hash,
+    }
+}

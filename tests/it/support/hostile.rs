@@ -612,13 +612,23 @@ impl RequestFlood {
 fn flood_invalid_requests(conn: &mut Conn, count: usize, invalid: InvalidRequest) -> Step<()> {
     conn.dial_handshake()?;
     let blocks = conn.torrent.blocks();
-    let mut out = Vec::new();
-    for i in 0..count {
-        let (index, begin, length) = if i % 50 == 49 {
+    let out = encode_requests((0..count).map(|i| {
+        if i % 50 == 49 {
             invalid.request(&conn.torrent)
         } else {
             blocks[i % blocks.len()]
-        };
+        }
+    }));
+    conn.misbehaving();
+    conn.send_raw(&out)?;
+    lock(&conn.report).requests_sent += count;
+    conn.keep_open()
+}
+
+/// `request` messages for `(index, begin, length)` triples, back to back.
+fn encode_requests(requests: impl Iterator<Item = (u32, u32, u32)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (index, begin, length) in requests {
         Message::Request {
             index,
             begin,
@@ -626,10 +636,7 @@ fn flood_invalid_requests(conn: &mut Conn, count: usize, invalid: InvalidRequest
         }
         .encode(&mut out);
     }
-    conn.misbehaving();
-    conn.send_raw(&out)?;
-    lock(&conn.report).requests_sent += count;
-    conn.keep_open()
+    out
 }
 
 /// Interested, unchoked (or tired of waiting), then `count` valid requests,
@@ -637,16 +644,7 @@ fn flood_invalid_requests(conn: &mut Conn, count: usize, invalid: InvalidRequest
 fn flood_valid_requests(conn: &mut Conn, count: usize) -> Step<()> {
     conn.dial_handshake()?;
     let blocks = conn.torrent.blocks();
-    let mut out = Vec::new();
-    for i in 0..count {
-        let (index, begin, length) = blocks[i % blocks.len()];
-        Message::Request {
-            index,
-            begin,
-            length,
-        }
-        .encode(&mut out);
-    }
+    let out = encode_requests((0..count).map(|i| blocks[i % blocks.len()]));
     conn.misbehaving();
     // In slices, so the count sent is right even if the remote stops reading.
     for chunk in out.chunks(17 * 256) {
