@@ -95,6 +95,12 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_MAX_PEERS, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers: usize,
+
+    /// Write downloaded pieces through the page cache. By default they go
+    /// straight to the disk (O_DIRECT) where the file system allows, which
+    /// costs less CPU and leaves the cache to the files you use.
+    #[arg(long)]
+    pub no_direct_io: bool,
 }
 
 /// Peer connections allowed unless `--max-peers` says otherwise.
@@ -131,6 +137,7 @@ impl Args {
             tracker_timeout: Duration::from_secs(self.tracker_timeout.max(1)),
             upload_slots: self.upload_slots,
             max_peers: self.max_peers,
+            direct_io: !self.no_direct_io,
         })
     }
 }

@@ -55,5 +55,6 @@ pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod tracker;
+pub mod verifier;
 
 pub use error::Error;

@@ -3,11 +3,14 @@
 //!
 //! It receives every [`Event`] of the session on one channel: peer events,
 //! sockets accepted by the listener, peer addresses from the tracker or the
-//! command line, and shutdown. For each complete piece a peer delivers it
-//! verifies the SHA-1, writes it with positional I/O, and broadcasts `have`.
-//! It spawns and owns every peer thread, and never blocks sending to one
-//! (command channels are unbounded), so peers may block on the bounded event
-//! channel without any risk of deadlock.
+//! command line, and shutdown. Each complete piece a peer delivers goes to
+//! its [`Verifier`] workers, which check the SHA-1 and write it with
+//! positional I/O on other cores; when they report it good, the manager marks
+//! it had and broadcasts `have`. It spawns and owns every peer thread, and
+//! never blocks sending to one (command channels are unbounded), so peers may
+//! block on the bounded event channel without any risk of deadlock. Nor does
+//! it block handing pieces to the workers: while too many wait for them, it
+//! assigns no new pieces, which slows the peers instead.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpStream};
@@ -16,9 +19,8 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use log::{debug, info, warn};
-use sha1::{Digest, Sha1};
 
 use crate::bitfield::Bitfield;
 use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
@@ -33,6 +35,7 @@ use crate::piece_picker::{PiecePicker, PieceState};
 use crate::progress::{Progress, Snapshot};
 use crate::storage::{Storage, StorageError};
 use crate::tracker::TrackerCommand;
+use crate::verifier::{Checked, Job, Verifier};
 
 /// Everything the piece manager hears about, on one channel.
 #[derive(Debug)]
@@ -185,7 +188,9 @@ struct PeerSlot {
 pub struct PieceManager {
     ctx: Arc<PeerContext>,
     storage: Arc<Storage>,
-    hashes: Vec<[u8; 20]>,
+    verifier: Verifier,
+    /// Pieces with the workers, and the peers whose blocks they are made of.
+    verifying: HashMap<u32, Vec<SocketAddr>>,
     picker: PiecePicker,
     have: Bitfield,
     peers: HashMap<PeerKey, PeerSlot>,
@@ -214,11 +219,12 @@ pub struct PieceManager {
 }
 
 impl PieceManager {
-    /// A manager starting from the verified pieces in `have`. `tracker_tx`,
-    /// when there is a tracker, is used to ask it for more peers.
+    /// A manager starting from the verified pieces in `have`, handing
+    /// delivered pieces to `verifier`. `tracker_tx`, when there is a tracker,
+    /// is used to ask it for more peers.
     pub fn new(
         ctx: Arc<PeerContext>,
-        hashes: Vec<[u8; 20]>,
+        verifier: Verifier,
         have: &[bool],
         config: ManagerConfig,
         tracker_tx: Option<Sender<TrackerCommand>>,
@@ -230,7 +236,8 @@ impl PieceManager {
         PieceManager {
             ctx,
             storage,
-            hashes,
+            verifier,
+            verifying: HashMap::new(),
             picker: PiecePicker::new(have),
             have: Bitfield::from_bools(have),
             peers: HashMap::new(),
@@ -261,6 +268,7 @@ impl PieceManager {
     pub fn run(mut self, events_rx: Receiver<Event>) -> Result<Outcome, StorageError> {
         let result = self.event_loop(&events_rx);
         self.progress.finish(&self.snapshot());
+        self.verifier.stop();
         self.shutdown_peers(&events_rx);
         result
     }
@@ -281,8 +289,19 @@ impl PieceManager {
                 self.tick(now);
                 next_tick = now + TICK;
             }
-            match events_rx.recv_deadline(next_tick) {
-                Ok(Event::Peer { key, event }) => self.on_peer_event(key, event)?,
+            let results = self.verifier.results().clone();
+            let event = select! {
+                recv(results) -> checked => {
+                    if let Ok(checked) = checked {
+                        self.on_checked(checked)?;
+                    }
+                    continue;
+                }
+                recv(events_rx) -> event => event,
+                default(next_tick.saturating_duration_since(Instant::now())) => continue,
+            };
+            match event {
+                Ok(Event::Peer { key, event }) => self.on_peer_event(key, event),
                 Ok(Event::Incoming(stream, addr)) => self.accept(stream, addr),
                 Ok(Event::Peers(addrs)) => {
                     let now = Instant::now();
@@ -291,10 +310,7 @@ impl PieceManager {
                     }
                     self.dial_more(now);
                 }
-                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    return Ok(Outcome::Stopped);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
             }
         }
     }
@@ -436,9 +452,9 @@ impl PieceManager {
         }
     }
 
-    fn on_peer_event(&mut self, key: PeerKey, event: PeerEvent) -> Result<(), StorageError> {
+    fn on_peer_event(&mut self, key: PeerKey, event: PeerEvent) {
         if !self.peers.contains_key(&key) {
-            return Ok(());
+            return;
         }
         match event {
             PeerEvent::Connected { peer_id } => {
@@ -508,7 +524,7 @@ impl PieceManager {
                 self.take_back(key, returned);
                 self.assign_all();
             }
-            PeerEvent::Piece { index, data } => self.on_piece(key, index, data)?,
+            PeerEvent::Piece { index, data } => self.on_piece(key, index, data),
             PeerEvent::Disconnected {
                 reason,
                 violation,
@@ -543,7 +559,6 @@ impl PieceManager {
                 self.assign_all();
             }
         }
-        Ok(())
     }
 
     /// Bans `addr` (and its peer id) for good and closes its connections.
@@ -577,7 +592,11 @@ impl PieceManager {
             let Some(partial) = partial else {
                 continue;
             };
-            if self.picker.state(index) == PieceState::Have || self.whole_only.contains(&index) {
+            let done = matches!(
+                self.picker.state(index),
+                PieceState::Have | PieceState::Verifying
+            );
+            if done || self.whole_only.contains(&index) {
                 continue;
             }
             if partial.received_count() > inherited_count && !senders.contains(&slot.addr) {
@@ -594,7 +613,9 @@ impl PieceManager {
         }
     }
 
-    fn on_piece(&mut self, key: PeerKey, index: u32, data: Vec<u8>) -> Result<(), StorageError> {
+    /// A peer delivered a whole piece: the workers verify and write it,
+    /// and the peer gets more work at once.
+    fn on_piece(&mut self, key: PeerKey, index: u32, data: Vec<u8>) {
         self.ctx
             .stats
             .downloaded
@@ -606,22 +627,43 @@ impl PieceManager {
                 "{}: piece {index} was not assigned to it, ignoring",
                 slot.addr
             );
-            return Ok(());
+            return;
         };
         slot.assigned.swap_remove(pos);
         let addr = slot.addr;
-        if self.picker.state(index) == PieceState::Have {
+        if matches!(
+            self.picker.state(index),
+            PieceState::Have | PieceState::Verifying
+        ) {
             // Endgame: another peer delivered it first.
             self.assign(key);
-            return Ok(());
+            return;
         }
         let (mut senders, _) = self.inherited.remove(&(key, index)).unwrap_or_default();
         if !senders.contains(&addr) {
             senders.push(addr);
         }
-        let hash: [u8; 20] = Sha1::digest(&data).into();
-        if hash != self.hashes[index as usize] {
-            self.picker.release(index);
+        self.picker.verifying(index);
+        self.verifying.insert(index, senders);
+        self.verifier.submit(Job { key, index, data });
+        self.assign(key);
+    }
+
+    /// The workers' verdict on a delivered piece.
+    fn on_checked(&mut self, checked: Checked) -> Result<(), StorageError> {
+        let Checked {
+            key,
+            index,
+            len,
+            result,
+        } = checked;
+        let senders = self.verifying.remove(&index).unwrap_or_default();
+        if self.verifying.len() + 1 == self.verifier.backlog_limit() {
+            // Assignments were held back for the workers: resume them.
+            self.assign_all();
+        }
+        if !result? {
+            self.picker.failed(index);
             // Any blocks kept for it are suspect too.
             self.partials.remove(&index);
             self.picker.set_partial(index, false);
@@ -648,19 +690,21 @@ impl PieceManager {
         }
         self.whole_only.remove(&index);
         self.inherited.retain(|&(_, i), _| i != index);
-        self.storage.write_piece(index, &data)?;
         self.picker.complete(index);
         self.partials.remove(&index);
         self.have.set(index);
         let stats = &self.ctx.stats;
         stats.have_pieces.fetch_add(1, Ordering::Relaxed);
-        stats.left.fetch_sub(data.len() as u64, Ordering::Relaxed);
+        stats.left.fetch_sub(len, Ordering::Relaxed);
         debug!(
-            "piece {index} verified (from {addr}), {} of {}",
+            "piece {index} verified (from {}), {} of {}",
+            self.peers
+                .get(&key)
+                .map_or_else(|| "a peer now gone".to_string(), |p| p.addr.to_string()),
             self.have.count(),
             self.have.piece_count()
         );
-        let mut changed = vec![key];
+        let mut changed = Vec::new();
         for (&other, slot) in &mut self.peers {
             if let Some(pos) = slot.assigned.iter().position(|&i| i == index) {
                 slot.assigned.swap_remove(pos);
@@ -686,6 +730,10 @@ impl PieceManager {
     /// Gives an unchoked peer pieces until it has enough to keep its request
     /// pipeline full at its current rate (one at a time while it is snubbed).
     fn assign(&mut self, key: PeerKey) {
+        if self.verifying.len() >= self.verifier.backlog_limit() {
+            // The workers are behind: no new pieces until they catch up.
+            return;
+        }
         let Some(slot) = self.peers.get_mut(&key) else {
             return;
         };

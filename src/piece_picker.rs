@@ -1,9 +1,11 @@
 //! Which piece a peer should fetch next. Pure data structure: no threads, no I/O.
 //!
 //! Invariant: each piece is in exactly one state, [`Have`](PieceState::Have),
+//! [`Verifying`](PieceState::Verifying) (delivered, being hashed and written),
 //! [`InFlight`](PieceState::InFlight) (assigned to one or more peers) or
 //! [`Missing`](PieceState::Missing), and changes state only through
-//! [`PiecePicker::assign`], [`PiecePicker::release`] and [`PiecePicker::complete`].
+//! [`PiecePicker::assign`], [`PiecePicker::release`], [`PiecePicker::verifying`],
+//! [`PiecePicker::failed`] and [`PiecePicker::complete`].
 //! Separately, a missing piece may be *partial*: some of its blocks arrived
 //! from a peer that then choked us or left, and the manager keeps them.
 //!
@@ -32,6 +34,9 @@ pub const RANDOM_FIRST_PIECES: u32 = 4;
 pub enum PieceState {
     /// Verified and on disk.
     Have,
+    /// Delivered whole, being verified and written: not fetched again unless
+    /// it fails.
+    Verifying,
     /// Being fetched by this many peers.
     InFlight(u8),
     /// Nobody is fetching it.
@@ -159,7 +164,7 @@ impl PiecePicker {
                 PieceState::InFlight(1)
             }
             PieceState::InFlight(n) => PieceState::InFlight(n.saturating_add(1)),
-            PieceState::Have => PieceState::Have,
+            other => other,
         };
     }
 
@@ -177,13 +182,34 @@ impl PiecePicker {
         };
     }
 
+    /// Records that piece `index` was delivered whole and is being
+    /// verified. Peers still fetching it (in endgame) no longer count.
+    pub fn verifying(&mut self, index: u32) {
+        let s = &mut self.state[index as usize];
+        match *s {
+            PieceState::Have | PieceState::Verifying => return,
+            PieceState::Missing => self.missing_count -= 1,
+            PieceState::InFlight(_) => {}
+        }
+        *s = PieceState::Verifying;
+    }
+
+    /// Records that piece `index` failed its hash check: it is missing again.
+    pub fn failed(&mut self, index: u32) {
+        let s = &mut self.state[index as usize];
+        if *s == PieceState::Verifying {
+            *s = PieceState::Missing;
+            self.missing_count += 1;
+        }
+    }
+
     /// Records that piece `index` is verified and written.
     pub fn complete(&mut self, index: u32) {
         let s = &mut self.state[index as usize];
         match *s {
             PieceState::Have => return,
             PieceState::Missing => self.missing_count -= 1,
-            PieceState::InFlight(_) => {}
+            PieceState::InFlight(_) | PieceState::Verifying => {}
         }
         *s = PieceState::Have;
         self.partial[index as usize] = false;
@@ -346,5 +372,42 @@ mod tests {
         p.complete(1);
         assert!(p.is_complete());
         assert!(!p.in_endgame());
+    }
+
+    #[test]
+    fn a_piece_being_verified_is_not_fetched_again_unless_it_fails() {
+        let mut p = PiecePicker::new(&[true, false, false]);
+        let peer = bits(&[1, 2], 3);
+        p.assign(1);
+        p.assign(1);
+        p.verifying(1);
+        assert_eq!(p.state(1), PieceState::Verifying);
+        p.release(1);
+        assert_eq!(
+            p.state(1),
+            PieceState::Verifying,
+            "a holder leaving changes nothing"
+        );
+        p.assign(2);
+        assert!(p.in_endgame());
+        assert_eq!(
+            p.pick(&peer, &[2]),
+            None,
+            "no endgame copy of a delivered piece"
+        );
+        p.failed(1);
+        assert_eq!(p.state(1), PieceState::Missing);
+        assert!(!p.in_endgame());
+        assert_eq!(p.pick(&peer, &[2]), Some(1), "fetched again after failing");
+        p.assign(1);
+        p.verifying(1);
+        p.complete(1);
+        p.failed(1);
+        assert_eq!(
+            p.state(1),
+            PieceState::Have,
+            "a late failure cannot undo a verified piece"
+        );
+        assert_eq!(p.have_count(), 2);
     }
 }

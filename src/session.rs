@@ -28,6 +28,7 @@ use crate::progress::{Progress, check_bar};
 use crate::stats::Stats;
 use crate::storage::{Access, Storage, StorageError};
 use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
+use crate::verifier::Verifier;
 
 /// What the session does with the content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub struct Config {
     pub upload_slots: usize,
     /// Most peer connections at once.
     pub max_peers: usize,
+    /// Write downloaded pieces past the page cache where possible
+    /// ([`Storage::enable_direct_writes`]).
+    pub direct_io: bool,
 }
 
 /// Events may queue up to this many before peers wait: bounds memory held in
@@ -172,8 +176,13 @@ impl Session {
             Mode::Seed { path } => (path.clone(), Access::ReadOnly),
         };
         let seeding = access == Access::ReadOnly;
-        let storage = Arc::new(Storage::open(&meta, &root, access)?);
+        let mut storage = Storage::open(&meta, &root, access)?;
         let have = check_existing(&storage, &meta, config.live_progress)?;
+        if config.direct_io && !seeding {
+            let direct = storage.enable_direct_writes();
+            debug!("{direct} files written with direct I/O");
+        }
+        let storage = Arc::new(storage);
         let have_count = have.iter().filter(|&&h| h).count() as u32;
         if seeding && have_count < meta.layout.piece_count() {
             return Err(Error::SeedMismatch {
@@ -265,9 +274,15 @@ impl Session {
             upload_slots: config.upload_slots,
             max_peers: config.max_peers,
         };
+        let verifier = Verifier::start(
+            Arc::clone(&storage),
+            meta.piece_hashes.clone().into(),
+            worker_threads(),
+        )
+        .map_err(|e| Error::Thread(format!("cannot start the verifier: {e}")))?;
         let manager = PieceManager::new(
             ctx,
-            meta.piece_hashes.clone(),
+            verifier,
             &have,
             manager_config,
             tracker_channel.as_ref().map(|(tx, _)| tx.clone()),
@@ -407,10 +422,7 @@ fn check_existing(storage: &Storage, meta: &Metainfo, live: bool) -> Result<Vec<
     }
     info!("checking existing data ({count} pieces)");
     let bar = check_bar(count, live);
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    let have = storage.check(&meta.piece_hashes, threads, &|done| {
+    let have = storage.check(&meta.piece_hashes, worker_threads(), &|done| {
         if let Some(bar) = &bar {
             bar.set_position(u64::from(done));
         }
@@ -419,4 +431,12 @@ fn check_existing(storage: &Storage, meta: &Metainfo, live: bool) -> Result<Vec<
         bar.finish_and_clear();
     }
     Ok(have)
+}
+
+/// Threads that hash: the start-up check, and the verifier while
+/// downloading. One per core, up to 4 (beyond that the disk is the limit).
+fn worker_threads() -> usize {
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
 }

@@ -24,6 +24,7 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         live_progress: false,
         tracker_timeout: Duration::from_secs(5),
         upload_slots: bittorrent::choker::DEFAULT_UPLOAD_SLOTS,
+        direct_io: true,
         max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
     }
 }
