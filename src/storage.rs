@@ -223,7 +223,10 @@ impl Storage {
     /// that was: none when `at` is unaligned or direct writes are off.
     fn write_direct(&self, direct: &File, bytes: &[u8], at: u64) -> io::Result<usize> {
         let len = bytes.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        if len == 0 || at % DIRECT_ALIGN as u64 != 0 || !self.direct.load(Ordering::Relaxed) {
+        if len == 0
+            || !at.is_multiple_of(DIRECT_ALIGN as u64)
+            || !self.direct.load(Ordering::Relaxed)
+        {
             return Ok(0);
         }
         let result = DIRECT_BUF.with_borrow_mut(|buf| {
