@@ -43,6 +43,8 @@ const WRITE_WAIT: Duration = Duration::from_millis(20);
 const RATE_EVERY: Duration = Duration::from_secs(1);
 /// Stop reading blocks from disk for the remote while this much output is queued.
 const OUTPUT_HIGH_WATER: usize = 512 * 1024;
+/// Most bytes served in one turn of the loop before it reads the socket.
+const SERVE_BURST: usize = 4 * 1024 * 1024;
 /// Most requests from the remote held at once (12 bytes each). Past this the
 /// thread stops reading the socket until the queue drains, so TCP slows the
 /// remote down; requests are never dropped. Transmission 3.00, which gets
@@ -289,16 +291,19 @@ impl<'a> Conn<'a> {
             self.measure_rate(now);
             self.check_request_timeout(now)?;
             self.fill_requests();
-            self.fill_output()?;
             if self.last_sent.elapsed() >= KEEPALIVE_AFTER && self.pending_output() == 0 {
                 self.queue(Message::KeepAlive);
             }
             if self.last_received.elapsed() >= SILENCE_LIMIT {
                 return Err(format!("silent for {} s", SILENCE_LIMIT.as_secs()).into());
             }
-            self.write_some()?;
+            self.write_out()?;
 
-            let busy = self.pending_output() > 0 || Instant::now() < self.expect_command_until;
+            // Output or requests still to serve: come back quickly. (The
+            // remote may have nothing more to say: it sent all its requests.)
+            let busy = self.pending_output() > 0
+                || !self.serve_queue.is_empty()
+                || Instant::now() < self.expect_command_until;
             let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
             if self.read_timeout != Some(wait) {
                 self.stream
@@ -399,6 +404,21 @@ impl<'a> Conn<'a> {
 
     fn pending_output(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Serves queued requests and writes, until the socket takes no more at
+    /// once, nothing is left to serve, or [`SERVE_BURST`] bytes went out.
+    fn write_out(&mut self) -> Outcome {
+        let mut sent = 0;
+        loop {
+            self.fill_output()?;
+            let before = self.pending_output();
+            self.write_some()?;
+            sent += before - self.pending_output();
+            if self.pending_output() > 0 || self.serve_queue.is_empty() || sent >= SERVE_BURST {
+                return Ok(());
+            }
+        }
     }
 
     /// Writes as much queued output as the socket takes within [`WRITE_WAIT`].
