@@ -41,6 +41,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod buffers;
 pub mod choker;
 pub mod cli;
 pub mod error;

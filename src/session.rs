@@ -19,6 +19,7 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, bounded, unbounded};
 use log::{debug, info, warn};
 
+use crate::buffers::PieceBuffers;
 use crate::error::Error;
 use crate::metainfo::{InfoHash, Metainfo};
 use crate::peer::PeerContext;
@@ -28,7 +29,7 @@ use crate::progress::{Progress, check_bar};
 use crate::stats::Stats;
 use crate::storage::{Access, Storage, StorageError};
 use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
-use crate::verifier::Verifier;
+use crate::verifier::{self, Verifier};
 
 /// What the session does with the content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,11 +261,15 @@ impl Session {
             );
         }
 
+        let threads = worker_threads();
+        // Enough idle buffers for the pieces the workers may hold.
+        let buffers = PieceBuffers::new(threads * verifier::BACKLOG_PER_THREAD);
         let ctx = Arc::new(PeerContext {
             info_hash: meta.info_hash,
             our_id,
             storage: Arc::clone(&storage),
             stats: Arc::clone(&stats),
+            buffers: buffers.clone(),
             events_tx: events_tx.clone(),
         });
         let progress = Progress::new(meta.total_len(), seeding, config.live_progress);
@@ -277,7 +282,8 @@ impl Session {
         let verifier = Verifier::start(
             Arc::clone(&storage),
             meta.piece_hashes.clone().into(),
-            worker_threads(),
+            buffers.clone(),
+            threads,
         )
         .map_err(|e| Error::Thread(format!("cannot start the verifier: {e}")))?;
         let manager = PieceManager::new(

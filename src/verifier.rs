@@ -22,6 +22,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use sha1::{Digest, Sha1};
 
+use crate::buffers::PieceBuffers;
 use crate::peer::PeerKey;
 use crate::storage::{Storage, StorageError};
 
@@ -71,6 +72,7 @@ impl Verifier {
     pub fn start(
         storage: Arc<Storage>,
         hashes: Arc<[[u8; 20]]>,
+        buffers: PieceBuffers,
         threads: usize,
     ) -> io::Result<Verifier> {
         let threads = threads.max(1);
@@ -82,9 +84,10 @@ impl Verifier {
             .map(|n| {
                 let (jobs_rx, results_tx) = (jobs_rx.clone(), results_tx.clone());
                 let (storage, hashes) = (Arc::clone(&storage), Arc::clone(&hashes));
+                let buffers = buffers.clone();
                 thread::Builder::new()
                     .name(format!("verify-{n}"))
-                    .spawn(move || work(&jobs_rx, &results_tx, &storage, &hashes))
+                    .spawn(move || work(&jobs_rx, &results_tx, &storage, &hashes, &buffers))
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Verifier {
@@ -129,7 +132,13 @@ impl Drop for Verifier {
     }
 }
 
-fn work(jobs: &Receiver<Job>, results: &Sender<Checked>, storage: &Storage, hashes: &[[u8; 20]]) {
+fn work(
+    jobs: &Receiver<Job>,
+    results: &Sender<Checked>,
+    storage: &Storage,
+    hashes: &[[u8; 20]],
+    buffers: &PieceBuffers,
+) {
     for Job { key, index, data } in jobs {
         let matches = hashes
             .get(index as usize)
@@ -145,6 +154,7 @@ fn work(jobs: &Receiver<Job>, results: &Sender<Checked>, storage: &Storage, hash
             len: data.len() as u64,
             result,
         };
+        buffers.give(data);
         if results.send(checked).is_err() {
             return;
         }
@@ -186,7 +196,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let content: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (storage, hashes) = setup(&content, dir.path());
-        let mut verifier = Verifier::start(Arc::clone(&storage), hashes, 2).expect("start");
+        let buffers = PieceBuffers::new(4);
+        let mut verifier =
+            Verifier::start(Arc::clone(&storage), hashes, buffers.clone(), 2).expect("start");
         let piece = |i: usize| content[i * 16384..((i + 1) * 16384).min(content.len())].to_vec();
         let mut bad = piece(1);
         bad[100] ^= 1;

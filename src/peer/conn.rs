@@ -18,7 +18,7 @@ use log::{debug, trace};
 
 use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
 use super::wire::{self, Handshake, Limits, Message, PeerId};
-use super::{Origin, PeerCommand, PeerContext, PeerCounters, PeerKey};
+use super::{Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob};
 use crate::bitfield::Bitfield;
 use crate::layout::Layout;
 use crate::piece_manager::{Event, PeerEvent, Returned};
@@ -456,7 +456,7 @@ impl<'a> Conn<'a> {
                         snubbed: false,
                     })?;
                 } else {
-                    self.pipeline.add(piece);
+                    self.pipeline.add(self.with_buffer(piece));
                 }
             }
             PeerCommand::Have(index) => {
@@ -487,6 +487,19 @@ impl<'a> Conn<'a> {
             PeerCommand::Shutdown => unreachable!("handled by the loop"),
         }
         Ok(())
+    }
+
+    /// `piece`, with a recycled buffer to fetch it into if it has none.
+    fn with_buffer(&self, mut piece: PieceJob) -> PieceJob {
+        if piece.partial.is_none() {
+            let size = self.layout.piece_size(piece.index) as usize;
+            let blocks = self.layout.block_count(piece.index) as usize;
+            piece.partial = Some(Partial {
+                data: self.ctx.buffers.take(size),
+                received: vec![false; blocks],
+            });
+        }
+        piece
     }
 
     /// Sends `interested` or `not interested` when the answer changes.

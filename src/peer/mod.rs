@@ -37,6 +37,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::bitfield::Bitfield;
+use crate::buffers::PieceBuffers;
 use crate::metainfo::InfoHash;
 use crate::piece_manager::Event;
 use crate::stats::Stats;
@@ -115,6 +116,8 @@ pub struct PeerContext {
     pub storage: Arc<Storage>,
     /// Transfer counters.
     pub stats: Arc<Stats>,
+    /// Idle piece buffers, for the pieces it fetches.
+    pub buffers: PieceBuffers,
     /// Events to the piece manager.
     pub events_tx: Sender<Event>,
 }
