@@ -263,7 +263,8 @@ impl Session {
 
         let threads = worker_threads();
         // Enough idle buffers for the pieces the workers may hold.
-        let buffers = PieceBuffers::new(threads * verifier::BACKLOG_PER_THREAD);
+        let piece_len = meta.layout.piece_len() as usize;
+        let buffers = PieceBuffers::new(verifier::backlog_limit(threads, piece_len));
         let ctx = Arc::new(PeerContext {
             info_hash: meta.info_hash,
             our_id,

@@ -26,9 +26,14 @@ use crate::buffers::PieceBuffers;
 use crate::peer::PeerKey;
 use crate::storage::{Storage, StorageError};
 
-/// Pieces that may be with the workers, per worker, before the manager
-/// stops assigning new ones.
-pub const BACKLOG_PER_THREAD: usize = 4;
+/// Bytes of pieces that may be with the workers, per worker, before the
+/// manager stops assigning new ones (at least 4 pieces per worker).
+pub const BACKLOG_BYTES_PER_THREAD: usize = 4 * 1024 * 1024;
+
+/// How many pieces of `piece_len` bytes may be with `threads` workers.
+pub fn backlog_limit(threads: usize, piece_len: usize) -> usize {
+    threads.max(1) * (BACKLOG_BYTES_PER_THREAD / piece_len.max(1)).max(4)
+}
 
 /// A finished piece to verify and, if it is right, write.
 #[derive(Debug)]
@@ -76,6 +81,7 @@ impl Verifier {
         threads: usize,
     ) -> io::Result<Verifier> {
         let threads = threads.max(1);
+        let backlog_limit = backlog_limit(threads, storage.layout().piece_len() as usize);
         // The manager bounds the jobs (see the module docs); the results are
         // as many.
         let (jobs_tx, jobs_rx) = unbounded::<Job>();
@@ -94,7 +100,7 @@ impl Verifier {
             jobs: Some(jobs_tx),
             results,
             threads: handles,
-            backlog_limit: threads * BACKLOG_PER_THREAD,
+            backlog_limit,
         })
     }
 
