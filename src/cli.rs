@@ -175,6 +175,17 @@ mod tests {
     }
 
     #[test]
+    fn direct_io_is_on_unless_turned_off() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).unwrap().into_config().unwrap()
+        };
+        assert!(parse(&[]).direct_io);
+        assert!(!parse(&["--no-direct-io"]).direct_io);
+    }
+
+    #[test]
     fn seed_and_download_together_is_a_usage_error() {
         assert!(Args::try_parse_from(["bittorrent", "a.torrent", "-d", "x", "-s", "y"]).is_err());
         assert!(Args::try_parse_from(["bittorrent", "a.torrent"]).is_err());

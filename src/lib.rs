@@ -10,8 +10,9 @@
 //!          ├─ `listener` thread: accepted sockets ─► manager
 //!          └─ `piece-manager` thread ◄── events (bounded channel) ── `peer ADDR` threads
 //!                 │  owns piece state, picks pieces,                    ▲
-//!                 │  verifies SHA-1, writes, broadcasts HAVE            │
-//!                 └──────────── commands (unbounded, per peer) ─────────┘
+//!                 │  broadcasts HAVE                                    │
+//!                 ├──────────── commands (unbounded, per peer) ─────────┘
+//!                 └─ jobs ─► `verify-N` threads (one per core): SHA-1, write ─► results
 //! ```
 //!
 //! A block's journey: the [`piece_manager`] assigns piece `i` to a peer thread
@@ -19,9 +20,13 @@
 //! 16 KiB requests in flight ([`peer::pipeline`]), copies each arriving block straight from its read
 //! buffer into the piece's buffer, and when the last block lands sends the whole
 //! piece to the manager ([`piece_manager::PeerEvent::Piece`]), one message per
-//! piece. The manager hashes it, writes it with positional I/O through
-//! [`storage::Storage`], marks it had in the [`piece_picker`], and tells every
-//! peer ([`peer::PeerCommand::Have`]). Peers serve other peers' requests by
+//! piece. The manager hands it to its [`verifier`] workers, which hash it on
+//! another core and write it with positional I/O through [`storage::Storage`]
+//! (straight to the disk, past the page cache, where the file system allows),
+//! while the manager goes on assigning work. When a worker reports it good, the
+//! manager marks it had in the [`piece_picker`] and tells every peer
+//! ([`peer::PeerCommand::Have`]); the piece's buffer goes back to a pool
+//! ([`buffers`]) for the next piece. Peers serve other peers' requests by
 //! reading from the same storage.
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the

@@ -55,6 +55,19 @@ fn downloads_multi_file_torrent_with_nested_folders_and_an_empty_file() {
 }
 
 #[test]
+fn downloads_through_the_page_cache_when_direct_io_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = fixtures().join("multi.torrent");
+    let source = fixtures().join("multi");
+    let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
+    let dest = dir.path().join("out");
+    let mut buffered = config(&torrent, download_to(&dest), vec![seeder.addr]);
+    buffered.direct_io = false;
+    download(&buffered);
+    assert_same_tree(&source, &dest.join("multi"));
+}
+
+#[test]
 fn downloads_multi_file_torrent_made_by_transmission_create() {
     // 16 KiB pieces; transmission-create leaves out the empty file.
     let dir = tempfile::tempdir().unwrap();
