@@ -275,6 +275,7 @@ impl PieceManager {
 
     fn event_loop(&mut self, events_rx: &Receiver<Event>) -> Result<Outcome, StorageError> {
         let mut next_tick = Instant::now();
+        let results = self.verifier.results().clone();
         loop {
             if self.config.stop_when_complete && self.picker.is_complete() {
                 self.storage.sync()?;
@@ -289,7 +290,6 @@ impl PieceManager {
                 self.tick(now);
                 next_tick = now + TICK;
             }
-            let results = self.verifier.results().clone();
             let event = select! {
                 recv(results) -> checked => {
                     if let Ok(checked) = checked {
