@@ -90,7 +90,11 @@ impl Drop for Killed {
 /// up to `TIMEOUT`; returns its status and stderr. SIGXFSZ is ignored so
 /// that going over the limit is the EFBIG error the client must report, not
 /// the signal's default of killing it.
-fn run_with_file_size_limit(limit_kib: u64, args: &[&str], log_dir: &Path) -> (ExitStatus, String) {
+fn run_with_file_size_limit(
+    limit_kib: u64,
+    args: &[impl AsRef<std::ffi::OsStr>],
+    log_dir: &Path,
+) -> (ExitStatus, String) {
     let stderr_path = log_dir.join("limited-stderr.txt");
     let mut child = Killed(
         Command::new("bash")
@@ -170,17 +174,8 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
 
     let (torrent, source, data) = setup(dir.path());
     let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
-    let peer = seeder.addr.to_string();
-    let args = [
-        torrent.to_str().unwrap(),
-        "-d",
-        disk.dir.to_str().unwrap(),
-        "--peer",
-        &peer,
-        "--port",
-        "0",
-        "-vv",
-    ];
+    let mut args = download_args(&torrent, &disk.dir, seeder.addr);
+    args.push("-vv".into());
     let target = disk.dir.join("full.bin");
 
     // First run: 4 MiB onto a disk of about 1 MiB. The file itself is sparse,
@@ -243,16 +238,7 @@ fn a_file_size_limit_is_a_clear_error_before_anything_is_fetched() {
     let (torrent, source, data) = setup(dir.path());
     let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
     let dest = dir.path().join("out");
-    let peer = seeder.addr.to_string();
-    let args = [
-        torrent.to_str().unwrap(),
-        "-d",
-        dest.to_str().unwrap(),
-        "--peer",
-        &peer,
-        "--port",
-        "0",
-    ];
+    let args = download_args(&torrent, &dest, seeder.addr);
     let target = dest.join("full.bin");
 
     let (status, stderr) = run_with_file_size_limit(1024, &args, dir.path());

@@ -47,35 +47,14 @@ fn seeder_keeps_serving_a_peer_that_sends_its_bitfield_late() {
 /// a 1 GiB download from us never finished. Now every request is served.
 #[test]
 fn seeder_serves_every_request_of_a_peer_with_thousands_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
     let data = content(4 * 1024 * 1024, 9);
-    let written = write_single_file(dir.path(), "many.bin", &data, 256 * 1024, None);
-    let seeder = Running::start(&config(
-        &written.torrent,
-        seed_from(&written.source),
-        vec![],
-    ));
-    let info_hash = bittorrent::metainfo::InfoHash(written.info_hash);
-    let mut peer = ScriptedPeer::connect(seeder.addr, info_hash, 16);
-    peer.send(Message::Interested);
-    peer.wait_unchoke();
+    let (_dir, _seeder, mut peer) = unchoked_by_a_seeder_of(&data);
     // 3,072 requests at once: the file's 256 blocks, twelve times over.
     let block_count = data.len() / 16384;
-    let requests = 12 * block_count;
-    for i in 0..requests {
-        let block = (i % block_count) as u32;
-        peer.send(Message::Request {
-            index: block / 16,
-            begin: block % 16 * 16384,
-            length: 16384,
-        });
-    }
+    request_every_block(&mut peer, block_count, 12);
     let mut served = vec![0usize; block_count];
-    for _ in 0..requests {
-        let (index, begin, bytes) = peer.recv_piece();
-        let block = (index * 16 + begin / 16384) as usize;
-        assert_eq!(bytes, data[block * 16384..(block + 1) * 16384]);
-        served[block] += 1;
+    for _ in 0..12 * block_count {
+        served[recv_block(&mut peer, &data)] += 1;
     }
     assert!(served.iter().all(|&n| n == 12), "{served:?}");
 }
@@ -87,22 +66,44 @@ fn seeder_serves_every_request_of_a_peer_with_thousands_in_flight() {
 /// and nothing after: served at that pace they would take over 6 s.
 #[test]
 fn seeder_serves_queued_requests_without_waiting_for_more_messages() {
-    let dir = tempfile::tempdir().unwrap();
     let data = content(4 * 1024 * 1024, 11);
-    let written = write_single_file(dir.path(), "quiet.bin", &data, 256 * 1024, None);
+    let (_dir, _seeder, mut peer) = unchoked_by_a_seeder_of(&data);
+    let block_count = data.len() / 16384;
+    let started = std::time::Instant::now();
+    request_every_block(&mut peer, block_count, 16);
+    for _ in 0..16 * block_count {
+        recv_block(&mut peer, &data);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "64 MiB of queued requests took {took:?}: the seeder waits between bursts"
+    );
+}
+
+/// A seeder of `data` (256 KiB pieces) and a scripted peer it has unchoked.
+fn unchoked_by_a_seeder_of(data: &[u8]) -> (tempfile::TempDir, Running, ScriptedPeer) {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_single_file(dir.path(), "many.bin", data, 256 * 1024, None);
     let seeder = Running::start(&config(
         &written.torrent,
         seed_from(&written.source),
         vec![],
     ));
     let info_hash = bittorrent::metainfo::InfoHash(written.info_hash);
-    let mut peer = ScriptedPeer::connect(seeder.addr, info_hash, 16);
+    let mut peer = ScriptedPeer::connect(
+        seeder.addr,
+        info_hash,
+        data.len().div_ceil(256 * 1024) as u32,
+    );
     peer.send(Message::Interested);
     peer.wait_unchoke();
-    let block_count = data.len() / 16384;
-    let requests = 16 * block_count;
-    let started = std::time::Instant::now();
-    for i in 0..requests {
+    (dir, seeder, peer)
+}
+
+/// Requests each of the first `block_count` 16 KiB blocks, `times` over.
+fn request_every_block(peer: &mut ScriptedPeer, block_count: usize, times: usize) {
+    for i in 0..times * block_count {
         let block = (i % block_count) as u32;
         peer.send(Message::Request {
             index: block / 16,
@@ -110,14 +111,12 @@ fn seeder_serves_queued_requests_without_waiting_for_more_messages() {
             length: 16384,
         });
     }
-    for _ in 0..requests {
-        let (index, begin, bytes) = peer.recv_piece();
-        let block = (index * 16 + begin / 16384) as usize;
-        assert_eq!(bytes, data[block * 16384..(block + 1) * 16384]);
-    }
-    let took = started.elapsed();
-    assert!(
-        took < std::time::Duration::from_secs(3),
-        "64 MiB of queued requests took {took:?}: the seeder waits between bursts"
-    );
+}
+
+/// Receives one block, checks its bytes against `data`, and returns its number.
+fn recv_block(peer: &mut ScriptedPeer, data: &[u8]) -> usize {
+    let (index, begin, bytes) = peer.recv_piece();
+    let block = (index * 16 + begin / 16384) as usize;
+    assert_eq!(bytes, data[block * 16384..(block + 1) * 16384]);
+    block
 }

@@ -98,16 +98,7 @@ fn interrupting_the_binary_leaves_data_that_resumes() {
     fs::write(partial_dir.join("resume.bin"), &half).unwrap();
     let partial = Running::start(&config(&torrent, download_to(&partial_dir), vec![]));
     let dest = dir.path().join("out");
-    let peer = partial.addr.to_string();
-    let args = [
-        torrent.to_str().unwrap(),
-        "-d",
-        dest.to_str().unwrap(),
-        "--peer",
-        &peer,
-        "--port",
-        "0",
-    ];
+    let args = download_args(&torrent, &dest, partial.addr);
     let child = Binary::spawn(&args, dir.path());
     let first_half = &data[..PIECES / 2 * PIECE];
     wait_until("the first half on disk", || {

@@ -11,19 +11,7 @@ fn downloads_single_file_fixture_from_a_seeder_given_by_peer() {
     let source = fixtures().join("single/sample.bin");
     let seeder = Running::start(&config(&torrent, seed_from(&source), vec![]));
     let dest = dir.path().join("out");
-    let peer = seeder.addr.to_string();
-    let (status, stderr) = run_binary(
-        &[
-            torrent.to_str().unwrap(),
-            "-d",
-            dest.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--port",
-            "0",
-        ],
-        dir.path(),
-    );
+    let (status, stderr) = run_binary(&download_args(&torrent, &dest, seeder.addr), dir.path());
     assert!(status.success(), "exit {status}; stderr:\n{stderr}");
     assert!(stderr.contains("download complete"), "{stderr}");
     assert_eq!(

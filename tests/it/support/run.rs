@@ -1,6 +1,7 @@
 //! Running sessions in-process and the binary as a child process, each with a
 //! deadline and a guard that stops it.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -127,7 +128,7 @@ pub struct Binary {
 
 impl Binary {
     /// Starts `bittorrent` with `args`; output is captured in `log_dir`.
-    pub fn spawn(args: &[&str], log_dir: &Path) -> Binary {
+    pub fn spawn(args: &[impl AsRef<OsStr>], log_dir: &Path) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
@@ -196,6 +197,20 @@ fn rand_suffix() -> u32 {
 }
 
 /// Runs the binary to its exit with `args`; returns status and stderr.
-pub fn run_binary(args: &[&str], log_dir: &Path) -> (ExitStatus, String) {
+pub fn run_binary(args: &[impl AsRef<OsStr>], log_dir: &Path) -> (ExitStatus, String) {
     Binary::spawn(args, log_dir).wait()
+}
+
+/// The binary's arguments to download `torrent` into `dest` from `peer`
+/// only, on any port.
+pub fn download_args(torrent: &Path, dest: &Path, peer: SocketAddr) -> Vec<String> {
+    vec![
+        torrent.to_str().unwrap().to_string(),
+        "-d".into(),
+        dest.to_str().unwrap().to_string(),
+        "--peer".into(),
+        peer.to_string(),
+        "--port".into(),
+        "0".into(),
+    ]
 }
