@@ -1,10 +1,12 @@
 //! Bencode structure scanning (BEP 3, "bencoding"): find the raw byte span of a
 //! value without decoding it.
 //!
-//! In scope: checking that bytes are well-formed bencode and locating the exact
+//! In scope: checking that bytes are well-formed bencode, locating the exact
 //! bytes of a top-level dictionary value, which is what the info-hash is computed
-//! over. Out of scope: turning values into Rust types; `serde_bencode` does that.
-//! Pure code: no I/O.
+//! over, and reading a dictionary's entries and its integer and string values
+//! in place (for the small, loosely typed extension messages of
+//! [`crate::peer::ext`]). Out of scope: turning structured documents into Rust
+//! types; `serde_bencode` does that. Pure code: no I/O.
 
 use std::fmt;
 use std::ops::Range;
@@ -29,6 +31,9 @@ impl std::error::Error for BencodeError {}
 /// Nesting deeper than this is refused, so hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 64;
 
+/// A dictionary key and the byte range of its value.
+pub type Entry<'a> = (&'a [u8], Range<usize>);
+
 fn err(pos: usize, what: &'static str) -> BencodeError {
     BencodeError { pos, what }
 }
@@ -38,11 +43,69 @@ fn err(pos: usize, what: &'static str) -> BencodeError {
 /// # Errors
 /// A [`BencodeError`] when the bytes at `pos` are not one well-formed value.
 pub fn skip_value(bytes: &[u8], pos: usize) -> Result<usize, BencodeError> {
-    skip_at_depth(bytes, pos, 0)
+    skip_at_depth(bytes, pos, 0, MAX_DEPTH)
 }
 
-fn skip_at_depth(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, BencodeError> {
-    if depth > MAX_DEPTH {
+/// Checks that a dictionary starts at `pos` and returns its entries in the
+/// order they appear, and the offset where it ends.
+///
+/// Counting as [`skip_value`] does, with the dictionary at depth 0 and its
+/// values at depth 1, any value deeper than `max_depth` is refused: with
+/// `max_depth` 1 the values may be containers only if they are empty.
+///
+/// # Errors
+/// A [`BencodeError`] when the bytes at `pos` are not one well-formed
+/// dictionary within that depth.
+pub fn dict_entries(
+    bytes: &[u8],
+    pos: usize,
+    max_depth: usize,
+) -> Result<(Vec<Entry<'_>>, usize), BencodeError> {
+    if bytes.get(pos) != Some(&b'd') {
+        return Err(err(pos, "not a dictionary"));
+    }
+    let mut entries = Vec::new();
+    let mut at = pos + 1;
+    while bytes.get(at) != Some(&b'e') {
+        if !bytes.get(at).is_some_and(u8::is_ascii_digit) {
+            return Err(err(at, "dictionary key is not a string"));
+        }
+        let key_end = skip_string(bytes, at)?;
+        let (key_start, _) = string_header(bytes, at)?;
+        let value_end = skip_at_depth(bytes, key_end, 1, max_depth)?;
+        entries.push((&bytes[key_start..key_end], key_end..value_end));
+        at = value_end;
+    }
+    Ok((entries, at + 1))
+}
+
+/// The integer that `value` (one whole bencoded value) holds, when it is an
+/// integer that fits in an `i64`.
+pub fn as_int(value: &[u8]) -> Option<i64> {
+    if value.first() != Some(&b'i') || skip_value(value, 0) != Ok(value.len()) {
+        return None;
+    }
+    let digits = value.strip_prefix(b"i")?.strip_suffix(b"e")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The bytes of the string that `value` (one whole bencoded value) holds,
+/// when it is a string.
+pub fn as_bytes(value: &[u8]) -> Option<&[u8]> {
+    if !value.first().is_some_and(u8::is_ascii_digit) || skip_value(value, 0) != Ok(value.len()) {
+        return None;
+    }
+    let (start, _) = string_header(value, 0).ok()?;
+    Some(&value[start..])
+}
+
+fn skip_at_depth(
+    bytes: &[u8],
+    pos: usize,
+    depth: usize,
+    max_depth: usize,
+) -> Result<usize, BencodeError> {
+    if depth > max_depth {
         return Err(err(pos, "nesting too deep"));
     }
     match bytes.get(pos) {
@@ -63,7 +126,7 @@ fn skip_at_depth(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, Bencod
         Some(b'l') => {
             let mut at = pos + 1;
             while bytes.get(at) != Some(&b'e') {
-                at = skip_at_depth(bytes, at, depth + 1)?;
+                at = skip_at_depth(bytes, at, depth + 1, max_depth)?;
             }
             Ok(at + 1)
         }
@@ -74,7 +137,7 @@ fn skip_at_depth(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, Bencod
                     return Err(err(at, "dictionary key is not a string"));
                 }
                 at = skip_string(bytes, at)?;
-                at = skip_at_depth(bytes, at, depth + 1)?;
+                at = skip_at_depth(bytes, at, depth + 1, max_depth)?;
             }
             Ok(at + 1)
         }
@@ -217,6 +280,57 @@ mod tests {
         assert!(dict_value_span(b"l4:infoe", b"info").is_err());
         assert!(dict_value_span(b"d4:infoi1eeXX", b"info").is_err());
         assert!(dict_value_span(b"not bencode at all", b"info").is_err());
+    }
+
+    #[test]
+    fn dict_entries_lists_keys_and_value_spans_in_order() {
+        let doc = b"xd1:bi1e1:al2:hiee...";
+        let (entries, end) = dict_entries(doc, 1, 4).unwrap();
+        assert_eq!(end, doc.len() - 3);
+        let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [&b"b"[..], b"a"]);
+        assert_eq!(&doc[entries[0].1.clone()], b"i1e");
+        assert_eq!(&doc[entries[1].1.clone()], b"l2:hie");
+        assert_eq!(dict_entries(b"de", 0, 0), Ok((vec![], 2)));
+    }
+
+    #[test]
+    fn dict_entries_refuses_values_deeper_than_asked() {
+        assert!(dict_entries(b"d1:ali1eee", 0, 2).is_ok());
+        assert_eq!(
+            dict_entries(b"d1:ali1eee", 0, 1).unwrap_err().what,
+            "nesting too deep"
+        );
+        assert!(dict_entries(b"d1:alee", 0, 1).is_ok());
+    }
+
+    #[test]
+    fn dict_entries_of_a_non_dictionary_or_a_broken_one_is_error() {
+        assert_eq!(
+            dict_entries(b"li1ee", 0, 4),
+            Err(err(0, "not a dictionary"))
+        );
+        assert_eq!(
+            dict_entries(b"di1ei2ee", 0, 4),
+            Err(err(1, "dictionary key is not a string"))
+        );
+        assert!(dict_entries(b"d1:a", 0, 4).is_err());
+        assert!(dict_entries(b"", 0, 4).is_err());
+    }
+
+    #[test]
+    fn reads_integers_and_strings_in_place() {
+        assert_eq!(as_int(b"i42e"), Some(42));
+        assert_eq!(as_int(b"i-7e"), Some(-7));
+        assert_eq!(as_int(b"i99999999999999999999e"), None);
+        for not_int in [&b"i+5e"[..], b"i03e", b"i-0e", b"4:spam", b"i1e "] {
+            assert_eq!(as_int(not_int), None, "{not_int:?}");
+        }
+        assert_eq!(as_bytes(b"4:spam"), Some(&b"spam"[..]));
+        assert_eq!(as_bytes(b"0:"), Some(&b""[..]));
+        for not_bytes in [&b"i4e"[..], b"4:spa", b"4:spamX", b"le"] {
+            assert_eq!(as_bytes(not_bytes), None, "{not_bytes:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,16 @@ impl Bitfield {
         bits
     }
 
+    /// Whether the spare bits after the last of `piece_count` pieces are
+    /// clear in a bitfield payload (BEP 3 requires it).
+    pub fn spare_bits_clear(payload: &[u8], piece_count: u32) -> bool {
+        let spare = (payload.len() * 8).saturating_sub(piece_count as usize);
+        match payload.last() {
+            Some(&last) if spare > 0 && spare < 8 => last & ((1u8 << spare) - 1) == 0,
+            _ => true,
+        }
+    }
+
     /// The payload of a `bitfield` message.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes

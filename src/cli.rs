@@ -13,8 +13,9 @@ use clap::Parser;
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::session::{Config, Mode};
 
-/// A small BitTorrent client: downloads a torrent's content, verifying every
-/// piece with SHA-1, or seeds existing content to other peers.
+/// A small BitTorrent client: downloads torrents' content (from .torrent
+/// files or magnet links), verifying every piece with SHA-1, or seeds
+/// existing content to other peers.
 #[derive(Debug, Parser)]
 #[command(
     name = "bittorrent",
@@ -23,6 +24,13 @@ use crate::session::{Config, Mode};
 Examples:
   Download into ~/Downloads/<name>, finding peers through the torrent's tracker:
     bittorrent ubuntu.torrent -d ~/Downloads/
+
+  Download a magnet link (the metadata is fetched from peers), keeping a .torrent:
+    bittorrent 'magnet:?xt=urn:btih:...&tr=http://tracker/announce' -d ~/Downloads/ \
+      --save-torrent ubuntu.torrent
+
+  Several torrents at once, over one port (exit 0 when all are complete):
+    bittorrent a.torrent 'magnet:?xt=urn:btih:...' b.torrent -d ~/Downloads/
 
   Seed a file (or a multi-file torrent's folder) until Ctrl-C:
     bittorrent ubuntu.torrent -s ~/Downloads/ubuntu.iso --port 6881
@@ -34,12 +42,17 @@ Examples:
   More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
 
-Exit status: 0 when the download is complete and verified (or seeding was
-stopped with Ctrl-C or SIGTERM), 1 on any error, 2 on bad arguments."
+Exit status: 0 when every download is complete and verified (or seeding was
+stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
+any of them failed; the others go on), 2 on bad arguments or a malformed
+magnet link."
 )]
 pub struct Args {
-    /// The .torrent file.
-    pub torrent: PathBuf,
+    /// The .torrent files or magnet links (magnet:?xt=urn:btih:<40 hex or
+    /// 32 base32>&dn=NAME&tr=TRACKER&x.pe=HOST:PORT; quote them in the shell).
+    /// The same torrent given twice is one.
+    #[arg(required = true, value_name = "TORRENT")]
+    pub torrents: Vec<String>,
 
     /// Download into DEST/NAME, NAME being the name in the torrent. An interrupted download
     /// resumes: existing data is checked and only missing pieces are fetched.
@@ -52,7 +65,8 @@ pub struct Args {
     pub download: Option<PathBuf>,
 
     /// Seed the content at PATH (the file, or the folder of a multi-file
-    /// torrent). It is checked first and never written to.
+    /// torrent). With several torrents, PATH is a folder and each is seeded
+    /// from PATH/NAME. It is checked first and never written to.
     #[arg(
         short = 's',
         long = "seed",
@@ -91,7 +105,7 @@ pub struct Args {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub upload_slots: usize,
 
-    /// Most peer connections at once, both directions.
+    /// Most peer connections at once, both directions, for all torrents together.
     #[arg(long, default_value_t = DEFAULT_MAX_PEERS, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers: usize,
@@ -101,6 +115,12 @@ pub struct Args {
     /// costs less CPU and leaves the cache to the files you use.
     #[arg(long)]
     pub no_direct_io: bool,
+
+    /// Write the torrent's metainfo to FILE as a .torrent that other
+    /// clients open (for a magnet link, once the metadata is fetched). One
+    /// torrent only.
+    #[arg(long, value_name = "FILE")]
+    pub save_torrent: Option<PathBuf>,
 }
 
 /// Peer connections allowed unless `--max-peers` says otherwise.
@@ -110,8 +130,12 @@ impl Args {
     /// Validates the arguments into a session configuration.
     ///
     /// # Errors
-    /// A message naming a `--peer` that is not a reachable address.
+    /// A message naming a `--peer` that is not a reachable address, or
+    /// `--save-torrent` with several torrents.
     pub fn into_config(self) -> Result<Config, String> {
+        if self.save_torrent.is_some() && self.torrents.len() > 1 {
+            return Err("--save-torrent takes a single torrent".into());
+        }
         let mode = match (self.download, self.seed) {
             (Some(dest), None) => Mode::Download { dest },
             (None, Some(path)) => Mode::Seed { path },
@@ -129,7 +153,8 @@ impl Args {
         let live_progress =
             self.verbose == 0 && !self.no_progress && std::io::stderr().is_terminal();
         Ok(Config {
-            torrent: self.torrent,
+            torrents: self.torrents,
+            save_torrent: self.save_torrent,
             mode,
             port: self.port,
             peers,
@@ -198,5 +223,37 @@ mod tests {
                 .unwrap();
         let e = args.into_config().unwrap_err();
         assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn several_torrents_and_magnets_are_inputs_in_order() {
+        let args = Args::try_parse_from([
+            "bittorrent",
+            "a.torrent",
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
+            "b.torrent",
+            "-d",
+            "out",
+        ])
+        .unwrap();
+        let config = args.into_config().unwrap();
+        assert_eq!(config.torrents.len(), 3);
+        assert!(config.torrents[1].starts_with("magnet:"));
+    }
+
+    #[test]
+    fn save_torrent_with_several_torrents_is_an_error() {
+        let args = Args::try_parse_from([
+            "bittorrent",
+            "a.torrent",
+            "b.torrent",
+            "-d",
+            "out",
+            "--save-torrent",
+            "x.torrent",
+        ])
+        .unwrap();
+        let e = args.into_config().unwrap_err();
+        assert!(e.contains("--save-torrent"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::magnet::MagnetError;
 use crate::metainfo::MetainfoError;
 use crate::storage::StorageError;
 use crate::tracker::TrackerError;
@@ -29,6 +30,20 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         source: MetainfoError,
+    },
+    /// A magnet link is malformed.
+    Magnet {
+        /// The link as given.
+        input: String,
+        /// What is wrong with it.
+        source: MagnetError,
+    },
+    /// The metainfo could not be written (`--save-torrent`).
+    SaveTorrent {
+        /// Where it was to go.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
     },
     /// Content files could not be created, read or written.
     Storage(StorageError),
@@ -63,6 +78,15 @@ impl fmt::Display for Error {
                 write!(f, "cannot read torrent file {}", path.display())
             }
             Error::Metainfo { path, .. } => write!(f, "cannot use torrent file {}", path.display()),
+            Error::Magnet { input, .. } => {
+                // A magnet can be long: its start is enough to recognise it.
+                let shown: String = input.chars().take(80).collect();
+                let more = if shown.len() < input.len() { "..." } else { "" };
+                write!(f, "invalid magnet link {shown}{more}")
+            }
+            Error::SaveTorrent { path, .. } => {
+                write!(f, "cannot write the torrent file {}", path.display())
+            }
             Error::Storage(e) => e.fmt(f),
             Error::SeedMismatch {
                 path,
@@ -88,7 +112,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::ReadTorrent { source, .. } | Error::Listen { source, .. } => Some(source),
+            Error::ReadTorrent { source, .. }
+            | Error::Listen { source, .. }
+            | Error::SaveTorrent { source, .. } => Some(source),
+            Error::Magnet { source, .. } => Some(source),
             Error::Metainfo { source, .. } => Some(source),
             // Transparent: the storage error already named the path and action.
             Error::Storage(e) => Some(&e.source),
@@ -105,9 +132,13 @@ impl From<StorageError> for Error {
 }
 
 impl Error {
-    /// The process exit code for this error: 1 for every run failure (clap
-    /// uses 2 for usage errors).
+    /// The process exit code for this error: 2 for a malformed magnet link
+    /// (bad input on the command line, like clap's usage errors), 1 for
+    /// every other run failure.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            Error::Magnet { .. } => 2,
+            _ => 1,
+        }
     }
 }

@@ -3,21 +3,35 @@
 //! # Architecture
 //!
 //! ```text
-//! cli ─► session::Session::start
-//!          ├─ metainfo: .torrent ─► validated Metainfo, info-hash over the raw `info` bytes
-//!          ├─ storage: open/create files, check existing pieces (resume, or seed check)
-//!          ├─ tracker: first announce (HTTP), then the `tracker` thread re-announces
-//!          ├─ `listener` thread: accepted sockets ─► manager
-//!          └─ `piece-manager` thread ◄── events (bounded channel) ── `peer ADDR` threads
-//!                 │  owns piece state, picks pieces,                    ▲
-//!                 │  broadcasts HAVE                                    │
-//!                 ├──────────── commands (unbounded, per peer) ─────────┘
-//!                 └─ jobs ─► `verify-N` threads (one per core): SHA-1, write ─► results
+//! cli ─► session::Session: parses each input (.torrent or magnet link)
+//!          ├─ client::Client (one per process): peer id, listen socket, connection budget
+//!          │     `listener` thread ─► `incoming ADDR`: reads the handshake, routes it by info-hash
+//!          └─ torrent::Torrent (one per info-hash), states:
+//!                fetching metadata ─► checking ─► downloading ─► seeding
+//!                ├─ `tracker` thread: announces (HTTP), peers ─► events
+//!                └─ `torrent NAME` thread, owner of the peer_table::PeerTable:
+//!                     1. metadata_phase (magnets): ut_metadata pieces ─► metadata::MetadataFetch
+//!                     2. storage check (resume), then the piece_manager::PieceManager
+//!                          ◄── events (bounded channel) ── `peer ADDR` threads (any byte stream)
+//!                          ─── commands (unbounded, per peer) ──►
+//!                          └─ jobs ─► `verify-N` threads (one per core): SHA-1, write ─► results
 //! ```
+//!
+//! The [`client`] is process scope: one listen port and one `--max-peers`
+//! budget for every torrent; it reads each incoming handshake and hands the
+//! stream to the [`torrent`] whose info-hash it names. A torrent starts from
+//! what the info-hash allows (routing, trackers, peer connections); layout,
+//! storage, picker and verifier are created when the `info` dictionary is
+//! known, from the `.torrent` or, for a [`magnet`] link, from peers
+//! ([`torrent::metadata_phase`], BEP 9 over the BEP 10 extension protocol,
+//! [`peer::ext`]). The peer connections opened to fetch the metadata stay
+//! open: each peer thread holds the remote's other messages back until the
+//! content is known ([`peer::fetching`]).
 //!
 //! A block's journey: the [`piece_manager`] assigns piece `i` to a peer thread
 //! ([`peer::PeerCommand::Download`]); the thread ([`peer::conn`]) keeps many
-//! 16 KiB requests in flight ([`peer::pipeline`]), copies each arriving block straight from its read
+//! 16 KiB requests in flight ([`peer::pipeline`], never more than the
+//! remote's `reqq`), copies each arriving block straight from its read
 //! buffer into the piece's buffer, and when the last block lands sends the whole
 //! piece to the manager ([`piece_manager::PeerEvent::Piece`]), one message per
 //! piece. The manager hands it to its [`verifier`] workers, which hash it on
@@ -27,39 +41,48 @@
 //! manager marks it had in the [`piece_picker`] and tells every peer
 //! ([`peer::PeerCommand::Have`]); the piece's buffer goes back to a pool
 //! ([`buffers`]) for the next piece. Peers serve other peers' requests by
-//! reading from the same storage.
+//! reading from the same storage, and serve the metadata to peers that
+//! fetch it by magnet.
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest
 //! first, and endgame), the [`choker`] (upload slots by rate plus an
-//! optimistic unchoke), the [`peer_list`] (whom to dial, backoff, bans), and
+//! optimistic unchoke), the [`peer_list`] (whom to dial, backoff, bans), the
+//! [`blame`] for pieces that fail their hash, the [`metadata`] fetch, and
 //! each peer's request [`peer::pipeline`] (sized to its rate; a peer that
 //! stops sending blocks is snubbed and its pieces, with the blocks already
-//! received, go to others).
+//! received, go to others). Why a connection ended is a type
+//! ([`peer::Disconnect`]): its variant, not its text, decides a ban.
 //!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
-//! [`peer::wire`], and the URL and response half of [`tracker`]. Size arithmetic
-//! lives in [`layout`].
+//! [`magnet`], [`peer::wire`], [`peer::ext`], and the URL and response half
+//! of [`tracker`]. Size arithmetic lives in [`layout`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bencode;
 pub mod bitfield;
+pub mod blame;
 pub mod buffers;
 pub mod choker;
 pub mod cli;
+pub mod client;
 pub mod error;
 pub mod layout;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod peer;
 pub mod peer_list;
+pub mod peer_table;
 pub mod piece_manager;
 pub mod piece_picker;
 pub mod progress;
 pub mod session;
 pub mod stats;
 pub mod storage;
+pub mod torrent;
 pub mod tracker;
 pub mod verifier;
 

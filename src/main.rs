@@ -32,14 +32,23 @@ fn main() -> ExitCode {
     match start_and_wait(&config) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                eprintln!("caused by: {cause}");
-                source = cause.source();
-            }
+            print_error(None, &e);
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+/// Prints an error and its chain of causes, once, labelled with its
+/// torrent when there are several.
+fn print_error(label: Option<&str>, e: &bittorrent::Error) {
+    match label {
+        Some(label) => eprintln!("error: {label}: {e}"),
+        None => eprintln!("error: {e}"),
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        eprintln!("caused by: {cause}");
+        source = cause.source();
     }
 }
 
@@ -55,25 +64,42 @@ fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
     }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
-    let session = Session::start(config)?;
+    let several = config.torrents.len() > 1;
+    let mut session = Session::start(config)?;
     let _ = shutdown.set(session.shutdown_handle());
-    if let Mode::Seed { .. } = config.mode {
+    let mut failed = false;
+    for (input, e) in session.failures() {
+        print_error(Some(&input), &e);
+        failed = true;
+    }
+    let seeding = matches!(config.mode, Mode::Seed { .. });
+    if seeding {
         eprintln!(
             "seeding on port {}; press Ctrl-C to stop",
             session.listen_addr().port()
         );
     }
-    let outcome = session.wait()?;
-    Ok(match (&config.mode, outcome) {
-        (Mode::Download { .. }, Outcome::Complete) => {
-            eprintln!("download complete");
-            ExitCode::SUCCESS
+    let mut interrupted = false;
+    for (label, outcome) in session.wait_all() {
+        match outcome {
+            Ok(Outcome::Complete) if several => eprintln!("{label}: download complete"),
+            Ok(Outcome::Complete) => eprintln!("download complete"),
+            Ok(Outcome::Stopped) => interrupted = true,
+            // With one torrent its error is the run's.
+            Err(e) if !several => return Err(e),
+            Err(e) => {
+                print_error(Some(&label), &e);
+                failed = true;
+            }
         }
-        (Mode::Download { .. }, Outcome::Stopped) => {
-            eprintln!("download interrupted; run the same command again to resume");
-            // The shell's convention for a command ended by Ctrl-C.
-            ExitCode::from(130)
-        }
-        (Mode::Seed { .. }, _) => ExitCode::SUCCESS,
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else if interrupted && !seeding {
+        eprintln!("download interrupted; run the same command again to resume");
+        // The shell's convention for a command ended by Ctrl-C.
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     })
 }

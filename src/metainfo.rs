@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
@@ -60,6 +61,9 @@ pub struct Metainfo {
     pub multi_file: bool,
     /// Piece and block arithmetic for this torrent.
     pub layout: Layout,
+    /// The exact bytes of the `info` dictionary, served to peers that fetch
+    /// the metadata (BEP 9) and written by [`Metainfo::to_torrent_file`].
+    pub info_bytes: Arc<[u8]>,
 }
 
 /// Why a `.torrent` was refused.
@@ -130,6 +134,7 @@ impl Metainfo {
         if bytes[info_span.start] != b'd' {
             return Err(MetainfoError::Invalid("`info` is not a dictionary".into()));
         }
+        let info_bytes: Arc<[u8]> = bytes[info_span.clone()].into();
         let info_hash = InfoHash(Sha1::digest(&bytes[info_span]).into());
 
         let raw: RawTorrent = serde_bencode::from_bytes(bytes).map_err(|e| {
@@ -231,7 +236,56 @@ impl Metainfo {
             files,
             multi_file,
             layout,
+            info_bytes,
         })
+    }
+
+    /// Validates an `info` dictionary fetched from peers (BEP 9) whose SHA-1
+    /// the caller has checked, with the trackers the magnet link named.
+    ///
+    /// # Errors
+    /// As [`Metainfo::from_bytes`].
+    pub fn from_info_bytes(
+        info: &[u8],
+        trackers: Vec<Vec<String>>,
+    ) -> Result<Metainfo, MetainfoError> {
+        let mut wrapped = Vec::with_capacity(info.len() + 8);
+        wrapped.extend_from_slice(b"d4:info");
+        wrapped.extend_from_slice(info);
+        wrapped.push(b'e');
+        let mut meta = Metainfo::from_bytes(&wrapped)?;
+        meta.trackers = trackers;
+        Ok(meta)
+    }
+
+    /// The bytes of a `.torrent` file for this torrent: `announce`,
+    /// `announce-list` when there are trackers, and the original `info`
+    /// bytes, so the file has the same info-hash.
+    pub fn to_torrent_file(&self) -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &[u8]) {
+            out.extend_from_slice(s.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(s);
+        }
+        let mut out = vec![b'd'];
+        if let Some(first) = self.trackers.iter().flatten().next() {
+            string(&mut out, b"announce");
+            string(&mut out, first.as_bytes());
+            string(&mut out, b"announce-list");
+            out.push(b'l');
+            for tier in &self.trackers {
+                out.push(b'l');
+                for url in tier {
+                    string(&mut out, url.as_bytes());
+                }
+                out.push(b'e');
+            }
+            out.push(b'e');
+        }
+        string(&mut out, b"info");
+        out.extend_from_slice(&self.info_bytes);
+        out.push(b'e');
+        out
     }
 
     /// Total length of the content in bytes.
@@ -319,6 +373,33 @@ mod tests {
         let m = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
         let expected: [u8; 20] = Sha1::digest(info.as_bytes()).into();
         assert_eq!(m.info_hash.0, expected);
+    }
+
+    #[test]
+    fn a_written_torrent_file_reads_back_with_the_same_info_hash() {
+        // Unknown keys and their order must survive: `x-custom` sorts last.
+        let info = format!(
+            "d6:lengthi40000e4:name5:a.bin12:piece lengthi16384e{}8:x-customi1ee",
+            pieces(3)
+        );
+        let original = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
+        let fetched = Metainfo::from_info_bytes(
+            &original.info_bytes,
+            vec![
+                vec!["http://a/x".into(), "udp://b:1".into()],
+                vec!["http://c/y".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(fetched.info_hash, original.info_hash);
+        let reread = Metainfo::from_bytes(&fetched.to_torrent_file()).unwrap();
+        assert_eq!(reread.info_hash, original.info_hash);
+        assert_eq!(reread.trackers, fetched.trackers);
+        assert_eq!(reread.name, "a.bin");
+        let bare = Metainfo::from_info_bytes(&original.info_bytes, vec![]).unwrap();
+        let reread = Metainfo::from_bytes(&bare.to_torrent_file()).unwrap();
+        assert!(reread.trackers.is_empty());
+        assert_eq!(reread.info_hash, original.info_hash);
     }
 
     #[test]

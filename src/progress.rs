@@ -2,11 +2,16 @@
 //! lines otherwise or when `-v` asks for logs.
 //!
 //! Owns only presentation; the numbers come from the piece manager as a
-//! [`Snapshot`].
+//! [`Snapshot`], or while a magnet's metadata is fetched, from the metadata
+//! phase ([`Progress::metadata`]). With several torrents every line is
+//! labelled with its torrent's name, and the live lines share one
+//! [`MultiProgress`] with a total line ([`total_bar`]).
 
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
+};
 use log::info;
 
 /// What the display shows at one moment.
@@ -29,31 +34,82 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Progress {
     bar: Option<ProgressBar>,
     seeding: bool,
+    /// Prefix of every line: the torrent's name when there are several.
+    label: String,
     last_log: Option<(Instant, u64)>,
 }
 
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("the template is valid")
+        .progress_chars("=> ")
+}
+
 impl Progress {
-    /// A display for a download (or, with `seeding`, for serving).
-    /// `live` asks for the terminal line; otherwise log lines are written.
-    pub fn new(total_len: u64, seeding: bool, live: bool) -> Progress {
+    /// A display for a download (or, with `seeding`, for serving) of
+    /// `total_len` bytes (0 while a magnet's metadata is unknown). `live`
+    /// asks for the terminal line, drawn in `multi` when given; otherwise
+    /// log lines are written. `label` prefixes each line.
+    pub fn new(
+        total_len: u64,
+        seeding: bool,
+        live: bool,
+        label: Option<String>,
+        multi: Option<&MultiProgress>,
+    ) -> Progress {
         let bar = live.then(|| {
             let bar = ProgressBar::with_draw_target(Some(total_len), ProgressDrawTarget::stderr());
-            let template = if seeding {
-                "seeding {total_bytes} | {msg}"
-            } else {
-                "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} | {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("the template is valid")
-                    .progress_chars("=> "),
-            );
-            bar
+            match multi {
+                Some(multi) => multi.add(bar),
+                None => bar,
+            }
         });
-        Progress {
+        let mut progress = Progress {
             bar,
             seeding,
+            label: label.map_or_else(String::new, |l| format!("{l}: ")),
             last_log: None,
+        };
+        progress.set_total(total_len);
+        progress
+    }
+
+    /// The content's length is known (from the metadata).
+    pub fn set_total(&mut self, total_len: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total_len);
+            let template = if self.seeding {
+                format!("{}seeding {{total_bytes}} | {{msg}}", self.label)
+            } else {
+                format!(
+                    "{}{{percent:>3}}% [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} | {{msg}}",
+                    self.label
+                )
+            };
+            bar.set_style(style(&template));
+        }
+    }
+
+    /// Shows the state of a metadata fetch: peers connected, how many
+    /// offered the metadata, and metadata pieces received of those needed
+    /// (0 needed while no peer has said how large it is).
+    pub fn metadata(&mut self, peers: usize, offering: usize, received: u32, needed: u32) {
+        let line = format!(
+            "{}fetching metadata: {peers} peers, {offering} offering it, {received}/{needed} pieces",
+            self.label
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_style(style("{msg}"));
+            bar.set_message(line);
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|(at, _)| now.duration_since(at) >= LOG_EVERY)
+        {
+            info!("{line}");
+            self.last_log = Some((now, 0));
         }
     }
 
@@ -85,7 +141,7 @@ impl Progress {
             HumanBytes(snap.uploaded)
         );
         if self.seeding {
-            return format!("seeding: {peers}");
+            return format!("{}seeding: {peers}", self.label);
         }
         let percent = if snap.total_len == 0 {
             100.0
@@ -103,7 +159,8 @@ impl Progress {
             "unknown".into()
         };
         format!(
-            "{percent:.1}% {}/{} at {}/s, {peers}, eta {eta}",
+            "{}{percent:.1}% {}/{} at {}/s, {peers}, eta {eta}",
+            self.label,
             HumanBytes(snap.have_len),
             HumanBytes(snap.total_len),
             HumanBytes(rate as u64),
@@ -123,6 +180,15 @@ impl Progress {
             }
         }
     }
+}
+
+/// The live total line under several torrents' lines.
+pub fn total_bar(multi: &MultiProgress) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new(0));
+    bar.set_style(style(
+        "total {percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} | {msg}",
+    ));
+    bar
 }
 
 /// A live display for the start-up check of existing data.

@@ -18,6 +18,8 @@ pub struct Stats {
     pub downloaded: AtomicU64,
     /// Bytes of content still missing.
     pub left: AtomicU64,
+    /// Bytes of content in all (0 until the metadata is known).
+    pub total_len: AtomicU64,
     /// Verified pieces.
     pub have_pieces: AtomicU32,
     /// Peers past the handshake.

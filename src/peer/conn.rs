@@ -1,5 +1,8 @@
-//! The body of a peer thread: handshake, then a loop that alternates between
-//! commands from the manager, writing what is queued, and reading what arrives.
+//! The full connection, once the torrent's content is known: a loop that
+//! alternates between commands from the manager, writing what is queued,
+//! and reading what arrives. (The handshakes come before, in
+//! [`super::open`]; the metadata phase of a magnet link in
+//! [`super::fetching`].)
 //!
 //! One thread both reads and writes its socket without ever blocking on one
 //! direction for long: writes go through an output buffer with a short write
@@ -9,36 +12,41 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, trace};
 
+use super::ext::MetadataMessage;
+use super::extensions::{self, Incoming, RemoteExtensions};
+
+use super::open::io_error;
 use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
-use super::wire::{self, Handshake, Limits, Message, PeerId};
-use super::{Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob};
+use super::transport::Stream;
+use super::wire::{self, Limits, Message};
+use super::{
+    Closed, Disconnect, Loaded, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob,
+    Violation,
+};
 use crate::bitfield::Bitfield;
 use crate::layout::Layout;
 use crate::piece_manager::{Event, PeerEvent, Returned};
 
-/// How long to wait for a TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to wait for the remote's handshake and for the manager's answer.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Send a keep-alive after this much silence; common clients drop a peer silent for 120 s.
-const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
 /// Drop a remote that has sent nothing for this long.
-const SILENCE_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 /// Read timeout when nothing is waiting to be written: the longest a command waits.
-const IDLE_WAIT: Duration = Duration::from_millis(50);
+pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Read timeout while output is pending, so writing resumes quickly.
 const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long after an event that may bring new work the loop polls for commands.
 const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
-const WRITE_WAIT: Duration = Duration::from_millis(20);
+pub(crate) const WRITE_WAIT: Duration = Duration::from_millis(20);
 /// How often the peer's rate is measured and the pipeline resized.
 const RATE_EVERY: Duration = Duration::from_secs(1);
 /// Stop reading blocks from disk for the remote while this much output is queued.
@@ -50,121 +58,23 @@ const SERVE_BURST: usize = 4 * 1024 * 1024;
 /// remote down; requests are never dropped. Transmission 3.00, which gets
 /// no `reqq` from us, keeps about ten seconds of requests in flight (several
 /// thousand on loopback), and waits 90 s before asking again for a dropped one.
-const MAX_QUEUED_REQUESTS: usize = 16384;
+pub(crate) const MAX_QUEUED_REQUESTS: usize = 16384;
 
-/// Why a connection ended: the text reaches the manager and the debug log.
-#[derive(Debug)]
-enum End {
-    /// The connection closed or failed: no one's fault.
-    Closed(String),
-    /// The remote broke the protocol; the manager bans it.
-    Violation(String),
-}
-
-impl From<String> for End {
-    fn from(reason: String) -> End {
-        End::Closed(reason)
-    }
-}
-
-impl From<&str> for End {
-    fn from(reason: &str) -> End {
-        End::Closed(reason.to_string())
-    }
-}
-
-type Outcome = Result<(), End>;
-
-/// Runs one connection to its end and reports the end to the manager.
-pub fn run(
-    key: PeerKey,
-    addr: SocketAddr,
-    origin: Origin,
-    ctx: &PeerContext,
-    counters: &PeerCounters,
-    cmd_rx: &Receiver<PeerCommand>,
-) {
-    let mut returned = Vec::new();
-    let outcome = connect(origin, ctx)
-        .map_err(End::Closed)
-        .and_then(|(stream, peer_id)| {
-            debug!("{addr}: handshake done, peer id {peer_id:?}");
-            let layout = *ctx.storage.layout();
-            let mut conn = Conn::new(key, addr, stream, ctx, counters, layout);
-            let result = conn.start(peer_id, cmd_rx);
-            returned = conn.return_jobs();
-            result
-        });
-    let (reason, violation) = match outcome {
-        Ok(()) => ("closed".to_string(), false),
-        Err(End::Closed(reason)) => (reason, false),
-        Err(End::Violation(reason)) => (reason, true),
-    };
-    debug!("{addr}: disconnected: {reason}");
-    // A closed manager channel means the session is ending: nothing to report to.
-    let _ = ctx.events_tx.send(Event::Peer {
-        key,
-        event: PeerEvent::Disconnected {
-            reason,
-            violation,
-            returned,
-        },
-    });
-}
-
-/// Connects (when outgoing) and exchanges handshakes.
-fn connect(origin: Origin, ctx: &PeerContext) -> Result<(TcpStream, PeerId), String> {
-    let ours = Handshake::new(ctx.info_hash, ctx.our_id).encode();
-    let incoming = matches!(origin, Origin::Incoming(_));
-    let mut stream = match origin {
-        Origin::Outgoing(addr) => {
-            let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-                .map_err(|e| format!("connect failed: {e}"))?;
-            stream
-                .write_all(&ours)
-                .map_err(|e| format!("sending handshake: {e}"))?;
-            stream
-        }
-        Origin::Incoming(stream) => stream,
-    };
-    stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| format!("socket option: {e}"))?;
-    let mut theirs = [0u8; wire::HANDSHAKE_LEN];
-    stream
-        .read_exact(&mut theirs)
-        .map_err(|e| format!("reading handshake: {e}"))?;
-    let theirs = Handshake::decode(&theirs).map_err(|e| e.to_string())?;
-    if theirs.info_hash != ctx.info_hash {
-        return Err(format!(
-            "handshake for another torrent ({})",
-            theirs.info_hash
-        ));
-    }
-    if theirs.peer_id == ctx.our_id {
-        return Err("connection to ourselves".into());
-    }
-    if incoming {
-        stream
-            .write_all(&ours)
-            .map_err(|e| format!("sending handshake: {e}"))?;
-    }
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("socket option: {e}"))?;
-    Ok((stream, theirs.peer_id))
-}
+type Outcome = Result<(), Disconnect>;
 
 /// The state of one live connection.
-struct Conn<'a> {
+pub(super) struct Conn<'a> {
     key: PeerKey,
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     ctx: &'a PeerContext,
     counters: &'a PeerCounters,
+    loaded: Arc<Loaded>,
     layout: Layout,
     limits: Limits,
-    out: Vec<u8>,
+    /// What the remote's extended handshake told us (BEP 10).
+    pub(super) remote: RemoteExtensions,
+    pub(super) out: Vec<u8>,
     out_pos: usize,
     read_timeout: Option<Duration>,
     we_have: Bitfield,
@@ -184,25 +94,26 @@ struct Conn<'a> {
 }
 
 impl<'a> Conn<'a> {
-    fn new(
+    pub(super) fn new(
         key: PeerKey,
         addr: SocketAddr,
-        stream: TcpStream,
+        stream: Stream,
         ctx: &'a PeerContext,
         counters: &'a PeerCounters,
-        layout: Layout,
+        loaded: Arc<Loaded>,
     ) -> Conn<'a> {
         let now = Instant::now();
+        let layout = *loaded.storage.layout();
         Conn {
             key,
             addr,
             stream,
             ctx,
             counters,
+            loaded,
             layout,
-            limits: Limits {
-                piece_count: layout.piece_count(),
-            },
+            limits: Limits::for_pieces(layout.piece_count()),
+            remote: RemoteExtensions::default(),
             out: Vec::with_capacity(64 * 1024),
             out_pos: 0,
             read_timeout: None,
@@ -221,21 +132,8 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Reports the handshake, waits for the manager's answer, and runs.
-    fn start(&mut self, peer_id: PeerId, cmd_rx: &Receiver<PeerCommand>) -> Outcome {
-        self.send_event(PeerEvent::Connected { peer_id })?;
-        let have = match cmd_rx.recv_timeout(HANDSHAKE_TIMEOUT) {
-            Ok(PeerCommand::Start { have }) => have,
-            Ok(PeerCommand::Shutdown) => return Err("refused by the piece manager".into()),
-            Ok(other) => return Err(format!("unexpected first command {other:?}").into()),
-            Err(RecvTimeoutError::Timeout) => return Err("no answer from the piece manager".into()),
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        self.run(have, cmd_rx)
-    }
-
     /// Every unfinished piece, handed back with its received blocks.
-    fn return_jobs(&mut self) -> Vec<Returned> {
+    pub(super) fn return_jobs(&mut self) -> Vec<Returned> {
         self.pipeline.drop_all(Instant::now())
     }
 
@@ -258,7 +156,7 @@ impl<'a> Conn<'a> {
                 key: self.key,
                 event,
             })
-            .map_err(|_| End::Closed("session ended".to_string()))
+            .map_err(|_| Closed::Normal.into())
     }
 
     fn queue(&mut self, message: Message) {
@@ -266,19 +164,56 @@ impl<'a> Conn<'a> {
         message.encode(&mut self.out);
     }
 
-    fn run(&mut self, have: Bitfield, cmd_rx: &Receiver<PeerCommand>) -> Outcome {
-        self.we_have = have;
-        // BEP 3: the bitfield may only be the first message; a peer with nothing may skip it.
-        if self.we_have.count() > 0 {
+    /// Sends what opens the conversation: our pieces and, when the remote
+    /// speaks BEP 10, our extended handshake. After a metadata fetch the
+    /// extended handshake went first, so the bitfield (which BEP 3 allows
+    /// only as the first message) becomes `have` messages.
+    fn open(&mut self, extensions: bool, after_metadata: bool) {
+        if after_metadata {
+            let have: Vec<u32> = self.we_have.iter().collect();
+            for index in have {
+                self.queue(Message::Have(index));
+            }
+        } else if self.we_have.count() > 0 {
+            // BEP 3: a peer with nothing may skip the bitfield.
             let bits = self.we_have.as_bytes().to_vec();
             self.queue(Message::Bitfield(&bits));
         }
+        if extensions {
+            let size = self.loaded.info_bytes.len() as u32;
+            extensions::queue_our_handshake(
+                &mut self.out,
+                self.ctx.listen_port,
+                MAX_QUEUED_REQUESTS as u32,
+                self.addr.ip(),
+                Some(size),
+            );
+        }
+        if let Some(reqq) = self.remote.reqq {
+            self.pipeline.set_remote_queue(reqq as usize);
+        }
+    }
+
+    pub(super) fn run(
+        &mut self,
+        have: Bitfield,
+        early: Vec<u8>,
+        extensions: bool,
+        after_metadata: bool,
+        cmd_rx: &Receiver<PeerCommand>,
+    ) -> Outcome {
+        self.we_have = have;
+        self.open(extensions, after_metadata);
         self.stream
             .set_write_timeout(Some(WRITE_WAIT))
-            .map_err(|e| format!("socket option: {e}"))?;
-        let buf_len = (256 * 1024).max(2 * (self.limits.max_message_len() as usize + 4));
+            .map_err(io_error("setting a socket option"))?;
+        let buf_len = (256 * 1024)
+            .max(2 * (self.limits.max_message_len() as usize + 4))
+            .max(early.len());
         let mut rbuf = vec![0u8; buf_len];
-        let (mut start, mut end) = (0usize, 0usize);
+        // Messages that arrived while the metadata was fetched come first.
+        rbuf[..early.len()].copy_from_slice(&early);
+        let (mut start, mut end) = (0usize, early.len());
         loop {
             loop {
                 match cmd_rx.try_recv() {
@@ -295,7 +230,7 @@ impl<'a> Conn<'a> {
                 self.queue(Message::KeepAlive);
             }
             if self.last_received.elapsed() >= SILENCE_LIMIT {
-                return Err(format!("silent for {} s", SILENCE_LIMIT.as_secs()).into());
+                return Err(Closed::Silent(SILENCE_LIMIT.as_secs()).into());
             }
             self.write_out()?;
 
@@ -308,7 +243,7 @@ impl<'a> Conn<'a> {
             if self.read_timeout != Some(wait) {
                 self.stream
                     .set_read_timeout(Some(wait))
-                    .map_err(|e| format!("socket option: {e}"))?;
+                    .map_err(io_error("setting a socket option"))?;
                 self.read_timeout = Some(wait);
             }
             // While the buffer is full of messages waiting for the queue,
@@ -320,20 +255,20 @@ impl<'a> Conn<'a> {
                 self.last_received = Instant::now();
             } else {
                 match self.stream.read(&mut rbuf[end..]) {
-                    Ok(0) => return Err("closed by the remote".into()),
+                    Ok(0) => return Err(Closed::ByRemote.into()),
                     Ok(n) => {
                         end += n;
                         self.last_received = Instant::now();
                     }
                     Err(e) if is_timeout(&e) && start == end => continue,
                     Err(e) if is_timeout(&e) => {}
-                    Err(e) => return Err(format!("read failed: {e}").into()),
+                    Err(e) => return Err(io_error("read")(e)),
                 }
             }
             // Messages wait in the buffer while the request queue is full.
             while self.serve_queue.len() < MAX_QUEUED_REQUESTS {
-                let Some((message, used)) = Message::decode(&rbuf[start..end], self.limits)
-                    .map_err(|e| End::Violation(format!("protocol error: {e}")))?
+                let Some((message, used)) =
+                    Message::decode(&rbuf[start..end], self.limits).map_err(Violation::Wire)?
                 else {
                     break;
                 };
@@ -432,7 +367,7 @@ impl<'a> Conn<'a> {
                 self.last_sent = Instant::now();
             }
             Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(format!("write failed: {e}").into()),
+            Err(e) => return Err(io_error("write")(e)),
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -483,7 +418,10 @@ impl<'a> Conn<'a> {
                     self.queue(Message::Unchoke);
                 }
             }
-            PeerCommand::Start { .. } => return Err("started twice".into()),
+            // Only meaningful before the connection runs: ignored here.
+            PeerCommand::Start { .. }
+            | PeerCommand::FetchMetadata
+            | PeerCommand::RequestMetadata(_) => {}
             PeerCommand::Shutdown => unreachable!("handled by the loop"),
         }
         Ok(())
@@ -495,7 +433,7 @@ impl<'a> Conn<'a> {
             let size = self.layout.piece_size(piece.index) as usize;
             let blocks = self.layout.block_count(piece.index) as usize;
             piece.partial = Some(Partial {
-                data: self.ctx.buffers.take(size),
+                data: self.loaded.buffers.take(size),
                 received: vec![false; blocks],
             });
         }
@@ -544,10 +482,10 @@ impl<'a> Conn<'a> {
             let at = self.out.len();
             self.out.resize(at + length as usize, 0);
             let offset = self.layout.piece_offset(index) + u64::from(begin);
-            self.ctx
+            self.loaded
                 .storage
                 .read_at(offset, &mut self.out[at..])
-                .map_err(|e| format!("serving piece {index}: {e}"))?;
+                .map_err(|e| Closed::Storage(format!("piece {index}: {e}")))?;
             self.ctx
                 .stats
                 .uploaded
@@ -567,6 +505,7 @@ impl<'a> Conn<'a> {
         trace!("{}: received {message:?}", self.addr);
         match message {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::Extended { id, payload } => self.on_extended(id, payload)?,
             Message::Choke => {
                 if !self.peer_choking {
                     self.peer_choking = true;
@@ -601,9 +540,7 @@ impl<'a> Conn<'a> {
             }
             Message::Have(index) => {
                 if index >= self.layout.piece_count() {
-                    return Err(End::Violation(format!(
-                        "have for piece {index} out of range"
-                    )));
+                    return Err(Violation::HaveOutOfRange(index).into());
                 }
                 if self.they_have.set(index) {
                     self.send_event(PeerEvent::Have(index))?;
@@ -616,6 +553,12 @@ impl<'a> Conn<'a> {
                 // `have`. Dropping it would lose a real client, so a late
                 // bitfield replaces what we knew of the remote's pieces. The
                 // decoder has already checked its length and spare bits.
+                // After a metadata fetch the decoder could not check it yet.
+                if bits.len() != self.layout.bitfield_len()
+                    || !Bitfield::spare_bits_clear(bits, self.layout.piece_count())
+                {
+                    return Err(Violation::BadBitfield.into());
+                }
                 self.they_have = Bitfield::from_payload(bits, self.layout.piece_count());
                 self.send_event(PeerEvent::Bitfield(self.they_have.clone()))?;
                 self.update_interest();
@@ -626,14 +569,15 @@ impl<'a> Conn<'a> {
                 length,
             } => {
                 if !self.layout.is_valid_request(index, begin, length) {
-                    return Err(End::Violation(format!(
-                        "invalid request: piece {index} begin {begin} length {length}"
-                    )));
+                    return Err(Violation::InvalidRequest {
+                        index,
+                        begin,
+                        length,
+                    }
+                    .into());
                 }
                 if !self.we_have.has(index) {
-                    return Err(End::Violation(format!(
-                        "request for piece {index}, which we do not have"
-                    )));
+                    return Err(Violation::RequestUnhad(index).into());
                 }
                 if self.am_choking {
                     // Requests from a choked peer are dropped, as BEP 3 allows.
@@ -661,7 +605,7 @@ impl<'a> Conn<'a> {
         let outcome = self
             .pipeline
             .on_block(index, begin, block, Instant::now())
-            .map_err(End::Violation)?;
+            .map_err(Violation::UnrequestedBlock)?;
         if outcome == BlockOutcome::Ignored {
             // Late or duplicate blocks earn the peer no credit for choking.
             debug!("{}: ignoring a late block of piece {index}", self.addr);
@@ -679,7 +623,35 @@ impl<'a> Conn<'a> {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+impl Conn<'_> {
+    /// An extended message (BEP 10): the remote's handshake, or a request
+    /// for our metadata (BEP 9). Anything else is ignored.
+    fn on_extended(&mut self, id: u8, payload: &[u8]) -> Outcome {
+        match extensions::decode(id, payload, &mut self.remote).map_err(Violation::Extension)? {
+            Incoming::Handshake => {
+                debug!(
+                    "{}: extended handshake from {:?}, reqq {:?}",
+                    self.addr, self.remote.client, self.remote.reqq
+                );
+                if let Some(reqq) = self.remote.reqq {
+                    self.pipeline.set_remote_queue(reqq as usize);
+                }
+            }
+            Incoming::Metadata(MetadataMessage::Request { piece }) => {
+                if let Some(remote_id) = self.remote.ut_metadata {
+                    let info = Arc::clone(&self.loaded.info_bytes);
+                    extensions::queue_metadata_answer(&mut self.out, remote_id, piece, Some(&info));
+                }
+            }
+            // Metadata we did not ask for: we have it already.
+            Incoming::Metadata(_) | Incoming::Ignored => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a read or write only timed out (or was interrupted).
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted

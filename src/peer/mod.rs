@@ -1,15 +1,21 @@
 //! Peer connections: one OS thread per connection (BEP 3 "peer protocol").
 //!
 //! The life of a connection:
-//! 1. The piece manager spawns the thread ([`spawn`]) for an address it wants
-//!    to dial, or for a socket the listener accepted, and keeps the sending end
-//!    of its command channel.
-//! 2. The thread connects (outgoing), exchanges handshakes, refuses a wrong
-//!    info-hash or our own peer id, and reports
+//! 1. The torrent's manager spawns the thread ([`spawn`]) for an address it
+//!    wants to dial, or for a stream the [client](crate::client) accepted and
+//!    routed to it by the info-hash of the remote's handshake, and keeps the
+//!    sending end of its command channel.
+//! 2. The thread connects (outgoing), exchanges handshakes (with the BEP 10
+//!    bit set), refuses a wrong info-hash or our own peer id, and reports
 //!    [`PeerEvent::Connected`](crate::piece_manager::PeerEvent::Connected).
-//! 3. The manager answers [`PeerCommand::Start`] with our current bitfield (or
-//!    [`PeerCommand::Shutdown`] if it refuses the peer); the thread sends the
-//!    bitfield as its first message.
+//! 3. The manager answers [`PeerCommand::Start`] with the torrent's
+//!    [`Loaded`] content and our bitfield, or, while the torrent is still
+//!    fetching its metadata (a magnet link), [`PeerCommand::FetchMetadata`]:
+//!    the thread then exchanges extended handshakes and fetches the metadata
+//!    pieces the manager asks for ([`fetching`]), holding back the remote's
+//!    other messages until `Start` comes ([`PeerCommand::Shutdown`] refuses
+//!    the peer). The thread sends our bitfield and extended handshake
+//!    ([`extensions`]).
 //! 4. Main loop ([`conn`]): the thread decodes messages, tells the manager what
 //!    the remote has, whether it chokes us and whether it is interested,
 //!    fetches the pieces the manager assigns with a request pipeline sized to
@@ -19,17 +25,26 @@
 //!    blocks already received, go back to the manager for other peers.
 //! 5. On any exit it reports
 //!    [`PeerEvent::Disconnected`](crate::piece_manager::PeerEvent::Disconnected)
-//!    with the reason (and whether the remote broke the protocol, which gets
-//!    it banned) and the unfinished pieces, so the manager gives them to others.
+//!    with a typed [`Disconnect`] reason (whose variant says whether the
+//!    remote broke the protocol, which gets it banned) and the unfinished
+//!    pieces, so the manager gives them to others.
 //!
-//! Not owned here: which pieces to fetch (the manager decides) and the bytes
-//! of each message ([`wire`]).
+//! The thread reads and writes a [`transport::Stream`], not a socket, so an
+//! encrypted stream can wrap the socket later. Not owned here: which pieces
+//! to fetch (the manager decides) and the bytes of each message ([`wire`],
+//! [`ext`]).
 
 pub mod conn;
+pub mod ext;
+pub mod extensions;
+pub mod fetching;
+pub mod open;
 pub mod pipeline;
+pub mod reason;
+pub mod transport;
 pub mod wire;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::{self, JoinHandle};
@@ -42,7 +57,9 @@ use crate::metainfo::InfoHash;
 use crate::piece_manager::Event;
 use crate::stats::Stats;
 use crate::storage::Storage;
-use wire::PeerId;
+pub use reason::{Closed, Disconnect, Violation};
+use transport::Stream;
+use wire::{Handshake, PeerId};
 
 /// The manager's handle on one connection: an id that is never reused.
 pub type PeerKey = u64;
@@ -50,11 +67,19 @@ pub type PeerKey = u64;
 /// Commands from the piece manager to a peer thread.
 #[derive(Debug)]
 pub enum PeerCommand {
-    /// The handshake is accepted: send this bitfield and begin.
+    /// The handshake is accepted and the torrent's content is known: send
+    /// this bitfield and begin (also ends [`PeerCommand::FetchMetadata`]).
     Start {
         /// Our verified pieces.
         have: Bitfield,
+        /// What the info dictionary brought: storage, buffers, raw bytes.
+        loaded: Arc<Loaded>,
     },
+    /// The handshake is accepted but the metadata is not known yet: exchange
+    /// extended handshakes and wait for [`PeerCommand::RequestMetadata`].
+    FetchMetadata,
+    /// Ask the remote for this piece of the metadata (BEP 9).
+    RequestMetadata(u32),
     /// Fetch a piece and report it when complete.
     Download(PieceJob),
     /// We now have piece `index`: tell the remote, and stop fetching it if we were.
@@ -105,29 +130,45 @@ pub struct PeerCounters {
 /// The sending end of a peer's command channel, kept by the manager.
 pub type CommandSender = Sender<PeerCommand>;
 
-/// What every peer thread shares: the torrent's identity, our identity, the
-/// storage it serves from and the channel to the manager.
+/// What every peer thread of a torrent shares from the start: identities,
+/// counters and the channel to the manager. All of it is known from the
+/// info-hash alone.
 pub struct PeerContext {
     /// The torrent.
     pub info_hash: InfoHash,
     /// Our peer id (connections to it are refused).
     pub our_id: PeerId,
-    /// The content, for serving requests.
-    pub storage: Arc<Storage>,
+    /// The port we listen on, for the extended handshake's `p`.
+    pub listen_port: u16,
     /// Transfer counters.
     pub stats: Arc<Stats>,
-    /// Idle piece buffers, for the pieces it fetches.
-    pub buffers: PieceBuffers,
     /// Events to the piece manager.
     pub events_tx: Sender<Event>,
+}
+
+/// What a torrent's info dictionary brings, handed to each peer thread with
+/// [`PeerCommand::Start`].
+pub struct Loaded {
+    /// The content, for serving requests.
+    pub storage: Arc<Storage>,
+    /// Idle piece buffers, for the pieces it fetches.
+    pub buffers: PieceBuffers,
+    /// The raw `info` dictionary, served to peers that fetch it (BEP 9).
+    pub info_bytes: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({} bytes of metadata)", self.info_bytes.len())
+    }
 }
 
 /// Where a connection comes from.
 pub enum Origin {
     /// We dial this address.
     Outgoing(SocketAddr),
-    /// The listener accepted this socket.
-    Incoming(TcpStream),
+    /// The client accepted this stream and read the remote's handshake.
+    Incoming(Stream, Handshake),
 }
 
 /// Spawns the thread for one connection, named after the peer's address.
@@ -144,5 +185,7 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("peer {addr}"))
-        .spawn(move || conn::run(key, addr, origin, &ctx, &counters, &cmd_rx))
+        // A peer thread keeps its buffers on the heap: a small stack will do.
+        .stack_size(512 * 1024)
+        .spawn(move || open::run(key, addr, origin, &ctx, &counters, &cmd_rx))
 }

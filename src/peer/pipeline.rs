@@ -155,6 +155,8 @@ pub struct Pipeline {
     jobs: Vec<Job>,
     in_flight: usize,
     depth: usize,
+    /// The remote's `reqq` (BEP 10): never more requests in flight than it queues.
+    remote_queue: usize,
     /// When the last block arrived, or requests were sent after none were out.
     last_progress: Instant,
     /// Pieces whose requests we cancelled or lost to a choke, and when.
@@ -169,6 +171,7 @@ impl Pipeline {
             jobs: Vec::new(),
             in_flight: 0,
             depth: START_PIPELINE,
+            remote_queue: usize::MAX,
             last_progress: now,
             dropped: VecDeque::new(),
         }
@@ -179,9 +182,15 @@ impl Pipeline {
         self.in_flight
     }
 
-    /// Requests kept in flight at most.
+    /// Requests kept in flight at most: the depth for the peer's rate,
+    /// within what the remote says it queues.
     pub fn depth(&self) -> usize {
-        self.depth
+        self.depth.min(self.remote_queue)
+    }
+
+    /// Caps the requests in flight at the remote's `reqq` (at least one).
+    pub fn set_remote_queue(&mut self, reqq: usize) {
+        self.remote_queue = reqq.max(1);
     }
 
     /// Whether piece `index` is being fetched here.
@@ -215,9 +224,10 @@ impl Pipeline {
     /// finishing the earliest assigned piece first.
     pub fn next_requests(&mut self, now: Instant) -> Vec<BlockRequest> {
         let mut new = Vec::new();
+        let depth = self.depth();
         'jobs: for job in &mut self.jobs {
             for (block, state) in job.blocks.iter_mut().enumerate() {
-                if self.in_flight + new.len() >= self.depth {
+                if self.in_flight + new.len() >= depth {
                     break 'jobs;
                 }
                 if *state == BlockState::Wanted {
@@ -427,6 +437,25 @@ mod tests {
             p.add(job(i));
         }
         assert_eq!(p.next_requests(now).len(), MIN_PIPELINE);
+    }
+
+    #[test]
+    fn requests_in_flight_never_exceed_the_remotes_reqq() {
+        let now = Instant::now();
+        let mut p = Pipeline::new(layout(), now);
+        p.set_remote_queue(3);
+        for i in 0..3 {
+            p.add(job(i));
+        }
+        assert_eq!(p.depth(), 3);
+        assert_eq!(p.next_requests(now).len(), 3);
+        assert!(p.next_requests(now).is_empty(), "reqq reached");
+        p.set_rate(u64::MAX / 4);
+        assert_eq!(
+            p.depth(),
+            3,
+            "a fast peer still gets no more than it queues"
+        );
     }
 
     #[test]

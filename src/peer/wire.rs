@@ -1,5 +1,6 @@
 //! The peer wire protocol's bytes (BEP 3 "peer protocol"): the handshake and
-//! the length-prefixed messages.
+//! the length-prefixed messages, including BEP 10's `extended` message (whose
+//! payloads are [`crate::peer::ext`]'s business).
 //!
 //! In scope: encoding into a `Vec<u8>` and decoding from a `&[u8]`, with every
 //! length checked against its bound before anything is allocated. Out of scope:
@@ -27,12 +28,15 @@ impl fmt::Debug for PeerId {
 
 /// Length of a handshake on the wire.
 pub const HANDSHAKE_LEN: usize = 68;
+/// BEP 10: the reserved bit that says the sender speaks the extension
+/// protocol (`reserved[5] & 0x10`), as a mask over the 8 reserved bytes.
+pub const RESERVED_EXTENSION_PROTOCOL: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0];
 const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 
 /// The opening message of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handshake {
-    /// Extension bits; we set none yet.
+    /// Extension bits (see [`RESERVED_EXTENSION_PROTOCOL`]).
     pub reserved: [u8; 8],
     /// The torrent this connection is about.
     pub info_hash: InfoHash,
@@ -41,13 +45,20 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// A handshake with no extension bits.
+    /// Our handshake: it sets the BEP 10 bit, since we always speak the
+    /// extension protocol, and no other.
     pub fn new(info_hash: InfoHash, peer_id: PeerId) -> Handshake {
         Handshake {
-            reserved: [0; 8],
+            reserved: RESERVED_EXTENSION_PROTOCOL,
             info_hash,
             peer_id,
         }
+    }
+
+    /// Whether the sender speaks the extension protocol (BEP 10): only then
+    /// may `extended` messages be sent to it.
+    pub fn supports_extensions(&self) -> bool {
+        self.reserved[5] & RESERVED_EXTENSION_PROTOCOL[5] != 0
     }
 
     /// The 68 bytes of this handshake.
@@ -130,6 +141,15 @@ pub enum Message<'a> {
     },
     /// The sender's DHT port (BEP 5); decoded so it is not mistaken for an error.
     Port(u16),
+    /// BEP 10's `extended` message (id 20), whose payload
+    /// [`crate::peer::ext`] decodes.
+    Extended {
+        /// The extended message id: 0 for the extension handshake, else the
+        /// id the receiver asked for in its handshake.
+        id: u8,
+        /// The payload after the extended message id.
+        payload: &'a [u8],
+    },
     /// A message id we do not implement, carried so later extensions can use it.
     Unknown {
         /// Message id.
@@ -179,7 +199,7 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// Message ids from BEP 3 (and BEP 5's `port`).
+/// Message ids from BEP 3 (and BEP 5's `port`, BEP 10's `extended`).
 mod id {
     pub const CHOKE: u8 = 0;
     pub const UNCHOKE: u8 = 1;
@@ -191,29 +211,67 @@ mod id {
     pub const PIECE: u8 = 7;
     pub const CANCEL: u8 = 8;
     pub const PORT: u8 = 9;
+    pub const EXTENDED: u8 = 20;
 }
 
 /// Length of a piece message's header: 4-byte length, id, index, begin.
 pub const PIECE_HEADER_LEN: usize = 13;
 
-/// Size limits for decoding, derived from the torrent.
+/// The longest bitfield accepted before the piece count is known: 256 KiB,
+/// enough for 2,097,152 pieces.
+pub const MAX_UNKNOWN_BITFIELD_LEN: u32 = 256 * 1024;
+
+/// The longest bencoded header a BEP 9 `data` message may carry before its
+/// 16 KiB of metadata; real ones are under 60 bytes.
+pub const MAX_METADATA_HEADER_LEN: u32 = 1024;
+
+/// Size limits for decoding, derived from the torrent when it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Number of pieces: fixes the exact bitfield length.
-    pub piece_count: u32,
+    /// Number of pieces, which fixes the exact bitfield length; `None` while
+    /// the metadata is being fetched.
+    piece_count: Option<u32>,
 }
 
 impl Limits {
-    fn bitfield_len(&self) -> usize {
-        (self.piece_count as usize).div_ceil(8)
+    /// Limits for a torrent of `piece_count` pieces: a bitfield must have
+    /// exactly its length, and its spare trailing bits must be zero.
+    pub const fn for_pieces(piece_count: u32) -> Limits {
+        Limits {
+            piece_count: Some(piece_count),
+        }
     }
 
-    /// The largest length prefix accepted: a bitfield or a 16 KiB piece
-    /// message, whichever is larger, plus room for small extension messages.
+    /// Limits for a connection that does not know the piece count yet (the
+    /// metadata is not fetched): a bitfield of any length up to
+    /// [`MAX_UNKNOWN_BITFIELD_LEN`] is accepted, and its spare bits are not
+    /// checked. The caller checks them once it knows the piece count.
+    pub const fn unknown_pieces() -> Limits {
+        Limits { piece_count: None }
+    }
+
+    /// The piece count these limits check bitfields against, if known.
+    pub fn piece_count(&self) -> Option<u32> {
+        self.piece_count
+    }
+
+    /// The largest bitfield payload accepted.
+    fn max_bitfield_len(&self) -> u32 {
+        match self.piece_count {
+            Some(count) => count.div_ceil(8),
+            None => MAX_UNKNOWN_BITFIELD_LEN,
+        }
+    }
+
+    /// The largest length prefix accepted: a bitfield, a 16 KiB piece
+    /// message, or a BEP 9 `data` message (id, extended id, a header of up to
+    /// [`MAX_METADATA_HEADER_LEN`] and 16 KiB of metadata), whichever is
+    /// largest.
     pub fn max_message_len(&self) -> u32 {
-        let bitfield = 1 + self.bitfield_len() as u32;
+        let bitfield = 1 + self.max_bitfield_len();
         let piece = 9 + BLOCK_LEN;
-        bitfield.max(piece)
+        let metadata = 2 + MAX_METADATA_HEADER_LEN + BLOCK_LEN;
+        bitfield.max(piece).max(metadata)
     }
 }
 
@@ -256,6 +314,11 @@ impl Message<'_> {
                 header(out, id::PORT, 2);
                 out.extend_from_slice(&port.to_be_bytes());
             }
+            Message::Extended { id, payload } => {
+                header(out, id::EXTENDED, 1 + payload.len());
+                out.push(id);
+                out.extend_from_slice(payload);
+            }
             Message::Unknown { id, payload } => {
                 header(out, id, payload.len());
                 out.extend_from_slice(payload);
@@ -268,6 +331,10 @@ impl Message<'_> {
     /// Returns `Ok(None)` when more bytes are needed, or the message and the
     /// number of bytes it used. The length prefix is checked against `limits`
     /// before anything else, so a hostile length never causes an allocation.
+    ///
+    /// A message is judged only once all its bytes are in `buf`: a piece
+    /// message carries at most 16 KiB, an `extended` message at least its
+    /// extended id byte.
     ///
     /// # Errors
     /// [`WireError`] when the message is too long or malformed.
@@ -304,10 +371,17 @@ impl Message<'_> {
             }
             id::HAVE if payload.len() == 4 => Message::Have(u32_at(0)),
             id::BITFIELD => {
-                if payload.len() != limits.bitfield_len() {
+                let max = limits.max_bitfield_len() as usize;
+                let Some(piece_count) = limits.piece_count else {
+                    if payload.len() > max {
+                        return Err(bad());
+                    }
+                    return Ok(Some((Message::Bitfield(payload), total)));
+                };
+                if payload.len() != max {
                     return Err(bad());
                 }
-                let spare = payload.len() * 8 - limits.piece_count as usize;
+                let spare = payload.len() * 8 - piece_count as usize;
                 if spare > 0 && payload[payload.len() - 1] & ((1u8 << spare) - 1) != 0 {
                     return Err(WireError::BitfieldSpareBits);
                 }
@@ -318,7 +392,7 @@ impl Message<'_> {
                 begin: u32_at(4),
                 length: u32_at(8),
             },
-            id::PIECE if payload.len() >= 8 => Message::Piece {
+            id::PIECE if (8..=8 + BLOCK_LEN as usize).contains(&payload.len()) => Message::Piece {
                 index: u32_at(0),
                 begin: u32_at(4),
                 block: &payload[8..],
@@ -331,6 +405,10 @@ impl Message<'_> {
             id::PORT if payload.len() == 2 => {
                 Message::Port(u16::from_be_bytes([payload[0], payload[1]]))
             }
+            id::EXTENDED => match payload.split_first() {
+                Some((&id, payload)) => Message::Extended { id, payload },
+                None => return Err(bad()),
+            },
             id::HAVE | id::REQUEST | id::PIECE | id::CANCEL | id::PORT => return Err(bad()),
             _ => Message::Unknown { id, payload },
         };
@@ -363,193 +441,4 @@ fn triple(out: &mut Vec<u8>, id: u8, a: u32, b: u32, c: u32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits { piece_count: 12 };
-
-    fn encoded(m: &Message) -> Vec<u8> {
-        let mut out = Vec::new();
-        m.encode(&mut out);
-        out
-    }
-
-    /// Every message with its exact bytes from BEP 3.
-    fn examples() -> Vec<(Message<'static>, Vec<u8>)> {
-        vec![
-            (Message::KeepAlive, vec![0, 0, 0, 0]),
-            (Message::Choke, vec![0, 0, 0, 1, 0]),
-            (Message::Unchoke, vec![0, 0, 0, 1, 1]),
-            (Message::Interested, vec![0, 0, 0, 1, 2]),
-            (Message::NotInterested, vec![0, 0, 0, 1, 3]),
-            (Message::Have(258), vec![0, 0, 0, 5, 4, 0, 0, 1, 2]),
-            (
-                Message::Bitfield(&[0b1010_0000, 0b0001_0000]),
-                vec![0, 0, 0, 3, 5, 0xa0, 0x10],
-            ),
-            (
-                Message::Request {
-                    index: 1,
-                    begin: 16384,
-                    length: 16384,
-                },
-                vec![0, 0, 0, 13, 6, 0, 0, 0, 1, 0, 0, 0x40, 0, 0, 0, 0x40, 0],
-            ),
-            (
-                Message::Piece {
-                    index: 2,
-                    begin: 0,
-                    block: b"abc",
-                },
-                vec![0, 0, 0, 12, 7, 0, 0, 0, 2, 0, 0, 0, 0, b'a', b'b', b'c'],
-            ),
-            (
-                Message::Cancel {
-                    index: 1,
-                    begin: 0,
-                    length: 5,
-                },
-                vec![0, 0, 0, 13, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5],
-            ),
-            (Message::Port(6881), vec![0, 0, 0, 3, 9, 0x1a, 0xe1]),
-            (
-                Message::Unknown {
-                    id: 20,
-                    payload: b"x",
-                },
-                vec![0, 0, 0, 2, 20, b'x'],
-            ),
-        ]
-    }
-
-    #[test]
-    fn every_message_encodes_to_its_spec_bytes_and_decodes_back() {
-        for (message, bytes) in examples() {
-            assert_eq!(encoded(&message), bytes, "{message:?}");
-            let (decoded, used) = Message::decode(&bytes, LIMITS).unwrap().unwrap();
-            assert_eq!(decoded, message);
-            assert_eq!(used, bytes.len());
-        }
-    }
-
-    #[test]
-    fn decoding_at_every_split_point_needs_more_bytes_until_complete() {
-        for (message, bytes) in examples() {
-            for cut in 0..bytes.len() {
-                assert_eq!(
-                    Message::decode(&bytes[..cut], LIMITS),
-                    Ok(None),
-                    "{message:?} cut {cut}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn decode_uses_only_its_own_bytes_of_a_stream() {
-        let mut stream = encoded(&Message::Have(7));
-        stream.extend(encoded(&Message::Unchoke));
-        let (first, used) = Message::decode(&stream, LIMITS).unwrap().unwrap();
-        assert_eq!(first, Message::Have(7));
-        let (second, _) = Message::decode(&stream[used..], LIMITS).unwrap().unwrap();
-        assert_eq!(second, Message::Unchoke);
-    }
-
-    #[test]
-    fn huge_length_prefix_is_error_before_the_body_arrives() {
-        let bytes = [0x80, 0, 0, 0];
-        assert_eq!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::TooLong {
-                length: 0x8000_0000,
-                max: 9 + BLOCK_LEN
-            })
-        );
-    }
-
-    #[test]
-    fn piece_larger_than_a_block_is_error() {
-        let mut bytes = Vec::new();
-        encode_piece_header(&mut bytes, 0, 0, BLOCK_LEN + 1);
-        assert!(matches!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::TooLong { .. })
-        ));
-    }
-
-    #[test]
-    fn decode_have_with_short_length_is_error() {
-        let bytes = [0, 0, 0, 4, 4, 0, 0, 1];
-        assert_eq!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::BadLength { id: 4, length: 4 })
-        );
-    }
-
-    #[test]
-    fn choke_with_payload_is_error() {
-        assert_eq!(
-            Message::decode(&[0, 0, 0, 2, 0, 9], LIMITS),
-            Err(WireError::BadLength { id: 0, length: 2 })
-        );
-    }
-
-    #[test]
-    fn request_with_wrong_length_is_error() {
-        let bytes = [0, 0, 0, 9, 6, 0, 0, 0, 1, 0, 0, 0, 0];
-        assert_eq!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::BadLength { id: 6, length: 9 })
-        );
-    }
-
-    #[test]
-    fn bitfield_of_wrong_size_is_error() {
-        let bytes = [0, 0, 0, 2, 5, 0xff];
-        assert_eq!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::BadLength { id: 5, length: 2 })
-        );
-    }
-
-    #[test]
-    fn bitfield_with_spare_bits_set_is_error() {
-        // 12 pieces: the low 4 bits of the second byte are spare.
-        let bytes = [0, 0, 0, 3, 5, 0xff, 0xf1];
-        assert_eq!(
-            Message::decode(&bytes, LIMITS),
-            Err(WireError::BitfieldSpareBits)
-        );
-        let ok = [0, 0, 0, 3, 5, 0xff, 0xf0];
-        assert!(Message::decode(&ok, LIMITS).unwrap().is_some());
-    }
-
-    #[test]
-    fn large_torrents_accept_their_whole_bitfield() {
-        let limits = Limits {
-            piece_count: 1_000_000,
-        };
-        assert_eq!(limits.max_message_len(), 1 + 125_000);
-    }
-
-    #[test]
-    fn handshake_round_trip_and_layout() {
-        let hs = Handshake::new(InfoHash([7; 20]), PeerId(*b"-BT0100-abcdefghijkl"));
-        let bytes = hs.encode();
-        assert_eq!(bytes[0], 19);
-        assert_eq!(&bytes[1..20], b"BitTorrent protocol");
-        assert_eq!(&bytes[20..28], &[0; 8]);
-        assert_eq!(&bytes[28..48], &[7; 20]);
-        assert_eq!(&bytes[48..], b"-BT0100-abcdefghijkl");
-        assert_eq!(Handshake::decode(&bytes), Ok(hs));
-    }
-
-    #[test]
-    fn handshake_of_another_protocol_is_error() {
-        let mut bytes = Handshake::new(InfoHash([0; 20]), PeerId([0; 20])).encode();
-        bytes[5] = b'X';
-        assert_eq!(Handshake::decode(&bytes), Err(WireError::NotBitTorrent));
-        bytes[0] = 18;
-        assert_eq!(Handshake::decode(&bytes), Err(WireError::NotBitTorrent));
-    }
-}
+mod tests;

@@ -32,6 +32,14 @@ mod hostile;
 /// left behind resumes.
 mod faults;
 
+/// Magnet links: metadata by ut_metadata from our seeder and from scripted
+/// peers (split, forged, oversized), `--save-torrent`, resuming by magnet.
+mod magnet;
+
+/// Several torrents in one process: at once, seeded from one folder, a bad
+/// input among good ones, malformed magnets, unknown info-hashes dropped.
+mod several;
+
 /// Property tests over the decoders: arbitrary bytes never panic nor
 /// allocate past the bounds; encode and decode round-trip.
 mod props;

@@ -1,5 +1,6 @@
 // Property tests over every decoder of the public API: peer wire messages and
-// the handshake, bencode spans, `.torrent` files and tracker responses.
+// the handshake, bencode spans, `.torrent` files, tracker responses, and the
+// extension protocol's handshake and metadata messages.
 // Arbitrary bytes never panic, the wire decoder never asks for more bytes than
 // its bound, and whatever is encoded decodes back to itself.
 //
@@ -13,6 +14,7 @@ use std::sync::LazyLock;
 use bittorrent::bencode::{dict_value_span, skip_value};
 use bittorrent::layout::BLOCK_LEN;
 use bittorrent::metainfo::{InfoHash, Metainfo};
+use bittorrent::peer::ext::MAX_METADATA_MESSAGE_LEN;
 use bittorrent::peer::wire::{
     HANDSHAKE_LEN, Handshake, Limits, Message, PIECE_HEADER_LEN, PeerId, WireError,
     encode_piece_header,
@@ -22,6 +24,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use sha1::{Digest, Sha1};
+
+/// The extension protocol's handshake and metadata messages.
+mod ext;
 
 /// The default case count (256, or `PROPTEST_CASES`), without writing
 /// regression files into the source tree.
@@ -44,17 +49,18 @@ fn junk() -> impl Strategy<Value = Vec<u8>> {
 // ---------------------------------------------------------------------------
 // Peer wire protocol
 
-/// Torrents from no pieces to a few thousand, for messages that must fit them.
+/// Torrents from no pieces to a few thousand, for messages that must fit
+/// them, or a torrent whose piece count is not known yet.
 fn small_limits() -> impl Strategy<Value = Limits> {
-    (0u32..=4096).prop_map(|piece_count| Limits { piece_count })
+    prop_oneof![
+        4 => (0u32..=4096).prop_map(Limits::for_pieces),
+        1 => Just(Limits::unknown_pieces()),
+    ]
 }
 
 /// Any torrent, up to `u32::MAX` pieces (a 512 MiB bitfield bound).
 fn any_limits() -> impl Strategy<Value = Limits> {
-    prop_oneof![
-        small_limits(),
-        any::<u32>().prop_map(|piece_count| Limits { piece_count })
-    ]
+    prop_oneof![small_limits(), any::<u32>().prop_map(Limits::for_pieces)]
 }
 
 /// A length prefix: small ones that reach every message id, ones around the
@@ -122,6 +128,10 @@ enum Owned {
         begin: u32,
         block: Vec<u8>,
     },
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
+    },
     Unknown {
         id: u8,
         payload: Vec<u8>,
@@ -142,6 +152,7 @@ impl Owned {
                 begin: *begin,
                 block,
             },
+            Owned::Extended { id, payload } => Message::Extended { id: *id, payload },
             Owned::Unknown { id, payload } => Message::Unknown { id: *id, payload },
         }
     }
@@ -154,11 +165,17 @@ impl Owned {
 }
 
 /// Every kind of message valid for a torrent of `limits`: bitfields of the
-/// exact length with zero spare bits, blocks up to 16 KiB.
+/// exact length with zero spare bits (of any length and bits when the piece
+/// count is unknown), blocks up to 16 KiB, extended payloads up to a whole
+/// metadata piece and its header.
 fn message(limits: Limits) -> impl Strategy<Value = Owned> {
-    let piece_count = limits.piece_count as usize;
-    let bitfield_len = piece_count.div_ceil(8);
-    let spare_mask = (1u8 << (bitfield_len * 8 - piece_count)) - 1;
+    let (bitfield_len, spare_mask) = match limits.piece_count() {
+        Some(count) => {
+            let len = (count as usize).div_ceil(8);
+            (len..=len, (1u8 << (len * 8 - count as usize)) - 1)
+        }
+        None => (0..=64, 0),
+    };
     let plain = |m: Message<'static>| Just(Owned::Plain(m));
     let triple = || (any::<u32>(), any::<u32>(), any::<u32>());
     prop_oneof![
@@ -198,7 +215,18 @@ fn message(limits: Limits) -> impl Strategy<Value = Owned> {
             length
         })),
         any::<u16>().prop_map(|port| Owned::Plain(Message::Port(port))),
-        (10u8..=255, vec(any::<u8>(), 0..64))
+        (
+            any::<u8>(),
+            prop_oneof![
+                vec(any::<u8>(), 0..64),
+                vec(any::<u8>(), 0..=MAX_METADATA_MESSAGE_LEN)
+            ]
+        )
+            .prop_map(|(id, payload)| Owned::Extended { id, payload }),
+        (
+            (10u8..=255).prop_filter("20 is extended", |&id| id != 20),
+            vec(any::<u8>(), 0..64)
+        )
             .prop_map(|(id, payload)| Owned::Unknown { id, payload }),
     ]
 }

@@ -129,3 +129,113 @@ pub fn write_single_file(
         info_hash,
     }
 }
+
+/// A decoded bencode value, owned, for reading what the client under test
+/// sent (extended handshakes, ut_metadata messages, saved torrents).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    /// Keys and values in the order they came.
+    Dict(Vec<(Vec<u8>, Value)>),
+}
+
+impl Value {
+    /// The value of `key` when this is a dictionary holding it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(items) => items
+                .iter()
+                .find(|(k, _)| k == key.as_bytes())
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The integer, when this is one.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The byte string, when this is one.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Nesting deeper than this is refused, so hostile input cannot overflow the stack.
+const MAX_DEPTH: usize = 32;
+
+/// Decodes the value at the start of `bytes`; returns it and the number of
+/// bytes it used (a ut_metadata `data` message carries raw bytes after its
+/// dictionary). `None` when the bytes are truncated or not bencode.
+pub fn decode(bytes: &[u8]) -> Option<(Value, usize)> {
+    parse(bytes, 0, 0)
+}
+
+/// The raw bytes of the value of `key` in the dictionary `bytes` (the
+/// info-hash is the SHA-1 of the raw `info` value, not of a re-encoding).
+pub fn raw_value<'a>(bytes: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    if bytes.first() != Some(&b'd') {
+        return None;
+    }
+    let mut pos = 1;
+    while bytes.get(pos)? != &b'e' {
+        let (k, after_key) = parse(bytes, pos, 1)?;
+        let (_, end) = parse(bytes, after_key, 1)?;
+        if k.bytes()? == key.as_bytes() {
+            return Some(&bytes[after_key..end]);
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Parses the value at `pos`; returns it and the position after it.
+fn parse(bytes: &[u8], pos: usize, depth: usize) -> Option<(Value, usize)> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match *bytes.get(pos)? {
+        b'i' => {
+            let end = pos + 1 + bytes[pos + 1..].iter().position(|&b| b == b'e')?;
+            let text = std::str::from_utf8(&bytes[pos + 1..end]).ok()?;
+            Some((Value::Int(text.parse().ok()?), end + 1))
+        }
+        b'l' => {
+            let (mut items, mut pos) = (Vec::new(), pos + 1);
+            while *bytes.get(pos)? != b'e' {
+                let (item, next) = parse(bytes, pos, depth + 1)?;
+                items.push(item);
+                pos = next;
+            }
+            Some((Value::List(items), pos + 1))
+        }
+        b'd' => {
+            let (mut items, mut pos) = (Vec::new(), pos + 1);
+            while *bytes.get(pos)? != b'e' {
+                let (key, next) = parse(bytes, pos, depth + 1)?;
+                let (value, next) = parse(bytes, next, depth + 1)?;
+                items.push((key.bytes()?.to_vec(), value));
+                pos = next;
+            }
+            Some((Value::Dict(items), pos + 1))
+        }
+        b'0'..=b'9' => {
+            let colon = pos + bytes[pos..].iter().position(|&b| b == b':')?;
+            let len: usize = std::str::from_utf8(&bytes[pos..colon]).ok()?.parse().ok()?;
+            // Checked against the input before slicing: no allocation past it.
+            let end = (colon + 1).checked_add(len)?;
+            let data = bytes.get(colon + 1..end)?;
+            Some((Value::Bytes(data.to_vec()), end))
+        }
+        _ => None,
+    }
+}

@@ -125,9 +125,7 @@ impl Torrent {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            piece_count: self.piece_count(),
-        }
+        Limits::for_pieces(self.piece_count())
     }
 }
 

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests: torrent building, in-process
-//! sessions and binary runs with guards that stop them, and a test tracker.
+//! sessions and binary runs with guards that stop them, a test tracker, and
+//! scripted peers (BEP 3 in `peer` and `hostile`, BEP 9/10 in `meta_peer`).
 
 pub mod bencode;
+pub mod ext;
 pub mod hostile;
+pub mod magnet;
+pub mod meta_peer;
 pub mod peer;
 pub mod run;
 pub mod tracker;

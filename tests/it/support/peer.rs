@@ -50,7 +50,7 @@ impl ScriptedPeer {
         assert_eq!(theirs.info_hash, info_hash);
         ScriptedPeer {
             stream,
-            limits: Limits { piece_count },
+            limits: Limits::for_pieces(piece_count),
             buf: Vec::new(),
         }
     }

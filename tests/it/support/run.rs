@@ -18,7 +18,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// A session configuration for tests: any port, no live progress.
 pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
     Config {
-        torrent: torrent.to_path_buf(),
+        torrents: vec![torrent.to_string_lossy().into_owned()],
+        save_torrent: None,
         mode,
         port: 0,
         peers,
@@ -129,6 +130,15 @@ pub struct Binary {
 impl Binary {
     /// Starts `bittorrent` with `args`; output is captured in `log_dir`.
     pub fn spawn(args: &[impl AsRef<OsStr>], log_dir: &Path) -> Binary {
+        Binary::spawn_with_env(args, log_dir, &[])
+    }
+
+    /// Like [`Binary::spawn`], with extra environment variables.
+    pub fn spawn_with_env(
+        args: &[impl AsRef<OsStr>],
+        log_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
@@ -136,6 +146,7 @@ impl Binary {
         let child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -160,6 +171,16 @@ impl Binary {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (its status is kept for [`Binary::wait`]).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// Sends SIGINT, as Ctrl-C does.

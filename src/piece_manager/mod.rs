@@ -12,127 +12,36 @@
 //! it block handing pieces to the workers: while too many wait for them, it
 //! assigns no new pieces, which slows the peers instead.
 
-use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpStream};
+mod events;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 
+pub use events::{Event, Outcome, PeerEvent, Returned};
+
 use crate::bitfield::Bitfield;
+use crate::blame::{self, Blame, Verdict};
 use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
 use crate::layout::BLOCK_LEN;
 use crate::peer::pipeline::pipeline_for_rate;
-use crate::peer::wire::PeerId;
-use crate::peer::{
-    self, CommandSender, Origin, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob,
-};
-use crate::peer_list::PeerList;
+use crate::peer::{Loaded, Partial, PeerCommand, PeerKey, PieceJob};
+use crate::peer_table::PeerTable;
 use crate::piece_picker::{PiecePicker, PieceState};
 use crate::progress::{Progress, Snapshot};
 use crate::storage::{Storage, StorageError};
 use crate::tracker::TrackerCommand;
 use crate::verifier::{Checked, Job, Verifier};
 
-/// Everything the piece manager hears about, on one channel.
-#[derive(Debug)]
-pub enum Event {
-    /// Something happened on a peer connection.
-    Peer {
-        /// Which connection.
-        key: PeerKey,
-        /// What happened.
-        event: PeerEvent,
-    },
-    /// The listener accepted a connection.
-    Incoming(TcpStream, SocketAddr),
-    /// Peer addresses to dial (from the tracker or `--peer`).
-    Peers(Vec<SocketAddr>),
-    /// Stop the session (Ctrl-C, or the caller's shutdown handle).
-    Shutdown,
-}
-
-/// What a peer thread reports.
-#[derive(Debug)]
-pub enum PeerEvent {
-    /// Handshake done; the manager must answer with `Start` or `Shutdown`.
-    Connected {
-        /// The remote's peer id.
-        peer_id: PeerId,
-    },
-    /// The remote's bitfield: every piece it has (it replaces what we knew,
-    /// since some clients send it late).
-    Bitfield(Bitfield),
-    /// The remote has a new piece.
-    Have(u32),
-    /// The remote became interested (true) or not interested (false) in our pieces.
-    Interested(bool),
-    /// The remote unchoked us: pieces may be assigned.
-    Unchoked,
-    /// The remote choked us: these assigned pieces were dropped.
-    Choked {
-        /// Pieces given back, with any blocks already received.
-        returned: Vec<Returned>,
-    },
-    /// Pieces given back unfinished: the remote stopped sending blocks
-    /// (`snubbed`), or it choked us before the piece could be requested.
-    Released {
-        /// Pieces given back, with any blocks already received.
-        returned: Vec<Returned>,
-        /// The remote is too slow to be given more than one piece at a time.
-        snubbed: bool,
-    },
-    /// A complete piece, not yet verified.
-    Piece {
-        /// Piece index.
-        index: u32,
-        /// Its bytes.
-        data: Vec<u8>,
-    },
-    /// The connection ended; always the last event of a peer.
-    Disconnected {
-        /// Why.
-        reason: String,
-        /// The remote broke the protocol: ban it.
-        violation: bool,
-        /// Pieces it was fetching, with any blocks already received.
-        returned: Vec<Returned>,
-    },
-}
-
-/// An assigned piece a peer gives back unfinished.
-#[derive(Debug)]
-pub struct Returned {
-    /// Piece index.
-    pub index: u32,
-    /// The blocks received, if any.
-    pub partial: Option<Partial>,
-}
-
-/// How the manager's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every piece is verified and on disk.
-    Complete,
-    /// Shut down before completing (or while seeding).
-    Stopped,
-}
-
-/// Pieces a peer sent alone that failed the hash check before it is banned.
-///
-/// A failed piece whose blocks came from several peers blames nobody, since
-/// an honest peer that finished a liar's half piece must not be banned; it
-/// is fetched again whole, from one peer, so the next failure has one author.
-const BAN_AFTER_BAD_PIECES: u32 = 2;
 /// Pieces a snubbed peer gave back that it is not given again.
 const AVOID_MAX: usize = 64;
 /// How often the progress display is refreshed and the peers' rates sampled.
 const TICK: Duration = Duration::from_millis(500);
-/// How long shutdown waits for peer threads to end.
-const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// With fewer connected peers than this, ask the tracker for more.
 const WANT_PEERS: usize = 10;
 /// Least time between two requests to the tracker for more peers (the
@@ -156,13 +65,9 @@ struct Kept {
     senders: Vec<SocketAddr>,
 }
 
+/// What the manager knows of a peer whose handshake it accepted.
 struct PeerSlot {
     addr: SocketAddr,
-    /// We dialled it (its address is in the peer list), rather than it us.
-    outgoing: bool,
-    cmd_tx: CommandSender,
-    thread: Option<JoinHandle<()>>,
-    peer_id: Option<PeerId>,
     has: Bitfield,
     /// The remote unchokes us.
     unchoked: bool,
@@ -175,7 +80,6 @@ struct PeerSlot {
     assigned: Vec<u32>,
     /// Pieces it gave back when snubbed: they go to other peers.
     avoid: Vec<u32>,
-    counters: Arc<PeerCounters>,
     /// Counters at the last one-second sample, and the rate from them.
     sample: (u64, u64),
     down_rate: u64,
@@ -184,29 +88,44 @@ struct PeerSlot {
     choke_rate: u64,
 }
 
+impl PeerSlot {
+    fn new(addr: SocketAddr, piece_count: u32) -> PeerSlot {
+        PeerSlot {
+            addr,
+            has: Bitfield::new(piece_count),
+            unchoked: false,
+            interested: false,
+            am_choking: true,
+            snubbed: false,
+            assigned: Vec::new(),
+            avoid: Vec::new(),
+            sample: (0, 0),
+            down_rate: 0,
+            choke_sample: (0, 0),
+            choke_rate: 0,
+        }
+    }
+}
+
 /// The manager's state; [`PieceManager::run`] is the thread's body.
 pub struct PieceManager {
-    ctx: Arc<PeerContext>,
+    table: PeerTable,
+    loaded: Arc<Loaded>,
     storage: Arc<Storage>,
     verifier: Verifier,
     /// Pieces with the workers, and the peers whose blocks they are made of.
     verifying: HashMap<u32, Vec<SocketAddr>>,
     picker: PiecePicker,
     have: Bitfield,
+    /// The peers whose handshake was accepted.
     peers: HashMap<PeerKey, PeerSlot>,
-    next_key: PeerKey,
-    peer_list: PeerList,
-    banned_ids: HashSet<PeerId>,
-    /// Bad pieces each address sent alone.
-    bad_pieces: HashMap<SocketAddr, u32>,
+    /// Bad pieces and the pieces to fetch whole.
+    blame: Blame,
     /// Blocks of pieces whose fetchers choked us or left, kept to be finished.
     partials: HashMap<u32, Kept>,
     /// The senders of the kept blocks handed to a peer with its piece, and
     /// how many blocks they were.
     inherited: HashMap<(PeerKey, u32), (Vec<SocketAddr>, usize)>,
-    /// Pieces that failed with blocks from several peers: fetched whole
-    /// from one peer until verified.
-    whole_only: HashSet<u32>,
     choker: Choker,
     blocks_per_piece: usize,
     config: ManagerConfig,
@@ -215,39 +134,38 @@ pub struct PieceManager {
     last_rate_sample: Instant,
     last_choke: Instant,
     progress: Progress,
-    finished: Vec<JoinHandle<()>>,
 }
 
 impl PieceManager {
-    /// A manager starting from the verified pieces in `have`, handing
-    /// delivered pieces to `verifier`. `tracker_tx`, when there is a tracker,
-    /// is used to ask it for more peers.
+    /// A manager of the connections in `table` (any already connected,
+    /// from the metadata phase, are started at once), starting from the
+    /// verified pieces in `have` and handing delivered pieces to
+    /// `verifier`. `tracker_tx`, when there is a tracker, is used to ask it
+    /// for more peers.
     pub fn new(
-        ctx: Arc<PeerContext>,
+        table: PeerTable,
+        loaded: Arc<Loaded>,
         verifier: Verifier,
         have: &[bool],
         config: ManagerConfig,
         tracker_tx: Option<Sender<TrackerCommand>>,
         progress: Progress,
     ) -> PieceManager {
-        let storage = Arc::clone(&ctx.storage);
+        let storage = Arc::clone(&loaded.storage);
         let layout = *storage.layout();
         let now = Instant::now();
-        PieceManager {
-            ctx,
+        let mut manager = PieceManager {
+            table,
+            loaded,
             storage,
             verifier,
             verifying: HashMap::new(),
             picker: PiecePicker::new(have),
             have: Bitfield::from_bools(have),
             peers: HashMap::new(),
-            next_key: 0,
-            peer_list: PeerList::new(),
-            banned_ids: HashSet::new(),
-            bad_pieces: HashMap::new(),
+            blame: Blame::new(),
             partials: HashMap::new(),
             inherited: HashMap::new(),
-            whole_only: HashSet::new(),
             choker: Choker::new(config.upload_slots),
             blocks_per_piece: (layout.piece_len().div_ceil(BLOCK_LEN) as usize).max(1),
             config,
@@ -256,8 +174,30 @@ impl PieceManager {
             last_rate_sample: now,
             last_choke: now,
             progress,
-            finished: Vec::new(),
+        };
+        let connected: Vec<(PeerKey, SocketAddr)> = manager
+            .table
+            .iter()
+            .filter(|(_, c)| c.peer_id.is_some())
+            .map(|(key, c)| (key, c.addr))
+            .collect();
+        for (key, addr) in connected {
+            manager.start_peer(key, addr);
         }
+        manager
+    }
+
+    /// Starts an accepted peer: its slot here, and our bitfield to it.
+    fn start_peer(&mut self, key: PeerKey, addr: SocketAddr) {
+        self.peers
+            .insert(key, PeerSlot::new(addr, self.have.piece_count()));
+        self.table.send(
+            key,
+            PeerCommand::Start {
+                have: self.have.clone(),
+                loaded: Arc::clone(&self.loaded),
+            },
+        );
     }
 
     /// Runs until complete (in download mode), told to shut down, or a storage
@@ -269,7 +209,7 @@ impl PieceManager {
         let result = self.event_loop(&events_rx);
         self.progress.finish(&self.snapshot());
         self.verifier.stop();
-        self.shutdown_peers(&events_rx);
+        self.table.shutdown(&events_rx);
         result
     }
 
@@ -302,13 +242,13 @@ impl PieceManager {
             };
             match event {
                 Ok(Event::Peer { key, event }) => self.on_peer_event(key, event),
-                Ok(Event::Incoming(stream, addr)) => self.accept(stream, addr),
+                Ok(Event::Incoming(stream, handshake, addr)) => {
+                    self.table.accept(stream, handshake, addr);
+                }
                 Ok(Event::Peers(addrs)) => {
                     let now = Instant::now();
-                    for addr in addrs {
-                        self.peer_list.add(addr, now);
-                    }
-                    self.dial_more(now);
+                    self.table.add_addrs(addrs, now);
+                    self.table.dial_more(now);
                 }
                 Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
             }
@@ -320,9 +260,12 @@ impl PieceManager {
         self.progress.update(&self.snapshot());
         let elapsed_ms = (now.duration_since(self.last_rate_sample).as_millis() as u64).max(1);
         self.last_rate_sample = now;
-        for slot in self.peers.values_mut() {
-            let down = slot.counters.downloaded.load(Ordering::Relaxed);
-            let up = slot.counters.uploaded.load(Ordering::Relaxed);
+        for (key, slot) in &mut self.peers {
+            let Some(conn) = self.table.get(*key) else {
+                continue;
+            };
+            let down = conn.counters.downloaded.load(Ordering::Relaxed);
+            let up = conn.counters.uploaded.load(Ordering::Relaxed);
             slot.down_rate = (down - slot.sample.0) * 1000 / elapsed_ms;
             slot.sample = (down, up);
         }
@@ -341,8 +284,8 @@ impl PieceManager {
             }
             self.rechoke(now);
         }
-        self.dial_more(now);
-        let connected = self.peers.len();
+        self.table.dial_more(now);
+        let connected = self.table.len();
         let asked_lately = self
             .asked_for_peers
             .is_some_and(|at| now.duration_since(at) < MORE_PEERS_EVERY);
@@ -364,122 +307,41 @@ impl PieceManager {
         Snapshot {
             have_len: layout.total_len() - missing,
             total_len: layout.total_len(),
-            peers: self.peers.values().filter(|p| p.peer_id.is_some()).count(),
-            uploaded: self.ctx.stats.uploaded.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Dials known addresses while there is room for more connections.
-    fn dial_more(&mut self, now: Instant) {
-        while self.peers.len() < self.config.max_peers {
-            let Some(addr) = self.peer_list.next_to_dial(now) else {
-                break;
-            };
-            if self.peers.values().any(|p| p.addr == addr) {
-                continue;
-            }
-            self.spawn_peer(addr, Origin::Outgoing(addr));
-        }
-    }
-
-    /// Takes a connection the listener accepted, unless it is banned or we
-    /// are at the limit. Peers on one host differ only by port, so an IP
-    /// already connected is no reason to refuse.
-    fn accept(&mut self, stream: TcpStream, addr: SocketAddr) {
-        if self.peer_list.is_banned(addr) {
-            debug!("{addr}: banned, refusing the connection");
-        } else if self.peers.len() >= self.config.max_peers {
-            debug!(
-                "{addr}: at the limit of {} peers, refusing the connection",
-                self.config.max_peers
-            );
-        } else {
-            self.spawn_peer(addr, Origin::Incoming(stream));
-        }
-    }
-
-    fn spawn_peer(&mut self, addr: SocketAddr, origin: Origin) {
-        let key = self.next_key;
-        self.next_key += 1;
-        let outgoing = matches!(origin, Origin::Outgoing(_));
-        let (cmd_tx, cmd_rx) = unbounded();
-        let counters = Arc::new(PeerCounters::default());
-        match peer::spawn(
-            key,
-            addr,
-            origin,
-            Arc::clone(&self.ctx),
-            Arc::clone(&counters),
-            cmd_rx,
-        ) {
-            Ok(thread) => {
-                self.peers.insert(
-                    key,
-                    PeerSlot {
-                        addr,
-                        outgoing,
-                        cmd_tx,
-                        thread: Some(thread),
-                        peer_id: None,
-                        has: Bitfield::new(self.have.piece_count()),
-                        unchoked: false,
-                        interested: false,
-                        am_choking: true,
-                        snubbed: false,
-                        assigned: Vec::new(),
-                        avoid: Vec::new(),
-                        counters,
-                        sample: (0, 0),
-                        down_rate: 0,
-                        choke_sample: (0, 0),
-                        choke_rate: 0,
-                    },
-                );
-            }
-            Err(e) => {
-                warn!("{addr}: cannot start a peer thread: {e}");
-                if outgoing {
-                    self.peer_list.failed(addr, Instant::now());
-                }
-            }
-        }
-    }
-
-    fn send(&self, key: PeerKey, command: PeerCommand) {
-        if let Some(slot) = self.peers.get(&key) {
-            // A closed channel means the thread is ending; its Disconnected event follows.
-            let _ = slot.cmd_tx.send(command);
+            peers: self.table.connected_count(),
+            uploaded: self.table.ctx().stats.uploaded.load(Ordering::Relaxed),
         }
     }
 
     fn on_peer_event(&mut self, key: PeerKey, event: PeerEvent) {
+        match event {
+            PeerEvent::Connected {
+                peer_id,
+                extensions,
+            } => {
+                if self.table.on_connected(key, peer_id, extensions) {
+                    let addr = self.table.get(key).expect("just accepted").addr;
+                    self.start_peer(key, addr);
+                }
+                return;
+            }
+            PeerEvent::Disconnected { reason, returned } => {
+                if self.peers.contains_key(&key) {
+                    self.take_back(key, returned);
+                }
+                self.on_disconnected(key, &reason);
+                return;
+            }
+            _ => {}
+        }
         if !self.peers.contains_key(&key) {
             return;
         }
         match event {
-            PeerEvent::Connected { peer_id } => {
-                let duplicate = self.peers.values().any(|p| p.peer_id == Some(peer_id));
-                if self.banned_ids.contains(&peer_id) {
-                    debug!("peer id {peer_id:?} is banned, closing the connection");
-                    self.send(key, PeerCommand::Shutdown);
-                } else if duplicate {
-                    debug!(
-                        "peer id {peer_id:?} is already connected, closing the second connection"
-                    );
-                    self.send(key, PeerCommand::Shutdown);
-                } else {
-                    let slot = self.peers.get_mut(&key).expect("checked above");
-                    slot.peer_id = Some(peer_id);
-                    self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
-                    info!("{}: connected", slot.addr);
-                    self.send(
-                        key,
-                        PeerCommand::Start {
-                            have: self.have.clone(),
-                        },
-                    );
-                }
-            }
+            PeerEvent::Connected { .. } | PeerEvent::Disconnected { .. } => {}
+            // The metadata is known: late metadata messages change nothing.
+            PeerEvent::Extensions(_)
+            | PeerEvent::MetadataPiece { .. }
+            | PeerEvent::MetadataRejected(_) => {}
             PeerEvent::Bitfield(bits) => {
                 // A bitfield replaces what the peer had (it may come late).
                 let slot = self.peers.get_mut(&key).expect("checked above");
@@ -488,7 +350,7 @@ impl PieceManager {
                 slot.has = bits;
                 if slot.has.is_complete() && self.picker.is_complete() {
                     // Two seeders have nothing to exchange.
-                    self.send(key, PeerCommand::Shutdown);
+                    self.table.send(key, PeerCommand::Shutdown);
                 }
                 self.assign(key);
             }
@@ -525,56 +387,24 @@ impl PieceManager {
                 self.assign_all();
             }
             PeerEvent::Piece { index, data } => self.on_piece(key, index, data),
-            PeerEvent::Disconnected {
-                reason,
-                violation,
-                returned,
-            } => {
-                self.take_back(key, returned);
-                let mut slot = self.peers.remove(&key).expect("checked above");
-                debug!("{}: gone ({reason})", slot.addr);
-                let now = Instant::now();
-                if slot.peer_id.is_some() {
-                    self.ctx.stats.peers.fetch_sub(1, Ordering::Relaxed);
-                    info!("{}: disconnected: {reason}", slot.addr);
-                }
-                if violation {
-                    self.ban(slot.addr, slot.peer_id, &reason);
-                } else if slot.outgoing {
-                    if slot.peer_id.is_some() {
-                        self.peer_list.disconnected(slot.addr, now);
-                    } else {
-                        self.peer_list.failed(slot.addr, now);
-                    }
-                }
-                self.picker.add_peer_pieces(&slot.has, -1);
-                for &index in &slot.assigned {
-                    self.picker.release(index);
-                    self.inherited.remove(&(key, index));
-                }
-                self.choker.remove(key);
-                self.finished.extend(slot.thread.take());
-                self.rechoke(now);
-                self.dial_more(now);
-                self.assign_all();
-            }
         }
     }
 
-    /// Bans `addr` (and its peer id) for good and closes its connections.
-    fn ban(&mut self, addr: SocketAddr, peer_id: Option<PeerId>, reason: &str) {
-        if self.peer_list.is_banned(addr) {
-            return;
-        }
-        warn!("{addr}: banned: {reason}");
-        self.peer_list.ban(addr);
-        self.banned_ids.extend(peer_id);
-        self.ctx.stats.add_banned(addr);
-        for slot in self.peers.values() {
-            if slot.addr == addr || (peer_id.is_some() && slot.peer_id == peer_id) {
-                let _ = slot.cmd_tx.send(PeerCommand::Shutdown);
+    /// A connection ended: its pieces and its share of availability go.
+    fn on_disconnected(&mut self, key: PeerKey, reason: &crate::peer::Disconnect) {
+        self.table.on_disconnected(key, reason);
+        let now = Instant::now();
+        if let Some(slot) = self.peers.remove(&key) {
+            self.picker.add_peer_pieces(&slot.has, -1);
+            for &index in &slot.assigned {
+                self.picker.release(index);
+                self.inherited.remove(&(key, index));
             }
+            self.choker.remove(key);
+            self.rechoke(now);
         }
+        self.table.dial_more(now);
+        self.assign_all();
     }
 
     /// Takes back pieces a peer gives up, keeping any blocks it received so
@@ -582,7 +412,7 @@ impl PieceManager {
     fn take_back(&mut self, key: PeerKey, returned: Vec<Returned>) {
         let slot = self.peers.get_mut(&key).expect("caller checked the key");
         for Returned { index, partial } in returned {
-            let (mut senders, inherited_count) =
+            let (senders, inherited_count) =
                 self.inherited.remove(&(key, index)).unwrap_or_default();
             let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
                 continue;
@@ -596,12 +426,11 @@ impl PieceManager {
                 self.picker.state(index),
                 PieceState::Have | PieceState::Verifying
             );
-            if done || self.whole_only.contains(&index) {
+            if done || self.blame.is_whole_only(index) {
                 continue;
             }
-            if partial.received_count() > inherited_count && !senders.contains(&slot.addr) {
-                senders.push(slot.addr);
-            }
+            let received = partial.received_count();
+            let senders = blame::contributors(senders, slot.addr, received, inherited_count);
             let better = self
                 .partials
                 .get(&index)
@@ -616,7 +445,8 @@ impl PieceManager {
     /// A peer delivered a whole piece: the workers verify and write it,
     /// and the peer gets more work at once.
     fn on_piece(&mut self, key: PeerKey, index: u32, data: Vec<u8>) {
-        self.ctx
+        self.table
+            .ctx()
             .stats
             .downloaded
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -667,33 +497,29 @@ impl PieceManager {
             // Any blocks kept for it are suspect too.
             self.partials.remove(&index);
             self.picker.set_partial(index, false);
-            if let [liar] = senders[..] {
-                warn!("piece {index} failed hash check (from {liar})");
-                let bad = self.bad_pieces.entry(liar).or_default();
-                *bad += 1;
-                if *bad >= BAN_AFTER_BAD_PIECES {
-                    let peer_id = self
-                        .peers
-                        .values()
-                        .find(|p| p.addr == liar)
-                        .and_then(|p| p.peer_id);
-                    self.ban(liar, peer_id, "sent pieces that failed the hash check");
+            match self.blame.failed(index, &senders) {
+                Verdict::Counted { addr, .. } => {
+                    warn!("piece {index} failed hash check (from {addr})");
                 }
-            } else {
-                warn!(
+                Verdict::Ban(liar) => {
+                    warn!("piece {index} failed hash check (from {liar})");
+                    let peer_id = self.table.peer_id_of(liar);
+                    self.table
+                        .ban(liar, peer_id, "sent pieces that failed the hash check");
+                }
+                Verdict::Shared(senders) => warn!(
                     "piece {index} failed hash check (blocks from {senders:?}); fetching it whole from one peer"
-                );
-                self.whole_only.insert(index);
+                ),
             }
             self.assign_all();
             return Ok(());
         }
-        self.whole_only.remove(&index);
+        self.blame.verified(index);
         self.inherited.retain(|&(_, i), _| i != index);
         self.picker.complete(index);
         self.partials.remove(&index);
         self.have.set(index);
-        let stats = &self.ctx.stats;
+        let stats = &self.table.ctx().stats;
         stats.have_pieces.fetch_add(1, Ordering::Relaxed);
         stats.left.fetch_sub(len, Ordering::Relaxed);
         debug!(
@@ -710,9 +536,7 @@ impl PieceManager {
                 slot.assigned.swap_remove(pos);
                 changed.push(other);
             }
-            if slot.peer_id.is_some() {
-                let _ = slot.cmd_tx.send(PeerCommand::Have(index));
-            }
+            self.table.send(other, PeerCommand::Have(index));
         }
         for key in changed {
             self.assign(key);
@@ -737,7 +561,7 @@ impl PieceManager {
         let Some(slot) = self.peers.get_mut(&key) else {
             return;
         };
-        if !slot.unchoked || slot.peer_id.is_none() {
+        if !slot.unchoked {
             return;
         }
         let target = if slot.snubbed {
@@ -760,9 +584,8 @@ impl PieceManager {
                 self.inherited.insert((key, index), (kept.senders, count));
                 kept.partial
             });
-            let _ = slot
-                .cmd_tx
-                .send(PeerCommand::Download(PieceJob { index, partial }));
+            self.table
+                .send(key, PeerCommand::Download(PieceJob { index, partial }));
         }
     }
 
@@ -771,7 +594,6 @@ impl PieceManager {
         let candidates: Vec<ChokeCandidate> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.peer_id.is_some())
             .map(|(&key, p)| ChokeCandidate {
                 key,
                 interested: p.interested,
@@ -780,9 +602,6 @@ impl PieceManager {
             .collect();
         let unchoked = self.choker.unchoked(now, &candidates);
         for (key, slot) in &mut self.peers {
-            if slot.peer_id.is_none() {
-                continue;
-            }
             let unchoke = unchoked.contains(key);
             if unchoke == slot.am_choking {
                 slot.am_choking = !unchoke;
@@ -792,28 +611,7 @@ impl PieceManager {
                     PeerCommand::Choke
                 };
                 debug!("{}: {command:?}", slot.addr);
-                let _ = slot.cmd_tx.send(command);
-            }
-        }
-    }
-
-    /// Tells every peer to stop and waits a little for their threads.
-    fn shutdown_peers(&mut self, events_rx: &Receiver<Event>) {
-        for slot in self.peers.values() {
-            let _ = slot.cmd_tx.send(PeerCommand::Shutdown);
-        }
-        let mut threads: Vec<JoinHandle<()>> = self.finished.drain(..).collect();
-        threads.extend(self.peers.values_mut().filter_map(|p| p.thread.take()));
-        let deadline = Instant::now() + JOIN_WAIT;
-        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
-            // Keep draining so no peer stays blocked on a full event channel.
-            let _ = events_rx.recv_timeout(Duration::from_millis(10));
-        }
-        for thread in threads {
-            if thread.is_finished() {
-                let _ = thread.join();
-            } else {
-                debug!("a peer thread is still connecting; leaving it to end on its own");
+                self.table.send(*key, command);
             }
         }
     }

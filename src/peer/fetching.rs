@@ -1,0 +1,195 @@
+//! A peer thread before its torrent's metadata is known (a magnet link):
+//! the extended handshake, then the `ut_metadata` pieces the manager asks
+//! for (BEP 9), until the manager sends the torrent's content with
+//! [`PeerCommand::Start`].
+//!
+//! Without a piece count nothing but the extension messages can be judged,
+//! so the remote's other messages (its bitfield, `have`s, chokes) are held
+//! back as raw bytes, bounded by [`EARLY_LIMIT`], and handed to the full
+//! connection ([`super::conn`]), which decodes them first. The connection
+//! stays open across the change: the remote sees one conversation.
+//! Requests for our metadata are rejected: we have none yet.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use log::{debug, trace};
+
+use super::conn::{
+    IDLE_WAIT, KEEPALIVE_AFTER, MAX_QUEUED_REQUESTS, SILENCE_LIMIT, WRITE_WAIT, is_timeout,
+};
+use super::ext::MetadataMessage;
+use super::extensions::{self, Incoming, RemoteExtensions};
+use super::transport::Stream;
+use super::wire::{Limits, Message};
+use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation};
+use crate::bitfield::Bitfield;
+use crate::piece_manager::{Event, PeerEvent};
+
+/// Most bytes of held-back messages (a bitfield of 2M pieces, and `have`s).
+pub const EARLY_LIMIT: usize = 512 * 1024;
+
+/// A connection handed over to the full peer loop once the content is known.
+pub struct Started {
+    /// The stream, with the handshakes done.
+    pub stream: Stream,
+    /// Our verified pieces.
+    pub have: Bitfield,
+    /// The torrent's content.
+    pub loaded: Arc<Loaded>,
+    /// Received bytes not decoded yet: held-back messages first.
+    pub early: Vec<u8>,
+    /// Output not yet written.
+    pub out: Vec<u8>,
+    /// What the remote's extended handshake said.
+    pub remote: RemoteExtensions,
+    /// We sent messages already, so the bitfield can no longer go first.
+    pub after_metadata: bool,
+}
+
+/// Runs the metadata phase of one connection. `Ok(None)`: told to stop.
+///
+/// # Errors
+/// The [`Disconnect`] that ended the connection.
+pub fn run(
+    key: PeerKey,
+    addr: SocketAddr,
+    mut stream: Stream,
+    extensions: bool,
+    ctx: &PeerContext,
+    cmd_rx: &Receiver<PeerCommand>,
+) -> Result<Option<Started>, Disconnect> {
+    let io = |during: &'static str| {
+        move |e: std::io::Error| -> Disconnect {
+            Closed::Io {
+                during,
+                error: e.to_string(),
+            }
+            .into()
+        }
+    };
+    let mut out = Vec::new();
+    if extensions {
+        let queue = MAX_QUEUED_REQUESTS as u32;
+        extensions::queue_our_handshake(&mut out, ctx.listen_port, queue, addr.ip(), None);
+    }
+    stream
+        .set_write_timeout(Some(WRITE_WAIT))
+        .map_err(io("setting a socket option"))?;
+    stream
+        .set_read_timeout(Some(IDLE_WAIT))
+        .map_err(io("setting a socket option"))?;
+    let limits = Limits::unknown_pieces();
+    let mut rbuf = vec![0u8; 2 * (limits.max_message_len() as usize + 4)];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut early = Vec::new();
+    let mut remote = RemoteExtensions::default();
+    let mut last_sent = Instant::now();
+    let mut last_received = Instant::now();
+    let send = |event: PeerEvent| {
+        ctx.events_tx
+            .send(Event::Peer { key, event })
+            .map_err(|_| Disconnect::Closed(Closed::Normal))
+    };
+    loop {
+        loop {
+            match cmd_rx.try_recv() {
+                Ok(PeerCommand::Start { have, loaded }) => {
+                    early.extend_from_slice(&rbuf[start..end]);
+                    debug!("{addr}: metadata known, {} bytes held back", early.len());
+                    return Ok(Some(Started {
+                        stream,
+                        have,
+                        loaded,
+                        early,
+                        out,
+                        remote,
+                        after_metadata: extensions,
+                    }));
+                }
+                Ok(PeerCommand::RequestMetadata(piece)) => {
+                    if let Some(id) = remote.ut_metadata {
+                        trace!("{addr}: request metadata piece {piece}");
+                        extensions::queue_metadata_request(&mut out, id, piece);
+                    }
+                }
+                Ok(PeerCommand::Shutdown) | Err(TryRecvError::Disconnected) => return Ok(None),
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if last_sent.elapsed() >= KEEPALIVE_AFTER && out.is_empty() {
+            Message::KeepAlive.encode(&mut out);
+        }
+        if last_received.elapsed() >= SILENCE_LIMIT {
+            return Err(Closed::Silent(SILENCE_LIMIT.as_secs()).into());
+        }
+        if !out.is_empty() {
+            match stream.write(&out) {
+                Ok(n) => {
+                    out.drain(..n);
+                    last_sent = Instant::now();
+                }
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(io("write")(e)),
+            }
+        }
+        match stream.read(&mut rbuf[end..]) {
+            Ok(0) => return Err(Closed::ByRemote.into()),
+            Ok(n) => {
+                end += n;
+                last_received = Instant::now();
+            }
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => return Err(io("read")(e)),
+        }
+        while let Some((message, used)) =
+            Message::decode(&rbuf[start..end], limits).map_err(Violation::Wire)?
+        {
+            match message {
+                Message::KeepAlive => {}
+                Message::Extended { id, payload } => {
+                    match extensions::decode(id, payload, &mut remote)
+                        .map_err(Violation::Extension)?
+                    {
+                        Incoming::Handshake => send(PeerEvent::Extensions(remote.clone()))?,
+                        Incoming::Metadata(MetadataMessage::Data {
+                            piece,
+                            total_size,
+                            data,
+                        }) => send(PeerEvent::MetadataPiece {
+                            piece,
+                            total_size,
+                            data: data.to_vec(),
+                        })?,
+                        Incoming::Metadata(MetadataMessage::Reject { piece }) => {
+                            send(PeerEvent::MetadataRejected(piece))?;
+                        }
+                        Incoming::Metadata(MetadataMessage::Request { piece }) => {
+                            if let Some(id) = remote.ut_metadata {
+                                extensions::queue_metadata_answer(&mut out, id, piece, None);
+                            }
+                        }
+                        Incoming::Ignored => {}
+                    }
+                }
+                _ => {
+                    if early.len() + used > EARLY_LIMIT {
+                        return Err(Closed::TooMuchBeforeMetadata.into());
+                    }
+                    early.extend_from_slice(&rbuf[start..start + used]);
+                }
+            }
+            start += used;
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        } else {
+            rbuf.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+    }
+}

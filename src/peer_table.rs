@@ -1,0 +1,285 @@
+//! One torrent's connections: which peer threads exist, whom to dial next,
+//! who is banned, and the slots of the process-wide connection budget they
+//! hold. Owned by the torrent's manager thread, in every state (fetching
+//! metadata, downloading, seeding), so nothing here knows about pieces.
+//!
+//! A connection takes a [`Permit`] from the client's [`ConnectionBudget`]
+//! before its thread is spawned and gives it back when its `Disconnected`
+//! event arrives, so `--max-peers` holds across all torrents of the process.
+//! Ended threads are joined as soon as they are known to have ended.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, unbounded};
+use log::{debug, info, warn};
+
+use crate::client::{ConnectionBudget, Permit};
+use crate::peer::transport::Stream;
+use crate::peer::wire::{Handshake, PeerId};
+use crate::peer::{
+    self, CommandSender, Disconnect, Origin, PeerCommand, PeerContext, PeerCounters, PeerKey,
+};
+use crate::peer_list::PeerList;
+use crate::piece_manager::Event;
+
+/// How long shutdown waits for peer threads to end.
+const JOIN_WAIT: Duration = Duration::from_secs(3);
+
+/// One connection's thread and identity.
+pub struct Connection {
+    /// The remote's address.
+    pub addr: SocketAddr,
+    /// We dialled it (its address is in the peer list), rather than it us.
+    pub outgoing: bool,
+    /// Commands to its thread.
+    pub cmd_tx: CommandSender,
+    thread: Option<JoinHandle<()>>,
+    /// Set once the handshake is accepted.
+    pub peer_id: Option<PeerId>,
+    /// The remote set the BEP 10 bit in its handshake.
+    pub extensions: bool,
+    /// Its byte counters.
+    pub counters: Arc<PeerCounters>,
+    _permit: Permit,
+}
+
+/// The connections of one torrent.
+pub struct PeerTable {
+    ctx: Arc<PeerContext>,
+    budget: Arc<ConnectionBudget>,
+    conns: HashMap<PeerKey, Connection>,
+    next_key: PeerKey,
+    /// Addresses to dial, their backoff, and the banned ones.
+    pub peer_list: PeerList,
+    banned_ids: HashSet<PeerId>,
+    finished: Vec<JoinHandle<()>>,
+}
+
+impl PeerTable {
+    /// An empty table whose threads share `ctx`.
+    pub fn new(ctx: Arc<PeerContext>, budget: Arc<ConnectionBudget>) -> PeerTable {
+        PeerTable {
+            ctx,
+            budget,
+            conns: HashMap::new(),
+            next_key: 0,
+            peer_list: PeerList::new(),
+            banned_ids: HashSet::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// The threads' shared context.
+    pub fn ctx(&self) -> &Arc<PeerContext> {
+        &self.ctx
+    }
+
+    /// A connection, if it still exists.
+    pub fn get(&self, key: PeerKey) -> Option<&Connection> {
+        self.conns.get(&key)
+    }
+
+    /// Every connection.
+    pub fn iter(&self) -> impl Iterator<Item = (PeerKey, &Connection)> {
+        self.conns.iter().map(|(&k, c)| (k, c))
+    }
+
+    /// Connections past the handshake.
+    pub fn connected_count(&self) -> usize {
+        self.conns.values().filter(|c| c.peer_id.is_some()).count()
+    }
+
+    /// Connections of any state.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether there is no connection.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Sends a command; a closed channel means the thread is ending, and its
+    /// `Disconnected` event follows.
+    pub fn send(&self, key: PeerKey, command: PeerCommand) {
+        if let Some(conn) = self.conns.get(&key) {
+            let _ = conn.cmd_tx.send(command);
+        }
+    }
+
+    /// Learns addresses to dial.
+    pub fn add_addrs(&mut self, addrs: Vec<SocketAddr>, now: Instant) {
+        for addr in addrs {
+            self.peer_list.add(addr, now);
+        }
+    }
+
+    /// Dials known addresses while the budget has room.
+    pub fn dial_more(&mut self, now: Instant) {
+        loop {
+            let Some(permit) = self.budget.try_acquire() else {
+                break;
+            };
+            let Some(addr) = self.peer_list.next_to_dial(now) else {
+                break;
+            };
+            if self.conns.values().any(|c| c.addr == addr) {
+                continue;
+            }
+            self.spawn(addr, Origin::Outgoing(addr), permit);
+        }
+    }
+
+    /// Takes a connection the client routed here, unless its address is
+    /// banned or the budget is spent. Peers on one host differ only by
+    /// port, so an IP already connected is no reason to refuse.
+    pub fn accept(&mut self, stream: Stream, handshake: Handshake, addr: SocketAddr) {
+        if self.peer_list.is_banned(addr) {
+            debug!("{addr}: banned, refusing the connection");
+            return;
+        }
+        match self.budget.try_acquire() {
+            Some(permit) => self.spawn(addr, Origin::Incoming(stream, handshake), permit),
+            None => debug!(
+                "{addr}: at the limit of {} peers, refusing the connection",
+                self.budget.max()
+            ),
+        }
+    }
+
+    fn spawn(&mut self, addr: SocketAddr, origin: Origin, permit: Permit) {
+        self.reap();
+        let key = self.next_key;
+        self.next_key += 1;
+        let outgoing = matches!(origin, Origin::Outgoing(_));
+        let (cmd_tx, cmd_rx) = unbounded();
+        let counters = Arc::new(PeerCounters::default());
+        let ctx = Arc::clone(&self.ctx);
+        match peer::spawn(key, addr, origin, ctx, Arc::clone(&counters), cmd_rx) {
+            Ok(thread) => {
+                let conn = Connection {
+                    addr,
+                    outgoing,
+                    cmd_tx,
+                    thread: Some(thread),
+                    peer_id: None,
+                    extensions: false,
+                    counters,
+                    _permit: permit,
+                };
+                self.conns.insert(key, conn);
+            }
+            Err(e) => {
+                warn!("{addr}: cannot start a peer thread: {e}");
+                if outgoing {
+                    self.peer_list.failed(addr, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// A handshake arrived: accepts the peer (true) unless its id is banned
+    /// or already connected, in which case the connection is told to close.
+    pub fn on_connected(&mut self, key: PeerKey, peer_id: PeerId, extensions: bool) -> bool {
+        let duplicate = self.conns.values().any(|c| c.peer_id == Some(peer_id));
+        if self.banned_ids.contains(&peer_id) {
+            debug!("peer id {peer_id:?} is banned, closing the connection");
+        } else if duplicate {
+            debug!("peer id {peer_id:?} is already connected, closing the second connection");
+        } else if let Some(conn) = self.conns.get_mut(&key) {
+            conn.peer_id = Some(peer_id);
+            conn.extensions = extensions;
+            self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
+            info!("{}: connected", conn.addr);
+            return true;
+        }
+        self.send(key, PeerCommand::Shutdown);
+        false
+    }
+
+    /// A connection ended: forgets it, bans the remote if it broke the
+    /// protocol, or schedules a redial. Returns what was known of it.
+    pub fn on_disconnected(&mut self, key: PeerKey, reason: &Disconnect) -> Option<Connection> {
+        let mut conn = self.conns.remove(&key)?;
+        let now = Instant::now();
+        debug!("{}: gone ({reason})", conn.addr);
+        if conn.peer_id.is_some() {
+            self.ctx.stats.peers.fetch_sub(1, Ordering::Relaxed);
+            info!("{}: disconnected: {reason}", conn.addr);
+        }
+        if reason.is_violation() {
+            self.ban(conn.addr, conn.peer_id, &reason.to_string());
+        } else if conn.outgoing {
+            if conn.peer_id.is_some() {
+                self.peer_list.disconnected(conn.addr, now);
+            } else {
+                self.peer_list.failed(conn.addr, now);
+            }
+        }
+        // Its thread sends this event last, so it is ending now.
+        self.finished.extend(conn.thread.take());
+        self.reap();
+        Some(conn)
+    }
+
+    /// Joins the threads that have ended.
+    fn reap(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.finished.drain(..).partition(|t| t.is_finished());
+        self.finished = running;
+        for thread in done {
+            let _ = thread.join();
+        }
+    }
+
+    /// Bans `addr` (and its peer id) for good and closes its connections.
+    pub fn ban(&mut self, addr: SocketAddr, peer_id: Option<PeerId>, reason: &str) {
+        if self.peer_list.is_banned(addr) {
+            return;
+        }
+        warn!("{addr}: banned: {reason}");
+        self.peer_list.ban(addr);
+        self.banned_ids.extend(peer_id);
+        self.ctx.stats.add_banned(addr);
+        for conn in self.conns.values() {
+            if conn.addr == addr || (peer_id.is_some() && conn.peer_id == peer_id) {
+                let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
+            }
+        }
+    }
+
+    /// The peer id of the connection from `addr`, if any.
+    pub fn peer_id_of(&self, addr: SocketAddr) -> Option<PeerId> {
+        self.conns
+            .values()
+            .find(|c| c.addr == addr)
+            .and_then(|c| c.peer_id)
+    }
+
+    /// Tells every peer to stop and waits a little for their threads,
+    /// draining `events_rx` so none stays blocked on a full channel.
+    pub fn shutdown(&mut self, events_rx: &Receiver<Event>) {
+        for conn in self.conns.values() {
+            let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
+        }
+        let mut threads: Vec<JoinHandle<()>> = self.finished.drain(..).collect();
+        threads.extend(self.conns.values_mut().filter_map(|c| c.thread.take()));
+        let deadline = Instant::now() + JOIN_WAIT;
+        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+            let _ = events_rx.recv_timeout(Duration::from_millis(10));
+        }
+        for thread in threads {
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                debug!("a peer thread is still connecting; leaving it to end on its own");
+            }
+        }
+        self.conns.clear();
+    }
+}

@@ -1,0 +1,142 @@
+//! A magnet link's first state: fetching the `info` dictionary from peers
+//! (BEP 9) before anything that needs it can exist.
+//!
+//! The torrent thread runs this loop on the torrent's event channel: it
+//! dials and accepts peers through the [`PeerTable`] as the piece manager
+//! will, tells each accepted peer thread to fetch metadata
+//! ([`PeerCommand::FetchMetadata`]), and feeds what they report to the pure
+//! [`MetadataFetch`], which says which piece to ask whom and checks the
+//! assembled bytes against the info-hash. It returns the verified bytes;
+//! the connections stay open, and the piece manager takes the table over.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use log::{debug, info, warn};
+
+use crate::metadata::{Done, MetadataFetch};
+use crate::peer::{PeerCommand, PeerKey};
+use crate::peer_table::PeerTable;
+use crate::piece_manager::{Event, PeerEvent};
+use crate::progress::Progress;
+
+/// How often requests are re-issued and the display refreshed.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Fetches the metadata. `None` when told to stop first.
+pub fn fetch(
+    table: &mut PeerTable,
+    events_rx: &Receiver<Event>,
+    progress: &mut Progress,
+) -> Option<Vec<u8>> {
+    let mut fetch = MetadataFetch::new(table.ctx().info_hash);
+    // Peers that offered the metadata and were not refused.
+    let mut offering: HashSet<PeerKey> = HashSet::new();
+    let mut next_tick = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= next_tick {
+            table.dial_more(now);
+            for &key in &offering {
+                request(table, &mut fetch, key, now);
+            }
+            let (received, needed) = fetch.received_pieces();
+            progress.metadata(table.connected_count(), offering.len(), received, needed);
+            next_tick = now + TICK;
+        }
+        let event = match events_rx.recv_deadline(next_tick) {
+            Ok(event) => event,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+        };
+        let now = Instant::now();
+        match event {
+            Event::Shutdown => return None,
+            Event::Incoming(stream, handshake, addr) => table.accept(stream, handshake, addr),
+            Event::Peers(addrs) => {
+                table.add_addrs(addrs, now);
+                table.dial_more(now);
+            }
+            Event::Peer { key, event } => match event {
+                PeerEvent::Connected {
+                    peer_id,
+                    extensions,
+                } if table.on_connected(key, peer_id, extensions) => {
+                    table.send(key, PeerCommand::FetchMetadata);
+                }
+                PeerEvent::Extensions(remote) => {
+                    let Some(addr) = table.get(key).map(|c| c.addr) else {
+                        continue;
+                    };
+                    let (Some(size), Some(_)) = (remote.metadata_size, remote.ut_metadata) else {
+                        debug!("{addr}: offers no metadata");
+                        continue;
+                    };
+                    match fetch.add_peer(key, addr, size) {
+                        Ok(()) => {
+                            offering.insert(key);
+                            request(table, &mut fetch, key, now);
+                        }
+                        Err(refusal) => debug!("{addr}: not asked for metadata: {refusal}"),
+                    }
+                }
+                PeerEvent::MetadataPiece {
+                    piece,
+                    total_size,
+                    data,
+                } => match fetch.on_data(key, piece, total_size, &data) {
+                    Ok(Some(Done::Verified(info))) => {
+                        info!("metadata verified ({} bytes)", info.len());
+                        return Some(info);
+                    }
+                    Ok(Some(Done::Mismatch { excluded })) => {
+                        warn!(
+                            "metadata does not match the info-hash; thrown away, not asking {excluded:?} again"
+                        );
+                        // The fetch has forgotten them; their connections go too.
+                        let liars: Vec<PeerKey> = table
+                            .iter()
+                            .filter(|(_, c)| excluded.contains(&c.addr))
+                            .map(|(key, _)| key)
+                            .collect();
+                        for key in liars {
+                            offering.remove(&key);
+                            table.send(key, PeerCommand::Shutdown);
+                        }
+                        for &key in &offering {
+                            request(table, &mut fetch, key, now);
+                        }
+                    }
+                    Ok(None) => request(table, &mut fetch, key, now),
+                    Err(refusal) => {
+                        let addr = table.get(key).map(|c| c.addr);
+                        warn!("{addr:?}: bad metadata piece {piece}: {refusal}; closing");
+                        offering.remove(&key);
+                        fetch.remove_peer(key);
+                        table.send(key, PeerCommand::Shutdown);
+                    }
+                },
+                PeerEvent::MetadataRejected(piece) => {
+                    fetch.on_reject(key, piece, now);
+                    request(table, &mut fetch, key, now);
+                }
+                PeerEvent::Disconnected { reason, .. } => {
+                    offering.remove(&key);
+                    fetch.remove_peer(key);
+                    table.on_disconnected(key, &reason);
+                    table.dial_more(now);
+                }
+                // Nothing else comes before the metadata is known.
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Asks `key` for the metadata pieces the fetch gives it now.
+fn request(table: &PeerTable, fetch: &mut MetadataFetch, key: PeerKey, now: Instant) {
+    for piece in fetch.requests_for(key, now) {
+        table.send(key, PeerCommand::RequestMetadata(piece));
+    }
+}

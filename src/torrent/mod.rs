@@ -1,0 +1,556 @@
+//! One torrent of the client: wiring and lifecycle, from what a `.torrent`
+//! or a magnet link gives to a verified download or a seed.
+//!
+//! A torrent goes through visible [`State`]s: fetching metadata (a magnet
+//! link: the `info` dictionary comes from peers, [`metadata_phase`]),
+//! checking (existing data, piece by piece), downloading, seeding. What the
+//! info-hash alone allows starts at once: the routing of incoming
+//! connections, the tracker thread, the peer connections. What needs the
+//! `info` dictionary (layout, storage, picker, verifier) is created when it
+//! is known, from the file or from peers.
+//!
+//! Threads: `tracker` (announces), and `torrent NAME`, which runs the
+//! metadata phase if needed, the check, then the [`PieceManager`]. Peer
+//! threads belong to its [`PeerTable`].
+
+pub mod metadata_phase;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use indicatif::MultiProgress;
+use log::{debug, info, warn};
+
+use crate::buffers::PieceBuffers;
+use crate::client::{Client, Router};
+use crate::error::Error;
+use crate::magnet::Magnet;
+use crate::metainfo::{InfoHash, Metainfo};
+use crate::peer::{Loaded, PeerContext};
+use crate::peer_table::PeerTable;
+use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
+use crate::progress::{Progress, check_bar};
+use crate::stats::Stats;
+use crate::storage::{Access, Storage};
+use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
+use crate::verifier::{self, Verifier};
+
+/// Events may queue up to this many before peers wait: bounds memory held in
+/// finished pieces that the manager has not verified yet.
+const EVENT_QUEUE: usize = 64;
+/// Peers asked of the tracker.
+const NUMWANT: u32 = 50;
+/// `left` announced while the metadata, and so the size, is unknown.
+const LEFT_UNKNOWN: u64 = 16 * 1024;
+
+/// What a torrent starts from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A validated `.torrent`.
+    File(Metainfo),
+    /// A magnet link: info-hash, trackers and maybe peers; the metadata
+    /// comes from peers.
+    Magnet(Magnet),
+}
+
+/// Where a torrent's content lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Download into `<dest>/<name>`.
+    Download(PathBuf),
+    /// Seed the content at exactly this path.
+    Seed(PathBuf),
+    /// Seed the content at `<dir>/<name>` (several torrents at once).
+    SeedUnder(PathBuf),
+}
+
+impl Placement {
+    fn root(&self, name: &str) -> (PathBuf, Access) {
+        match self {
+            Placement::Download(dest) => (dest.join(name), Access::ReadWrite),
+            Placement::Seed(path) => (path.clone(), Access::ReadOnly),
+            Placement::SeedUnder(dir) => (dir.join(name), Access::ReadOnly),
+        }
+    }
+
+    fn seeding(&self) -> bool {
+        !matches!(self, Placement::Download(_))
+    }
+}
+
+/// Options shared by the torrents of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Peers to dial besides the trackers'.
+    pub peers: Vec<SocketAddr>,
+    /// Show live progress lines instead of log lines.
+    pub live_progress: bool,
+    /// Timeout of one tracker announce.
+    pub tracker_timeout: Duration,
+    /// Regular upload slots.
+    pub upload_slots: usize,
+    /// Most peer connections, for the whole process.
+    pub max_peers: usize,
+    /// Write pieces past the page cache where possible.
+    pub direct_io: bool,
+    /// Write the metainfo here once known.
+    pub save_torrent: Option<PathBuf>,
+    /// Label progress lines with the torrent's name (several torrents).
+    pub labelled: bool,
+}
+
+/// The visible state of a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Fetching the `info` dictionary from peers (BEP 9).
+    FetchingMetadata = 0,
+    /// Checking existing data.
+    Checking = 1,
+    /// Fetching pieces.
+    Downloading = 2,
+    /// Serving a complete torrent.
+    Seeding = 3,
+}
+
+/// A running torrent.
+pub struct Torrent {
+    info_hash: InfoHash,
+    label: String,
+    stats: Arc<Stats>,
+    state: Arc<AtomicU8>,
+    events_tx: Sender<Event>,
+    thread: JoinHandle<Result<Outcome, Error>>,
+    tracker: Option<(Sender<TrackerCommand>, JoinHandle<()>)>,
+    router: Arc<Router>,
+}
+
+/// Content opened and checked.
+struct Prepared {
+    storage: Arc<Storage>,
+    have: Vec<bool>,
+}
+
+impl Torrent {
+    /// Starts a torrent in `client`. For a `.torrent` the content is opened
+    /// and checked before this returns; for a magnet link that happens once
+    /// the metadata has arrived.
+    ///
+    /// # Errors
+    /// Content that cannot be opened (or, when seeding, does not match), a
+    /// tracker that does not answer the first announce while no peer is
+    /// known, or a thread that cannot start.
+    pub fn start(
+        client: &Client,
+        source: Source,
+        placement: Placement,
+        options: &Options,
+        multi: Option<&MultiProgress>,
+    ) -> Result<Torrent, Error> {
+        let seeding = placement.seeding();
+        let stats = Arc::new(Stats::default());
+        let state = Arc::new(AtomicU8::new(State::FetchingMetadata as u8));
+        let (info_hash, label, trackers, mut initial_peers, meta) = match source {
+            Source::File(meta) => {
+                let label = meta.name.clone();
+                (
+                    meta.info_hash,
+                    label,
+                    meta.trackers.clone(),
+                    vec![],
+                    Some(meta),
+                )
+            }
+            Source::Magnet(magnet) => {
+                info!("magnet {}: fetching metadata", magnet.info_hash);
+                let tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+                let peers = resolve_peers(&magnet.peers);
+                (magnet.info_hash, magnet.display_name(), tiers, peers, None)
+            }
+        };
+        initial_peers.extend(&options.peers);
+        let prepared = match &meta {
+            Some(meta) => {
+                state.store(State::Checking as u8, Ordering::Relaxed);
+                Some(prepare(meta, &placement, options, &stats)?)
+            }
+            None => {
+                stats.left.store(LEFT_UNKNOWN, Ordering::Relaxed);
+                None
+            }
+        };
+
+        let our_id = client.our_id();
+        let port = client.listen_addr().port();
+        let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+        let request = {
+            let stats = Arc::clone(&stats);
+            move |event| AnnounceRequest {
+                info_hash,
+                peer_id: our_id,
+                port,
+                uploaded: stats.uploaded.load(Ordering::Relaxed),
+                downloaded: stats.downloaded.load(Ordering::Relaxed),
+                left: stats.left.load(Ordering::Relaxed),
+                event,
+                numwant: NUMWANT,
+            }
+        };
+        // The first announce happens here, before any thread starts, so an
+        // unreachable tracker with no other peers is an immediate, clear error.
+        let mut list = TrackerList::http(&trackers, options.tracker_timeout);
+        let mut first = None;
+        if !list.is_empty() {
+            match list.announce(&request(Some(tracker::Event::Started))) {
+                Ok(response) => {
+                    info!("tracker answered with {} peers", response.peers.len());
+                    first = Some((
+                        tracker::next_interval(&response),
+                        tracker::min_interval(&response),
+                    ));
+                    initial_peers.extend(response.peers);
+                }
+                // A downloader with nobody to download from cannot do anything;
+                // a seeder can still be found by peers that know its address.
+                Err(e) if initial_peers.is_empty() && !seeding => return Err(Error::Tracker(e)),
+                Err(e) => {
+                    warn!("{e}; will retry, going on with the peers we know");
+                    first = Some((tracker::RETRY_DELAY, tracker::DEFAULT_MIN_INTERVAL));
+                }
+            }
+        } else if initial_peers.is_empty() {
+            warn!("{label}: no HTTP tracker and no peer known: waiting for incoming peers");
+        }
+        let tracker_channel = first.map(|_| unbounded::<TrackerCommand>());
+
+        let ctx = Arc::new(PeerContext {
+            info_hash,
+            our_id,
+            listen_port: port,
+            stats: Arc::clone(&stats),
+            events_tx: events_tx.clone(),
+        });
+        let table = PeerTable::new(ctx, Arc::clone(client.budget()));
+        let progress = Progress::new(
+            meta.as_ref().map_or(0, Metainfo::total_len),
+            seeding,
+            options.live_progress,
+            options.labelled.then(|| label.clone()),
+            multi,
+        );
+        let run = Run {
+            table,
+            placement,
+            options: options.clone(),
+            trackers,
+            tracker_tx: tracker_channel.as_ref().map(|(tx, _)| tx.clone()),
+            progress,
+            stats: Arc::clone(&stats),
+            state: Arc::clone(&state),
+        };
+        let thread = thread::Builder::new()
+            .name(format!("torrent {}", short(&label)))
+            .spawn(move || run.run(meta, prepared, &events_rx))
+            .map_err(|e| Error::Thread(format!("cannot start the torrent thread: {e}")))?;
+        client.router().register(info_hash, events_tx.clone());
+        if !initial_peers.is_empty() {
+            let _ = events_tx.send(Event::Peers(initial_peers));
+        }
+        let tracker = match first.zip(tracker_channel) {
+            Some(((first_wait, first_min), (cmd_tx, cmd_rx))) => {
+                let events_tx = events_tx.clone();
+                let on_peers = move |peers: Vec<SocketAddr>| {
+                    let _ = events_tx.send(Event::Peers(peers));
+                };
+                let thread = thread::Builder::new()
+                    .name("tracker".into())
+                    .spawn(move || {
+                        tracker::run_announce_loop(
+                            Box::new(list),
+                            first_wait,
+                            first_min,
+                            cmd_rx,
+                            request,
+                            on_peers,
+                        );
+                    })
+                    .map_err(|e| Error::Thread(format!("cannot start the tracker thread: {e}")))?;
+                Some((cmd_tx, thread))
+            }
+            None => None,
+        };
+        Ok(Torrent {
+            info_hash,
+            label,
+            stats,
+            state,
+            events_tx,
+            thread,
+            tracker,
+            router: Arc::clone(client.router()),
+        })
+    }
+
+    /// The torrent's info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Its name: from the torrent, or the magnet's `dn` (or info-hash)
+    /// until the metadata is known.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Its live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Its state now.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            0 => State::FetchingMetadata,
+            1 => State::Checking,
+            2 => State::Downloading,
+            _ => State::Seeding,
+        }
+    }
+
+    /// A sender that stops the torrent with [`Event::Shutdown`].
+    pub fn events_tx(&self) -> Sender<Event> {
+        self.events_tx.clone()
+    }
+
+    /// Waits for the torrent to end (complete download, or shutdown), then
+    /// announces and stops its tracker thread.
+    ///
+    /// # Errors
+    /// What stopped it: bad metadata, storage errors, a thread that died.
+    pub fn wait(self) -> Result<Outcome, Error> {
+        let outcome = self
+            .thread
+            .join()
+            .map_err(|_| Error::Thread(format!("the torrent thread of {} panicked", self.label)))
+            .and_then(|r| r);
+        self.router.unregister(self.info_hash);
+        if let Some((cmd_tx, thread)) = self.tracker {
+            if matches!(outcome, Ok(Outcome::Complete)) {
+                let _ = cmd_tx.send(TrackerCommand::Completed);
+            }
+            let _ = cmd_tx.send(TrackerCommand::Stop);
+            let _ = thread.join();
+        }
+        outcome
+    }
+}
+
+/// The torrent thread's state.
+struct Run {
+    table: PeerTable,
+    placement: Placement,
+    options: Options,
+    trackers: Vec<Vec<String>>,
+    tracker_tx: Option<Sender<TrackerCommand>>,
+    progress: Progress,
+    stats: Arc<Stats>,
+    state: Arc<AtomicU8>,
+}
+
+impl Run {
+    /// The torrent thread: metadata (if needed), check, then the manager.
+    fn run(
+        mut self,
+        meta: Option<Metainfo>,
+        prepared: Option<Prepared>,
+        events_rx: &Receiver<Event>,
+    ) -> Result<Outcome, Error> {
+        let (meta, prepared) = match (meta, prepared) {
+            (Some(meta), Some(prepared)) => (meta, prepared),
+            _ => {
+                let info_hash = self.table.ctx().info_hash;
+                let fetched = metadata_phase::fetch(&mut self.table, events_rx, &mut self.progress);
+                let Some(info) = fetched else {
+                    self.table.shutdown(events_rx);
+                    return Ok(Outcome::Stopped);
+                };
+                let meta =
+                    Metainfo::from_info_bytes(&info, self.trackers.clone()).map_err(|source| {
+                        self.table.shutdown(events_rx);
+                        Error::Metainfo {
+                            path: PathBuf::from(format!("magnet:?xt=urn:btih:{info_hash}")),
+                            source,
+                        }
+                    })?;
+                info!(
+                    "metadata of {:?} received: {} bytes in {} pieces",
+                    meta.name,
+                    meta.total_len(),
+                    meta.layout.piece_count()
+                );
+                self.state.store(State::Checking as u8, Ordering::Relaxed);
+                self.progress.set_total(meta.total_len());
+                let prepared = prepare(&meta, &self.placement, &self.options, &self.stats);
+                match prepared {
+                    Ok(prepared) => (meta, prepared),
+                    Err(e) => {
+                        self.table.shutdown(events_rx);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        if let Some(path) = &self.options.save_torrent {
+            save_torrent(path, &meta)?;
+        }
+        let seeding = self.placement.seeding();
+        let state = if seeding {
+            State::Seeding
+        } else {
+            State::Downloading
+        };
+        self.state.store(state as u8, Ordering::Relaxed);
+        let threads = worker_threads();
+        let piece_len = meta.layout.piece_len() as usize;
+        let buffers = PieceBuffers::new(verifier::backlog_limit(threads, piece_len));
+        let loaded = Arc::new(Loaded {
+            storage: Arc::clone(&prepared.storage),
+            buffers: buffers.clone(),
+            info_bytes: Arc::clone(&meta.info_bytes),
+        });
+        let verifier = Verifier::start(
+            Arc::clone(&prepared.storage),
+            meta.piece_hashes.clone().into(),
+            buffers,
+            threads,
+        )
+        .map_err(|e| Error::Thread(format!("cannot start the verifier: {e}")))?;
+        let config = ManagerConfig {
+            stop_when_complete: !seeding,
+            upload_slots: self.options.upload_slots,
+            max_peers: self.options.max_peers,
+        };
+        let manager = PieceManager::new(
+            self.table,
+            loaded,
+            verifier,
+            &prepared.have,
+            config,
+            self.tracker_tx,
+            self.progress,
+        );
+        let outcome = manager.run(events_rx.clone())?;
+        Ok(outcome)
+    }
+}
+
+/// Opens the content and checks what exists of it; records what is left.
+fn prepare(
+    meta: &Metainfo,
+    placement: &Placement,
+    options: &Options,
+    stats: &Stats,
+) -> Result<Prepared, Error> {
+    info!(
+        "torrent {:?}: {} bytes in {} pieces of {}, info-hash {}",
+        meta.name,
+        meta.total_len(),
+        meta.layout.piece_count(),
+        meta.layout.piece_len(),
+        meta.info_hash
+    );
+    let (root, access) = placement.root(&meta.name);
+    let seeding = access == Access::ReadOnly;
+    let mut storage = Storage::open(meta, &root, access)?;
+    let have = check_existing(&storage, meta, options.live_progress)?;
+    if options.direct_io && !seeding {
+        let direct = storage.enable_direct_writes();
+        debug!("{direct} files written with direct I/O");
+    }
+    let count = meta.layout.piece_count();
+    let have_count = have.iter().filter(|&&h| h).count() as u32;
+    if seeding && have_count < count {
+        return Err(Error::SeedMismatch {
+            path: root,
+            bad_count: count - have_count,
+            piece_count: count,
+            first_bad: have.iter().position(|h| !h).unwrap_or(0) as u32,
+        });
+    }
+    if have_count > 0 && !seeding {
+        info!("resuming: {have_count} of {count} pieces already verified");
+    }
+    let left: u64 = (0..count)
+        .filter(|&i| !have[i as usize])
+        .map(|i| u64::from(meta.layout.piece_size(i)))
+        .sum();
+    stats.left.store(left, Ordering::Relaxed);
+    stats.total_len.store(meta.total_len(), Ordering::Relaxed);
+    stats.have_pieces.store(have_count, Ordering::Relaxed);
+    Ok(Prepared {
+        storage: Arc::new(storage),
+        have,
+    })
+}
+
+/// Writes `meta` as a `.torrent` file.
+fn save_torrent(path: &Path, meta: &Metainfo) -> Result<(), Error> {
+    std::fs::write(path, meta.to_torrent_file()).map_err(|source| Error::SaveTorrent {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    info!("metainfo saved to {}", path.display());
+    Ok(())
+}
+
+/// Checks content that already exists on disk; fresh files are skipped.
+fn check_existing(storage: &Storage, meta: &Metainfo, live: bool) -> Result<Vec<bool>, Error> {
+    let count = meta.layout.piece_count();
+    if !storage.had_data() {
+        return Ok(vec![false; count as usize]);
+    }
+    info!("checking existing data ({count} pieces)");
+    let bar = check_bar(count, live);
+    let have = storage.check(&meta.piece_hashes, worker_threads(), &|done| {
+        if let Some(bar) = &bar {
+            bar.set_position(u64::from(done));
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(have)
+}
+
+/// Resolves `x.pe` peers; one that does not resolve is logged and skipped.
+fn resolve_peers(peers: &[String]) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    peers
+        .iter()
+        .filter_map(|peer| match peer.to_socket_addrs() {
+            Ok(mut addrs) => addrs.next(),
+            Err(e) => {
+                warn!("magnet peer {peer:?} skipped: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// A thread-name-sized form of a torrent's name.
+fn short(label: &str) -> String {
+    label.chars().take(24).collect()
+}
+
+/// Threads that hash: the start-up check, and the verifier while
+/// downloading. One per core, up to 4 (beyond that the disk is the limit).
+fn worker_threads() -> usize {
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+}
