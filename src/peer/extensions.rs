@@ -3,7 +3,7 @@
 //! keep of the remote's, and how we answer its `ut_metadata` requests
 //! (BEP 9).
 //!
-//! Pure code over [`ext`](super::ext)'s codecs: no socket; the caller queues
+//! Pure code over [`ext`]'s codecs: no socket; the caller queues
 //! the bytes. Unknown extended messages are not a violation: they are
 //! ignored, since a peer may speak extensions we do not.
 
