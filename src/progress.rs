@@ -74,6 +74,14 @@ impl Progress {
         progress
     }
 
+    /// The torrent's name is known (from a magnet's metadata): lines that
+    /// were labelled with the info-hash take it.
+    pub fn rename(&mut self, name: &str) {
+        if !self.label.is_empty() {
+            self.label = format!("{name}: ");
+        }
+    }
+
     /// The content's length is known (from the metadata).
     pub fn set_total(&mut self, total_len: u64) {
         if let Some(bar) = &self.bar {

@@ -202,7 +202,7 @@ impl Session {
                 Err(e) => failures.push((input, e)),
             }
         }
-        let total = multi.map(|multi| {
+        let total = multi.and_then(|multi| {
             let stats: Vec<Arc<Stats>> = torrents.iter().map(Torrent::stats).collect();
             show_total(&multi, stats)
         });
@@ -253,14 +253,7 @@ impl Session {
     /// Waits for every torrent to end, then stops the client. Returns each
     /// torrent's name and outcome, in input order.
     pub fn wait_all(mut self) -> Vec<(String, Result<Outcome, Error>)> {
-        let results = self
-            .torrents
-            .drain(..)
-            .map(|torrent| {
-                let label = torrent.label().to_string();
-                (label, torrent.wait())
-            })
-            .collect();
+        let results = self.torrents.drain(..).map(Torrent::wait).collect();
         if let Some((stop, thread)) = self.total.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = thread.join();
@@ -283,21 +276,23 @@ impl Session {
 }
 
 /// Starts the `progress` thread that draws the total line of several
-/// torrents from their counters.
-fn show_total(multi: &MultiProgress, stats: Vec<Arc<Stats>>) -> (Arc<AtomicBool>, JoinHandle<()>) {
+/// torrents from their counters; without it there is no total line.
+fn show_total(
+    multi: &MultiProgress,
+    stats: Vec<Arc<Stats>>,
+) -> Option<(Arc<AtomicBool>, JoinHandle<()>)> {
     let bar = total_bar(multi);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::clone(&stop);
     let thread = thread::Builder::new()
         .name("progress".into())
         .spawn(move || {
-            while !done.load(Ordering::Relaxed) {
+            let draw = || {
                 let get = |f: fn(&Stats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
                 let total = get(|s| s.total_len.load(Ordering::Relaxed));
                 let left = get(|s| {
-                    s.left
-                        .load(Ordering::Relaxed)
-                        .min(s.total_len.load(Ordering::Relaxed))
+                    let total = s.total_len.load(Ordering::Relaxed);
+                    s.left.load(Ordering::Relaxed).min(total)
                 });
                 let peers = get(|s| u64::from(s.peers.load(Ordering::Relaxed)));
                 bar.set_length(total);
@@ -306,12 +301,21 @@ fn show_total(multi: &MultiProgress, stats: Vec<Arc<Stats>>) -> (Arc<AtomicBool>
                     "{peers} peers, {} up",
                     HumanBytes(get(|s| s.uploaded.load(Ordering::Relaxed)))
                 ));
-                thread::sleep(Duration::from_millis(500));
+            };
+            while !done.load(Ordering::Relaxed) {
+                draw();
+                thread::sleep(Duration::from_millis(200));
             }
+            draw();
             bar.abandon();
-        })
-        .expect("a thread for the progress display");
-    (stop, thread)
+        });
+    match thread {
+        Ok(thread) => Some((stop, thread)),
+        Err(e) => {
+            log::warn!("no total progress line: cannot start its thread: {e}");
+            None
+        }
+    }
 }
 
 /// Starts a session and waits for it to end.

@@ -42,9 +42,9 @@ pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 /// Read timeout when nothing is waiting to be written: the longest a command waits.
 pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Read timeout while output is pending, so writing resumes quickly.
-const BUSY_WAIT: Duration = Duration::from_millis(1);
+pub(crate) const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long after an event that may bring new work the loop polls for commands.
-const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
+pub(crate) const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
 pub(crate) const WRITE_WAIT: Duration = Duration::from_millis(20);
 /// How often the peer's rate is measured and the pipeline resized.
@@ -214,6 +214,8 @@ impl<'a> Conn<'a> {
         // Messages that arrived while the metadata was fetched come first.
         rbuf[..early.len()].copy_from_slice(&early);
         let (mut start, mut end) = (0usize, early.len());
+        // Held-back messages are decoded at once, not after an idle read.
+        let mut replay = !early.is_empty();
         loop {
             loop {
                 match cmd_rx.try_recv() {
@@ -238,7 +240,8 @@ impl<'a> Conn<'a> {
             // remote may have nothing more to say: it sent all its requests.)
             let busy = self.pending_output() > 0
                 || !self.serve_queue.is_empty()
-                || Instant::now() < self.expect_command_until;
+                || Instant::now() < self.expect_command_until
+                || std::mem::take(&mut replay);
             let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
             if self.read_timeout != Some(wait) {
                 self.stream

@@ -10,6 +10,7 @@
 //! stays open across the change: the remote sees one conversation.
 //! Requests for our metadata are rejected: we have none yet.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, trace};
 
 use super::conn::{
-    IDLE_WAIT, KEEPALIVE_AFTER, MAX_QUEUED_REQUESTS, SILENCE_LIMIT, WRITE_WAIT, is_timeout,
+    BUSY_WAIT, EXPECT_COMMAND_FOR, IDLE_WAIT, KEEPALIVE_AFTER, MAX_QUEUED_REQUESTS, SILENCE_LIMIT,
+    WRITE_WAIT, is_timeout,
 };
 use super::ext::MetadataMessage;
 use super::extensions::{self, Incoming, RemoteExtensions};
@@ -89,7 +91,12 @@ pub fn run(
     let mut remote = RemoteExtensions::default();
     let mut last_sent = Instant::now();
     let mut last_received = Instant::now();
+    // After an event the manager usually answers (requests, or the
+    // content): watch for it closely for a moment.
+    let expect_command_until = Cell::new(Instant::now());
+    let mut read_timeout = IDLE_WAIT;
     let send = |event: PeerEvent| {
+        expect_command_until.set(Instant::now() + EXPECT_COMMAND_FOR);
         ctx.events_tx
             .send(Event::Peer { key, event })
             .map_err(|_| Disconnect::Closed(Closed::Normal))
@@ -136,6 +143,17 @@ pub fn run(
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(io("write")(e)),
             }
+        }
+        let wait = if out.is_empty() && Instant::now() >= expect_command_until.get() {
+            IDLE_WAIT
+        } else {
+            BUSY_WAIT
+        };
+        if wait != read_timeout {
+            stream
+                .set_read_timeout(Some(wait))
+                .map_err(io("setting a socket option"))?;
+            read_timeout = wait;
         }
         match stream.read(&mut rbuf[end..]) {
             Ok(0) => return Err(Closed::ByRemote.into()),

@@ -17,8 +17,8 @@ pub mod metadata_phase;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -122,6 +122,8 @@ pub enum State {
 pub struct Torrent {
     info_hash: InfoHash,
     label: String,
+    /// The name from the metadata, once a magnet's has arrived.
+    name: Arc<OnceLock<String>>,
     stats: Arc<Stats>,
     state: Arc<AtomicU8>,
     events_tx: Sender<Event>,
@@ -243,7 +245,9 @@ impl Torrent {
             options.labelled.then(|| label.clone()),
             multi,
         );
+        let name = Arc::new(OnceLock::new());
         let run = Run {
+            name: Arc::clone(&name),
             table,
             placement,
             options: options.clone(),
@@ -287,6 +291,7 @@ impl Torrent {
         Ok(Torrent {
             info_hash,
             label,
+            name,
             stats,
             state,
             events_tx,
@@ -304,7 +309,7 @@ impl Torrent {
     /// Its name: from the torrent, or the magnet's `dn` (or info-hash)
     /// until the metadata is known.
     pub fn label(&self) -> &str {
-        &self.label
+        self.name.get().unwrap_or(&self.label)
     }
 
     /// Its live counters.
@@ -328,15 +333,14 @@ impl Torrent {
     }
 
     /// Waits for the torrent to end (complete download, or shutdown), then
-    /// announces and stops its tracker thread.
-    ///
-    /// # Errors
-    /// What stopped it: bad metadata, storage errors, a thread that died.
-    pub fn wait(self) -> Result<Outcome, Error> {
-        let outcome = self
-            .thread
-            .join()
-            .map_err(|_| Error::Thread(format!("the torrent thread of {} panicked", self.label)))
+    /// announces and stops its tracker thread. Returns its name (from the
+    /// metadata, for a magnet that got it) and how it ended: `Err` for what
+    /// stopped it (bad metadata, storage errors, a thread that died).
+    pub fn wait(self) -> (String, Result<Outcome, Error>) {
+        let joined = self.thread.join();
+        let label = self.name.get().unwrap_or(&self.label).clone();
+        let outcome = joined
+            .map_err(|_| Error::Thread(format!("the torrent thread of {label} panicked")))
             .and_then(|r| r);
         self.router.unregister(self.info_hash);
         if let Some((cmd_tx, thread)) = self.tracker {
@@ -346,12 +350,13 @@ impl Torrent {
             let _ = cmd_tx.send(TrackerCommand::Stop);
             let _ = thread.join();
         }
-        outcome
+        (label, outcome)
     }
 }
 
 /// The torrent thread's state.
 struct Run {
+    name: Arc<OnceLock<String>>,
     table: PeerTable,
     placement: Placement,
     options: Options,
@@ -394,6 +399,8 @@ impl Run {
                     meta.layout.piece_count()
                 );
                 self.state.store(State::Checking as u8, Ordering::Relaxed);
+                self.progress.rename(&meta.name);
+                let _ = self.name.set(meta.name.clone());
                 self.progress.set_total(meta.total_len());
                 let prepared = prepare(&meta, &self.placement, &self.options, &self.stats);
                 match prepared {
