@@ -43,3 +43,7 @@ mod several;
 /// Property tests over the decoders: arbitrary bytes never panic nor
 /// allocate past the bounds; encode and decode round-trip.
 mod props;
+
+/// The extension protocol on the download side: the remote's `reqq` is
+/// honoured.
+mod extension;

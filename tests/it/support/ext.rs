@@ -99,12 +99,24 @@ pub fn extended(ext_id: u8, payload: &[u8]) -> Vec<u8> {
 /// The payload of an extended handshake: `m` with `ut_metadata`, then
 /// `metadata_size` when given, then `v` (keys in sorted order).
 pub fn ext_handshake(ut_metadata: u8, metadata_size: Option<u64>) -> Vec<u8> {
+    ext_handshake_with_reqq(ut_metadata, metadata_size, None)
+}
+
+/// An extended handshake as [`ext_handshake`], with a `reqq` when given.
+pub fn ext_handshake_with_reqq(
+    ut_metadata: u8,
+    metadata_size: Option<u64>,
+    reqq: Option<u32>,
+) -> Vec<u8> {
     let mut dict = vec![(
         "m",
         B::Dict(vec![("ut_metadata", B::Int(i64::from(ut_metadata)))]),
     )];
     if let Some(size) = metadata_size {
         dict.push(("metadata_size", B::Int(size as i64)));
+    }
+    if let Some(reqq) = reqq {
+        dict.push(("reqq", B::Int(i64::from(reqq))));
     }
     dict.push(("v", B::str("scripted 0.1")));
     B::Dict(dict).encode()
@@ -308,6 +320,18 @@ impl Wire {
         handshake.info_hash.copy_from_slice(&bytes[28..48]);
         handshake.peer_id.copy_from_slice(&bytes[48..68]);
         Ok(handshake)
+    }
+
+    /// Whether a whole message (or keep-alive) is buffered.
+    pub fn has_frame(&self) -> bool {
+        self.buf.len() >= 4
+            && self.buf.len()
+                >= 4 + u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize
+    }
+
+    /// Waits up to one poll for more bytes.
+    pub fn poll(&mut self) -> Step<()> {
+        self.read_some()
     }
 
     /// The next message other than a keep-alive.

@@ -106,6 +106,11 @@ pub struct MetaScript {
     pub answer: fn(u32) -> Answer,
     /// Content it seeds besides the metadata, if any.
     pub content: Option<Content>,
+    /// A `reqq` to announce. With one, block requests are answered late, in
+    /// batches once the remote has stopped sending for a poll, so the
+    /// report's `most_requests_outstanding` shows how many the remote keeps
+    /// in flight.
+    pub reqq: Option<u32>,
 }
 
 impl MetaScript {
@@ -117,6 +122,7 @@ impl MetaScript {
             metadata_size: metadata.len() as u64,
             answer: |_| Answer::Data,
             content: None,
+            reqq: None,
         }
     }
 }
@@ -170,6 +176,9 @@ pub struct MetaReport {
     pub metadata_rejected: Vec<u32>,
     /// `(index, begin)` of every block request received.
     pub block_requests: Vec<(u32, u32)>,
+    /// The most block requests received and not yet answered at once
+    /// (counted only with a [`MetaScript::reqq`]).
+    pub most_requests_outstanding: usize,
     /// `piece` messages sent.
     pub blocks_sent: usize,
     /// How each connection ended, for failure messages.
@@ -271,6 +280,7 @@ fn accept_loop(
                     report: Arc::clone(report),
                     peer_id,
                     their_ut_metadata: None,
+                    held: Vec::new(),
                 };
                 let thread = thread::Builder::new()
                     .name(format!("meta-peer {remote}"))
@@ -310,6 +320,8 @@ struct Conn {
     peer_id: [u8; 20],
     /// The id the client asked to receive ut_metadata with, from its `m`.
     their_ut_metadata: Option<u8>,
+    /// Block requests held to be answered in a batch (with a `reqq`).
+    held: Vec<(u32, u32, u32)>,
 }
 
 impl Conn {
@@ -328,7 +340,11 @@ impl Conn {
             .send(&ext::handshake(&self.script.info_hash, &self.peer_id))?;
         // BEP 10: the extended handshake goes only to peers that set the bit.
         if theirs.supports_extensions() {
-            let ours = ext::ext_handshake(OUR_UT_METADATA, Some(self.script.metadata_size));
+            let ours = ext::ext_handshake_with_reqq(
+                OUR_UT_METADATA,
+                Some(self.script.metadata_size),
+                self.script.reqq,
+            );
             self.wire.send(&extended(EXT_HANDSHAKE, &ours))?;
         }
         if let Some(content) = &self.script.content {
@@ -337,6 +353,16 @@ impl Conn {
             self.wire.send(&ext::frame(UNCHOKE, &[]))?;
         }
         loop {
+            if self.script.reqq.is_some() && !self.held.is_empty() && !self.wire.has_frame() {
+                // Give the remote a poll to send more before answering.
+                self.wire.poll()?;
+                if !self.wire.has_frame() {
+                    for (index, begin, length) in std::mem::take(&mut self.held) {
+                        self.on_request(index, begin, length)?;
+                    }
+                    continue;
+                }
+            }
             let frame = self.wire.next_frame()?;
             match frame.id {
                 EXTENDED => self.on_extended(&frame.payload)?,
@@ -344,7 +370,14 @@ impl Conn {
                     let at = |i: usize| {
                         u32::from_be_bytes(frame.payload[i..i + 4].try_into().expect("4 bytes"))
                     };
-                    self.on_request(at(0), at(4), at(8))?;
+                    if self.script.reqq.is_some() {
+                        self.held.push((at(0), at(4), at(8)));
+                        let mut report = lock(&self.report);
+                        report.most_requests_outstanding =
+                            report.most_requests_outstanding.max(self.held.len());
+                    } else {
+                        self.on_request(at(0), at(4), at(8))?;
+                    }
                 }
                 _ => {}
             }
