@@ -273,7 +273,12 @@ fn route_incoming(mut stream: TcpStream, addr: SocketAddr, router: &Router) {
     match router.route(&handshake) {
         Route::To(events_tx) => {
             debug!("{addr}: incoming connection");
-            let _ = events_tx.send(Event::Incoming(Box::new(stream), handshake, addr));
+            // Bounded: a torrent busy checking its data does not read its
+            // events, and this thread must end.
+            let event = Event::Incoming(Box::new(stream), handshake, addr);
+            if events_tx.send_timeout(event, HANDSHAKE_TIMEOUT).is_err() {
+                debug!("{addr}: its torrent is not taking connections, closing");
+            }
         }
         Route::Unknown(info_hash) => {
             debug!("{addr}: handshake for unknown torrent {info_hash}, closing");

@@ -2,7 +2,6 @@
 //! print the error chain once and choose the exit code.
 
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
 
 use bittorrent::cli::Args;
 use bittorrent::piece_manager::Outcome;
@@ -54,19 +53,20 @@ fn print_error(label: Option<&str>, e: &bittorrent::Error) {
 
 fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
     // Installed before the session starts, for Ctrl-C (SIGINT) and SIGTERM
-    // alike: during the start-up check it exits at once (nothing has been
-    // written yet), later it stops the session, which announces `stopped`.
-    let shutdown: Arc<OnceLock<ShutdownHandle>> = Arc::default();
-    let handler_shutdown = Arc::clone(&shutdown);
-    if let Err(e) = ctrlc::set_handler(move || match handler_shutdown.get() {
-        Some(handle) => handle.shutdown(),
-        None => std::process::exit(130),
+    // alike: it stops the torrents that run, which announce `stopped`, and
+    // no more start; before any runs (the start-up check of the first), it
+    // exits at once, since nothing has been written yet.
+    let shutdown = ShutdownHandle::new();
+    let handler_shutdown = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if !handler_shutdown.shutdown() {
+            std::process::exit(130);
+        }
     }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     let several = config.torrents.len() > 1;
-    let mut session = Session::start(config)?;
-    let _ = shutdown.set(session.shutdown_handle());
+    let mut session = Session::start_with(config, shutdown)?;
     let mut failed = false;
     for (input, e) in session.failures() {
         print_error(Some(&input), &e);

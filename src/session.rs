@@ -13,8 +13,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -77,6 +77,7 @@ pub struct Config {
 
 /// A running client and its torrents.
 pub struct Session {
+    handle: ShutdownHandle,
     torrents: Vec<Torrent>,
     failures: Vec<(String, Error)>,
     total: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -85,16 +86,55 @@ pub struct Session {
 }
 
 /// Asks every torrent of a session to stop, from anywhere (a Ctrl-C
-/// handler, a test).
-#[derive(Clone)]
-pub struct ShutdownHandle(Vec<Sender<Event>>);
+/// handler, a test). It can exist before the session: torrents join it as
+/// they start, and once it has been used no more start.
+#[derive(Clone, Default)]
+pub struct ShutdownHandle(Arc<Mutex<Stopper>>);
+
+#[derive(Default)]
+struct Stopper {
+    torrents: Vec<Sender<Event>>,
+    stopping: bool,
+}
 
 impl ShutdownHandle {
-    /// Asks the session to stop; harmless if it already has.
-    pub fn shutdown(&self) {
-        for tx in &self.0 {
+    /// A handle with no torrent yet.
+    pub fn new() -> ShutdownHandle {
+        ShutdownHandle::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stopper> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Asks every torrent to stop, and the session to start no more;
+    /// harmless if it already has. Returns whether any torrent was running.
+    pub fn shutdown(&self) -> bool {
+        let torrents = {
+            let mut stopper = self.lock();
+            stopper.stopping = true;
+            stopper.torrents.clone()
+        };
+        for tx in &torrents {
             let _ = tx.send(Event::Shutdown);
         }
+        !torrents.is_empty()
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Adds a torrent that started; it is stopped at once if the handle
+    /// was used meanwhile.
+    fn join(&self, tx: Sender<Event>) {
+        let mut stopper = self.lock();
+        if stopper.stopping {
+            let _ = tx.send(Event::Shutdown);
+        }
+        stopper.torrents.push(tx);
     }
 }
 
@@ -156,6 +196,16 @@ impl Session {
     /// first announce while no peer is known. With several, only errors of
     /// the client itself; a torrent's own go to [`Session::failures`].
     pub fn start(config: &Config) -> Result<Session, Error> {
+        Session::start_with(config, ShutdownHandle::new())
+    }
+
+    /// As [`Session::start`], with a `handle` made beforehand (so that a
+    /// Ctrl-C handler can stop the torrents that started while later ones
+    /// are still checking their data).
+    ///
+    /// # Errors
+    /// As [`Session::start`].
+    pub fn start_with(config: &Config, handle: ShutdownHandle) -> Result<Session, Error> {
         let single = config.torrents.len() == 1;
         let mut sources = Vec::new();
         let mut failures = Vec::new();
@@ -177,7 +227,9 @@ impl Session {
             }
         }
         let client = Client::start(config.port, config.max_peers, new_peer_id())?;
-        let several = config.torrents.len() > 1;
+        // Several distinct torrents, not inputs: a duplicate or a bad input
+        // leaves `-s PATH` meaning the content, as with one.
+        let several = sources.len() > 1;
         let multi = (config.live_progress && several).then(MultiProgress::new);
         let options = Options {
             peers: config.peers.clone(),
@@ -196,8 +248,14 @@ impl Session {
         };
         let mut torrents = Vec::new();
         for (input, source) in sources {
+            if handle.is_stopping() {
+                break;
+            }
             match Torrent::start(&client, source, placement.clone(), &options, multi.as_ref()) {
-                Ok(torrent) => torrents.push(torrent),
+                Ok(torrent) => {
+                    handle.join(torrent.events_tx());
+                    torrents.push(torrent);
+                }
                 Err(e) if single => return Err(e),
                 Err(e) => failures.push((input, e)),
             }
@@ -207,6 +265,7 @@ impl Session {
             show_total(&multi, stats)
         });
         Ok(Session {
+            handle,
             torrents,
             failures,
             total,
@@ -247,7 +306,7 @@ impl Session {
 
     /// A handle that stops every torrent from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.torrents.iter().map(Torrent::events_tx).collect())
+        self.handle.clone()
     }
 
     /// Waits for every torrent to end, then stops the client. Returns each

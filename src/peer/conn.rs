@@ -59,6 +59,10 @@ const SERVE_BURST: usize = 4 * 1024 * 1024;
 /// no `reqq` from us, keeps about ten seconds of requests in flight (several
 /// thousand on loopback), and waits 90 s before asking again for a dropped one.
 pub(crate) const MAX_QUEUED_REQUESTS: usize = 16384;
+/// Most metadata requests from the remote waiting for an answer: a whole
+/// 16 MiB info dictionary has 1,024 pieces, and honest peers ask a few at
+/// a time.
+const MAX_QUEUED_METADATA: usize = 64;
 
 type Outcome = Result<(), Disconnect>;
 
@@ -88,6 +92,9 @@ pub(super) struct Conn<'a> {
     /// Bytes received when the rate was last measured, and when.
     rate_mark: (u64, Instant),
     serve_queue: VecDeque<(u32, u32, u32)>,
+    /// Metadata pieces the remote asked for (BEP 9), answered like blocks,
+    /// while the output is not too full; at most [`MAX_QUEUED_METADATA`].
+    metadata_queue: VecDeque<u32>,
     expect_command_until: Instant,
     last_sent: Instant,
     last_received: Instant,
@@ -126,6 +133,7 @@ impl<'a> Conn<'a> {
             pipeline: Pipeline::new(layout, now),
             rate_mark: (0, now),
             serve_queue: VecDeque::new(),
+            metadata_queue: VecDeque::new(),
             expect_command_until: now,
             last_sent: now,
             last_received: now,
@@ -240,6 +248,7 @@ impl<'a> Conn<'a> {
             // remote may have nothing more to say: it sent all its requests.)
             let busy = self.pending_output() > 0
                 || !self.serve_queue.is_empty()
+                || !self.metadata_queue.is_empty()
                 || Instant::now() < self.expect_command_until
                 || std::mem::take(&mut replay);
             let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
@@ -353,7 +362,8 @@ impl<'a> Conn<'a> {
             let before = self.pending_output();
             self.write_some()?;
             sent += before - self.pending_output();
-            if self.pending_output() > 0 || self.serve_queue.is_empty() || sent >= SERVE_BURST {
+            let nothing_to_serve = self.serve_queue.is_empty() && self.metadata_queue.is_empty();
+            if self.pending_output() > 0 || nothing_to_serve || sent >= SERVE_BURST {
                 return Ok(());
             }
         }
@@ -477,6 +487,15 @@ impl<'a> Conn<'a> {
 
     /// Reads requested blocks from disk into the output while it is not too full.
     fn fill_output(&mut self) -> Outcome {
+        while self.pending_output() < OUTPUT_HIGH_WATER {
+            let Some(piece) = self.metadata_queue.pop_front() else {
+                break;
+            };
+            if let Some(remote_id) = self.remote.ut_metadata {
+                let info = Some(&self.loaded.info_bytes[..]);
+                extensions::queue_metadata_answer(&mut self.out, remote_id, piece, info);
+            }
+        }
         while self.pending_output() < OUTPUT_HIGH_WATER {
             let Some((index, begin, length)) = self.serve_queue.pop_front() else {
                 break;
@@ -641,9 +660,12 @@ impl Conn<'_> {
                 }
             }
             Incoming::Metadata(MetadataMessage::Request { piece }) => {
-                if let Some(remote_id) = self.remote.ut_metadata {
-                    let info = Arc::clone(&self.loaded.info_bytes);
-                    extensions::queue_metadata_answer(&mut self.out, remote_id, piece, Some(&info));
+                // Each answer is up to 16 KiB for a request of ~30 bytes:
+                // past the bound, requests are dropped, not answered.
+                if self.metadata_queue.len() < MAX_QUEUED_METADATA {
+                    self.metadata_queue.push_back(piece);
+                } else {
+                    debug!("{}: too many metadata requests, dropping one", self.addr);
                 }
             }
             // Metadata we did not ask for: we have it already.

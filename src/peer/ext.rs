@@ -45,8 +45,9 @@ const MAX_DEPTH: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExtHandshake {
     /// `m`: extension name to the extended message id the sender wants for
-    /// it. Decoding drops names mapped to 0 (BEP 10: disabled); encoding
-    /// writes every entry, so a later handshake can disable one with 0.
+    /// it; 0 means disabled (BEP 10), which a later handshake uses to turn
+    /// an extension off, so decoding keeps those entries ([`ExtHandshake::id_of`]
+    /// gives `None` for them). Encoding writes every entry.
     pub extensions: BTreeMap<String, u8>,
     /// `v`: the client's name and version.
     pub client: Option<String>,
@@ -165,11 +166,7 @@ fn extensions(value: &[u8]) -> BTreeMap<String, u8> {
         let (Ok(name), Some(id)) = (std::str::from_utf8(name), int_in::<u8>(&value[span])) else {
             continue;
         };
-        if id == 0 {
-            map.remove(name);
-        } else {
-            map.insert(name.to_string(), id);
-        }
+        map.insert(name.to_string(), id);
     }
     map
 }
@@ -372,15 +369,21 @@ mod tests {
     }
 
     #[test]
-    fn handshake_m_drops_disabled_out_of_range_and_non_utf8_entries() {
+    fn handshake_m_keeps_disabled_and_drops_out_of_range_and_non_utf8_entries() {
         let bytes =
             b"d1:md1:ai0e1:bi256e1:ci-1e1:d1:x1:ei255e2:\xff\xfei4e1:fi2e1:fi0e1:gi1e1:gi9eee";
         let hs = ExtHandshake::decode(bytes).unwrap();
         assert_eq!(
             hs.extensions,
-            BTreeMap::from([("e".into(), 255), ("g".into(), 9)])
+            BTreeMap::from([
+                ("a".into(), 0),
+                ("e".into(), 255),
+                ("f".into(), 0),
+                ("g".into(), 9)
+            ])
         );
-        assert_eq!(hs.id_of("a"), None);
+        assert_eq!(hs.id_of("a"), None, "0 is disabled");
+        assert_eq!(hs.id_of("f"), None, "the last of a repeated key counts");
         assert_eq!(hs.id_of("g"), Some(9));
     }
 

@@ -212,6 +212,17 @@ mod tests {
     }
 
     #[test]
+    fn a_later_decoded_handshake_with_id_0_turns_ut_metadata_off() {
+        let mut remote = RemoteExtensions::default();
+        let on = b"d1:md11:ut_metadatai2eee";
+        assert_eq!(decode(0, on, &mut remote), Ok(Incoming::Handshake));
+        assert_eq!(remote.ut_metadata, Some(2));
+        let off = b"d1:md11:ut_metadatai0eee";
+        assert_eq!(decode(0, off, &mut remote), Ok(Incoming::Handshake));
+        assert_eq!(remote.ut_metadata, None);
+    }
+
+    #[test]
     fn unknown_extensions_are_ignored() {
         let mut remote = RemoteExtensions::default();
         assert_eq!(decode(9, b"anything", &mut remote), Ok(Incoming::Ignored));

@@ -33,6 +33,8 @@ use crate::piece_manager::{Event, PeerEvent};
 
 /// Most bytes of held-back messages (a bitfield of 2M pieces, and `have`s).
 pub const EARLY_LIMIT: usize = 512 * 1024;
+/// Output past which requests for our (missing) metadata go unanswered.
+const OUT_LIMIT: usize = 64 * 1024;
 
 /// A connection handed over to the full peer loop once the content is known.
 pub struct Started {
@@ -187,7 +189,9 @@ pub fn run(
                             send(PeerEvent::MetadataRejected(piece))?;
                         }
                         Incoming::Metadata(MetadataMessage::Request { piece }) => {
-                            if let Some(id) = remote.ut_metadata {
+                            // Rejects are small, but a remote that does not
+                            // read must not grow them without bound.
+                            if let (Some(id), true) = (remote.ut_metadata, out.len() < OUT_LIMIT) {
                                 extensions::queue_metadata_answer(&mut out, id, piece, None);
                             }
                         }

@@ -71,6 +71,9 @@ pub fn fetch(
                     };
                     let (Some(size), Some(_)) = (remote.metadata_size, remote.ut_metadata) else {
                         debug!("{addr}: offers no metadata");
+                        // A later handshake may turn ut_metadata off.
+                        offering.remove(&key);
+                        fetch.remove_peer(key);
                         continue;
                     };
                     match fetch.add_peer(key, addr, size) {
@@ -94,15 +97,17 @@ pub fn fetch(
                         warn!(
                             "metadata does not match the info-hash; thrown away, not asking {excluded:?} again"
                         );
-                        // The fetch has forgotten them; their connections go too.
-                        let liars: Vec<PeerKey> = table
+                        // The fetch has forgotten them; banning them (by
+                        // address and peer id) keeps a liar that reconnects
+                        // from another port from being asked again.
+                        let liars: Vec<(PeerKey, std::net::SocketAddr, _)> = table
                             .iter()
                             .filter(|(_, c)| excluded.contains(&c.addr))
-                            .map(|(key, _)| key)
+                            .map(|(key, c)| (key, c.addr, c.peer_id))
                             .collect();
-                        for key in liars {
+                        for (key, addr, peer_id) in liars {
                             offering.remove(&key);
-                            table.send(key, PeerCommand::Shutdown);
+                            table.ban(addr, peer_id, "sent metadata that fails the info-hash");
                         }
                         for &key in &offering {
                             request(table, &mut fetch, key, now);

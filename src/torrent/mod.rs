@@ -267,11 +267,11 @@ impl Torrent {
         }
         let tracker = match first.zip(tracker_channel) {
             Some(((first_wait, first_min), (cmd_tx, cmd_rx))) => {
-                let events_tx = events_tx.clone();
+                let peers_tx = events_tx.clone();
                 let on_peers = move |peers: Vec<SocketAddr>| {
-                    let _ = events_tx.send(Event::Peers(peers));
+                    let _ = peers_tx.send(Event::Peers(peers));
                 };
-                let thread = thread::Builder::new()
+                let spawned = thread::Builder::new()
                     .name("tracker".into())
                     .spawn(move || {
                         tracker::run_announce_loop(
@@ -282,9 +282,19 @@ impl Torrent {
                             request,
                             on_peers,
                         );
-                    })
-                    .map_err(|e| Error::Thread(format!("cannot start the tracker thread: {e}")))?;
-                Some((cmd_tx, thread))
+                    });
+                match spawned {
+                    Ok(tracker) => Some((cmd_tx, tracker)),
+                    Err(e) => {
+                        // Stop what started, so nothing is left running.
+                        client.router().unregister(info_hash);
+                        let _ = events_tx.send(Event::Shutdown);
+                        let _ = thread.join();
+                        return Err(Error::Thread(format!(
+                            "cannot start the tracker thread: {e}"
+                        )));
+                    }
+                }
             }
             None => None,
         };
@@ -412,8 +422,13 @@ impl Run {
                 }
             }
         };
-        if let Some(path) = &self.options.save_torrent {
-            save_torrent(path, &meta)?;
+        let saved = match &self.options.save_torrent {
+            Some(path) => save_torrent(path, &meta),
+            None => Ok(()),
+        };
+        if let Err(e) = saved {
+            self.table.shutdown(events_rx);
+            return Err(e);
         }
         let seeding = self.placement.seeding();
         let state = if seeding {
@@ -430,13 +445,18 @@ impl Run {
             buffers: buffers.clone(),
             info_bytes: Arc::clone(&meta.info_bytes),
         });
-        let verifier = Verifier::start(
+        let verifier = match Verifier::start(
             Arc::clone(&prepared.storage),
             meta.piece_hashes.clone().into(),
             buffers,
             threads,
-        )
-        .map_err(|e| Error::Thread(format!("cannot start the verifier: {e}")))?;
+        ) {
+            Ok(verifier) => verifier,
+            Err(e) => {
+                self.table.shutdown(events_rx);
+                return Err(Error::Thread(format!("cannot start the verifier: {e}")));
+            }
+        };
         let config = ManagerConfig {
             stop_when_complete: !seeding,
             upload_slots: self.options.upload_slots,

@@ -96,6 +96,22 @@ fn a_seeder_of_several_torrents_seeds_each_from_its_name_in_the_folder() {
     assert_downloaded(&b, &dest);
 }
 
+/// Regression: "several" was counted in inputs, so the same torrent given
+/// twice (one torrent) made `-s PATH` a folder of contents, and the seeder
+/// failed on `PATH/<name>`. With one distinct torrent PATH is the content.
+#[test]
+fn the_same_torrent_twice_is_one_and_seeds_from_the_path_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, _, _] = three_torrents(dir.path());
+    let twice = [arg(&a.torrent), arg(&a.torrent)];
+    let seeder = Seeder::start(&twice, &a.source, dir.path());
+    let dest = dir.path().join("out");
+    let args = download_cmd(&twice, &dest, &[seeder.addr(IP_A)]);
+    let (status, stderr) = run_binary(&args, dir.path());
+    assert_success(status, &stderr);
+    assert_downloaded(&a, &dest);
+}
+
 #[test]
 fn a_bad_torrent_file_among_several_is_reported_by_name_and_the_others_complete() {
     let dir = tempfile::tempdir().unwrap();

@@ -406,6 +406,11 @@ impl Dialer {
         })
     }
 
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) -> Step<()> {
+        self.wire.send(bytes)
+    }
+
     /// Sends our extended handshake and returns the remote's (other
     /// messages before it are skipped).
     pub fn exchange_ext_handshakes(&mut self) -> Step<Value> {

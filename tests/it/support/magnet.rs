@@ -185,6 +185,17 @@ impl Seeder {
     pub fn addr(&self, ip: [u8; 4]) -> SocketAddr {
         on_ip(ip, self.port)
     }
+
+    /// Its resident memory now, in bytes (`VmRSS` in /proc).
+    pub fn resident_len(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self._binary.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
 }
 
 /// The N of the first `seeding on port N;` line.
