@@ -6,7 +6,10 @@
 //! (or drops us during the handshake) is tried again after
 //! [`FIRST_RETRY`], doubling each time up to [`MAX_RETRY`], and forgotten
 //! after [`MAX_FAILURES`] failures in a row. One that worked and then went
-//! away is tried again after [`RECONNECT_AFTER`]. A banned address is never
+//! away is tried again after [`FIRST_RECONNECT`] the first time (Transmission
+//! 3.00 closes every connection once it has a magnet's metadata, checks its
+//! files, and waits to be dialled again), then after [`RECONNECT_AFTER`]. A
+//! banned address is never
 //! dialled again.
 
 use std::collections::{HashMap, HashSet};
@@ -21,10 +24,14 @@ pub const MAX_RETRY: Duration = Duration::from_secs(300);
 pub const MAX_FAILURES: u32 = 6;
 /// Wait before dialling again a peer that worked and then disconnected.
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(30);
+/// The same wait, the first time a peer that worked disconnects.
+pub const FIRST_RECONNECT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy)]
 struct Known {
     failures: u32,
+    /// Working connections that ended.
+    reconnects: u32,
     next_try: Instant,
     connected: bool,
 }
@@ -50,6 +57,7 @@ impl PeerList {
         }
         self.known.entry(addr).or_insert(Known {
             failures: 0,
+            reconnects: 0,
             next_try: now,
             connected: false,
         });
@@ -93,7 +101,13 @@ impl PeerList {
         if let Some(known) = self.known.get_mut(&addr) {
             known.failures = 0;
             known.connected = false;
-            known.next_try = now + RECONNECT_AFTER;
+            let wait = if known.reconnects == 0 {
+                FIRST_RECONNECT
+            } else {
+                RECONNECT_AFTER
+            };
+            known.reconnects += 1;
+            known.next_try = now + wait;
         }
     }
 
@@ -157,7 +171,19 @@ mod tests {
         list.next_to_dial(now);
         list.disconnected(addr(1), now);
         assert_eq!(list.next_to_dial(now), None);
-        assert_eq!(list.next_to_dial(now + RECONNECT_AFTER), Some(addr(1)));
+        let later = now + FIRST_RECONNECT;
+        assert_eq!(
+            list.next_to_dial(later),
+            Some(addr(1)),
+            "soon, the first time"
+        );
+        list.disconnected(addr(1), later);
+        assert_eq!(list.next_to_dial(later + FIRST_RECONNECT), None);
+        assert_eq!(
+            list.next_to_dial(later + RECONNECT_AFTER),
+            Some(addr(1)),
+            "after a pause, later"
+        );
     }
 
     #[test]

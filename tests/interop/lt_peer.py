@@ -2,15 +2,24 @@
 """A libtorrent-rasterbar peer for the interoperability suite.
 
 Usage:
-    /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [--peer HOST:PORT ...]
-    /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [--peer HOST:PORT ...]
+    /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [--ut-metadata] [--peer HOST:PORT ...]
+    /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [--ut-metadata] [--peer HOST:PORT ...]
+    /usr/bin/python3 lt_peer.py download MAGNET  DIR --port PORT [--peer HOST:PORT ...]
 
 DIR is libtorrent's save_path: the folder holding the torrent's file or top
 folder (DIR/<name>), to seed from or to download into.
 
+A download may be given a magnet link (BEP 9: "magnet:?xt=urn:btih:..."),
+with its trackers (tr) and peers (x.pe): libtorrent then fetches the info
+dictionary from its peers with ut_metadata before downloading. --ut-metadata
+(implied by a magnet) adds libtorrent's ut_metadata plugin to the session, so
+a seeder serves the info dictionary to peers that came by magnet link.
+
 stdout carries only the lines a test waits for, each flushed at once:
     listening on PORT   the session listens on 127.0.0.1:PORT (the real port)
     seeding             (seed) the content was checked and is complete
+    metadata received   (magnet download) the info dictionary arrived and
+                        matches the info-hash
     complete            (download) every piece is downloaded and verified
 stderr carries everything else: libtorrent's alerts (peers, trackers, errors)
 and, once a second, a progress line.
@@ -31,7 +40,8 @@ Everything is kept on loopback: the session listens on 127.0.0.1 only, and
 finds peers only through the torrent's own tracker (the test's opentracker on
 127.0.0.1) and the --peer addresses. DHT, local service discovery, UPnP,
 NAT-PMP and peer exchange are all off; connections are plain TCP (no uTP),
-unencrypted when we dial out, either way when dialled.
+unencrypted when we dial out, either way when dialled. A magnet link's
+trackers and peers must be on loopback too: the caller sees to that.
 """
 
 import argparse
@@ -94,9 +104,17 @@ def fail(message):
 def parse_args():
     parser = argparse.ArgumentParser(description="A libtorrent peer for loopback tests.")
     parser.add_argument("mode", choices=["seed", "download"])
-    parser.add_argument("torrent", help="the .torrent file")
+    parser.add_argument(
+        "source", help="the .torrent file, or (download) a magnet link: magnet:?xt=urn:btih:..."
+    )
     parser.add_argument("dir", help="save path: the folder that holds (or will hold) <name>")
     parser.add_argument("--port", type=int, required=True, help="port to listen on, on 127.0.0.1")
+    parser.add_argument(
+        "--ut-metadata",
+        action="store_true",
+        help="add the ut_metadata plugin: serve the info dictionary to magnet peers "
+        "(implied by a magnet link)",
+    )
     parser.add_argument(
         "--peer",
         action="append",
@@ -104,7 +122,13 @@ def parse_args():
         metavar="HOST:PORT",
         help="a peer to connect to (repeatable)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.magnet = args.source.startswith("magnet:")
+    if args.magnet and args.mode == "seed":
+        parser.error("a seeder needs the .torrent file, not a magnet link")
+    if args.magnet:
+        args.ut_metadata = True
+    return args
 
 
 def parse_peer(text):
@@ -184,15 +208,25 @@ def session_settings(port):
     }
 
 
-def create_session(port):
-    """A session with the settings above and no plugins.
+def create_session(port, ut_metadata):
+    """A session with the settings above and no plugins but, if asked,
+    ut_metadata.
 
     flags=0 leaves out add_default_plugins, so the session has none of
     libtorrent's default extensions: ut_pex (peer exchange, which could bring
-    peers from outside the test), ut_metadata (not needed: we have the
-    .torrent) and smart_ban. Nothing else is needed to download and seed.
+    peers from outside the test), ut_metadata and smart_ban. Nothing else is
+    needed to download and seed from a .torrent file. ut_metadata (BEP 9) is
+    what a magnet link needs: it advertises "ut_metadata" and
+    "metadata_size" in the extension handshake (BEP 10), serves the info
+    dictionary and fetches it. The Python binding adds a plugin by name
+    (and silently ignores a name it does not know); it is added before any
+    torrent, since a torrent gets the plugins the session has when it is
+    added.
     """
-    return lt.session(session_settings(port), flags=0)
+    ses = lt.session(session_settings(port), flags=0)
+    if ut_metadata:
+        ses.add_extension("ut_metadata")
+    return ses
 
 
 def raise_max_failcount(ses):
@@ -230,9 +264,9 @@ def load_torrent(path):
         fail(f"cannot load {path}: {error}")
 
 
-def add_torrent(ses, info, save_path, seed):
-    params = lt.add_torrent_params()
-    params.ti = info
+def add_torrent(ses, params, save_path, seed):
+    """Adds the torrent of `params` (a .torrent's info, or a parsed magnet
+    link) and returns its handle."""
     params.save_path = save_path
     # Start now, outside libtorrent's queue (not auto-managed), and keep the
     # per-torrent switches for DHT, LSD and peer exchange off as well.
@@ -244,13 +278,33 @@ def add_torrent(ses, info, save_path, seed):
         flags |= lt.torrent_flags.upload_mode
     params.flags = flags
     handle = ses.add_torrent(params)
-    log(
-        f"added {info.name()!r}: {info.total_size()} bytes, {info.num_pieces()} pieces "
-        f"of {info.piece_length()}, {info.num_files()} file(s), "
-        f"info-hash {info.info_hash()}, trackers {[t.url for t in info.trackers()]}, "
-        f"save path {save_path}"
-    )
+    info = params.ti
+    if info is not None:
+        log(
+            f"added {info.name()!r}: {info.total_size()} bytes, {info.num_pieces()} pieces "
+            f"of {info.piece_length()}, {info.num_files()} file(s), "
+            f"info-hash {info.info_hash()}, trackers {[t.url for t in info.trackers()]}, "
+            f"save path {save_path}"
+        )
+    else:
+        log(
+            f"added magnet {params.name!r}: info-hash {params.info_hashes.v1}, "
+            f"trackers {list(params.trackers)}, peers {list(params.peers)}, "
+            f"save path {save_path}; fetching the info dictionary (ut_metadata)"
+        )
     return handle
+
+
+def torrent_params(args):
+    """add_torrent_params for the source: a .torrent file or a magnet link."""
+    if args.magnet:
+        try:
+            return lt.parse_magnet_uri(args.source)
+        except RuntimeError as error:
+            fail(f"cannot parse the magnet link {args.source!r}: {error}")
+    params = lt.add_torrent_params()
+    params.ti = load_torrent(args.source)
+    return params
 
 
 def describe_alert(alert):
@@ -316,14 +370,15 @@ def main():
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: stop.append(number))
 
-    info = load_torrent(args.torrent)
-    ses = create_session(args.port)
+    params = torrent_params(args)
+    info = params.ti  # None until a magnet's metadata arrives
+    ses = create_session(args.port, args.ut_metadata)
     port = wait_listening(ses)
     if port != args.port and args.port != 0:
         log(f"warning: port {args.port} was taken; listening on {port} instead")
     say(f"listening on {port}")
 
-    handle = add_torrent(ses, info, save_path, seed=args.mode == "seed")
+    handle = add_torrent(ses, params, save_path, seed=args.mode == "seed")
 
     checked = False  # the initial check of existing data is done
     announced_seeding = False
@@ -349,7 +404,15 @@ def main():
             error = torrent_error(alert)
             if error is not None:
                 fail(f"torrent error: {error}")
-            if isinstance(alert, lt.torrent_checked_alert):
+            if isinstance(alert, lt.metadata_received_alert):
+                info = handle.torrent_file()
+                log(
+                    f"metadata received: {info.name()!r}, {info.total_size()} bytes, "
+                    f"{info.num_pieces()} pieces of {info.piece_length()}, "
+                    f"{info.num_files()} file(s), {len(info.info_section())} bytes of info dictionary"
+                )
+                say("metadata received")
+            elif isinstance(alert, lt.torrent_checked_alert):
                 checked = True
             elif isinstance(alert, lt.peer_connect_alert):
                 ever_connected.add(tuple(alert.ip))
@@ -366,7 +429,7 @@ def main():
             lt.torrent_status.checking_files,
             lt.torrent_status.checking_resume_data,
         )
-        if checked and not checking:
+        if checked and not checking and info is not None:
             complete = st.is_seeding and st.num_pieces == info.num_pieces()
             if args.mode == "seed" and not announced_seeding:
                 if not complete:
@@ -392,7 +455,9 @@ def main():
         # connect_peer only puts the peer in the torrent's peer list (again,
         # if it was dropped from it): libtorrent dials it at once the first
         # time, then when its reconnect delay allows (see min_reconnect_time).
-        if peers and checked and now >= next_dial:
+        # (A magnet download has no check before its metadata arrives, and
+        # may need these very peers to fetch it.)
+        if peers and (checked or args.magnet) and now >= next_dial:
             connected = {tuple(p.ip) for p in handle.get_peer_info()}
             for peer in peers:
                 if peer in connected:

@@ -16,6 +16,12 @@ mod support;
 /// nested folders, both made by mktorrent.
 mod matrix;
 
+/// Magnet links (BEP 9 ut_metadata over the BEP 10 extension protocol):
+/// ours downloads by magnet from each client, each client downloads by
+/// magnet from ours, fetching the info dictionary from the other side; and
+/// a magnet link with only a peer address (`x.pe`), no tracker.
+mod magnet;
+
 /// Swarms mixing clients: theirs and ours seeding together to ours, ours
 /// seeding to two of theirs at once.
 mod mixed;

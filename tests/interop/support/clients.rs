@@ -1,9 +1,17 @@
 //! The clients of the matrix, started as seeders or downloaders on 127.0.0.1
 //! and configured for loopback only: no DHT, no local peer discovery, no peer
 //! exchange, no UPnP or NAT-PMP, no uTP, plaintext connections allowed, and
-//! only the test's opentracker (named by the torrent) as a tracker.
+//! only the test's opentracker (named by the torrent or the magnet link) as
+//! a tracker.
+//!
+//! A downloader is given the `.torrent` file or a magnet link (BEP 9); a
+//! seeder always seeds from the `.torrent` file, and one started with
+//! [`Client::seed_for_magnet`] also serves the info dictionary to peers
+//! that came by magnet link.
 
+use std::ffi::OsStr;
 use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -35,6 +43,8 @@ pub struct Peer {
     pub client: Client,
     /// For a downloader: the file or top folder it writes.
     dest: Option<PathBuf>,
+    /// The port it listens on, on 127.0.0.1.
+    port: u16,
     proc: Proc,
 }
 
@@ -51,9 +61,21 @@ impl Client {
     /// Starts this client seeding `made` from its source folder; returns
     /// once it has checked the content and is serving.
     pub fn seed(self, made: &Made, work: &Path) -> Peer {
+        self.start_seed(made, work, false)
+    }
+
+    /// Like [`Client::seed`], for downloaders that came by magnet link: the
+    /// seeder also serves the info dictionary (BEP 9 `ut_metadata`, over the
+    /// BEP 10 extension protocol). libtorrent needs its ut_metadata plugin
+    /// for that; ours, aria2 and Transmission serve it anyway.
+    pub fn seed_for_magnet(self, made: &Made, work: &Path) -> Peer {
+        self.start_seed(made, work, true)
+    }
+
+    fn start_seed(self, made: &Made, work: &Path, serve_metadata: bool) -> Peer {
         let name = format!("{} seeder", self.label());
         let logs = work.join("logs");
-        let proc = match self {
+        let (proc, port) = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
                 command
@@ -62,15 +84,22 @@ impl Client {
                     .arg(made.content())
                     .args(["--port", "0", "-vv"]);
                 let mut proc = Proc::spawn(&name, command, &logs);
-                proc.wait_output("seeding on port ", START_TIMEOUT);
-                proc
+                let output = proc.wait_output("seeding on port ", START_TIMEOUT);
+                let port = port_after(&output, "seeding on port ", &name);
+                (proc, port)
             }
             Client::Libtorrent => {
                 let port = free_port();
-                let mut proc = Proc::spawn(&name, lt_peer("seed", made, &made.parent, port), &logs);
+                let mut command = lt_peer("seed", made.torrent.as_os_str(), &made.parent, port);
+                if serve_metadata {
+                    command.arg("--ut-metadata");
+                }
+                let mut proc = Proc::spawn(&name, command, &logs);
                 // The line alone on stdout; stderr also says "state changed to: seeding".
-                proc.wait_output("\nseeding\n", START_TIMEOUT);
-                proc
+                let output = proc.wait_output("\nseeding\n", START_TIMEOUT);
+                // The port it really listens on (another if the chosen one was taken).
+                let port = port_after(&output, "listening on ", &name);
+                (proc, port)
             }
             Client::Aria2 => {
                 let port = free_port();
@@ -80,19 +109,21 @@ impl Client {
                 command.arg(&made.torrent);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 proc.wait_output("SEED(", START_TIMEOUT);
-                proc
+                (proc, port)
             }
             Client::Transmission => {
                 let port = free_port();
-                let command = transmission(made, &made.parent, port, work, false);
+                let source = made.torrent.as_os_str();
+                let command = transmission(source, &made.parent, port, work, false);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 proc.wait_output("Seeding", START_TIMEOUT);
-                proc
+                (proc, port)
             }
         };
         Peer {
             client: self,
             dest: None,
+            port,
             proc,
         }
     }
@@ -100,42 +131,72 @@ impl Client {
     /// Starts this client downloading `made` into a fresh folder under
     /// `work`, finding peers through the torrent's tracker.
     pub fn download(self, made: &Made, work: &Path) -> Peer {
-        let name = format!("{} downloader", self.label());
+        self.start_download(made, None, work)
+    }
+
+    /// Starts this client downloading by `magnet` (a link to `made`, see
+    /// [`Made::magnet`]) into a fresh folder under `work`: it first fetches
+    /// the info dictionary from the peers it finds through the link's
+    /// trackers and peers, then the content.
+    pub fn download_magnet(self, made: &Made, magnet: &str, work: &Path) -> Peer {
+        self.start_download(made, Some(magnet), work)
+    }
+
+    /// Starts a downloader of `made` given its `magnet` link or, if none,
+    /// its `.torrent` file: every client takes either as its argument.
+    fn start_download(self, made: &Made, magnet: Option<&str>, work: &Path) -> Peer {
+        let (name, source) = match magnet {
+            Some(magnet) => (
+                format!("{} magnet downloader", self.label()),
+                OsStr::new(magnet),
+            ),
+            None => (
+                format!("{} downloader", self.label()),
+                made.torrent.as_os_str(),
+            ),
+        };
+        let name = name.as_str();
         let logs = work.join("logs");
         let dir = work.join(format!("{}-download", self.label()));
         fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
         let proc = match self {
             Client::Ours => {
-                let port = free_port();
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
-                command.arg(&made.torrent).arg("-d").arg(&dir).args([
-                    "--port",
-                    &port.to_string(),
-                    "-vv",
-                ]);
-                Proc::spawn(&name, command, &logs)
+                command
+                    .arg(source)
+                    .arg("-d")
+                    .arg(&dir)
+                    .args(["--port", &port.to_string(), "-vv"]);
+                Proc::spawn(name, command, &logs)
             }
             Client::Libtorrent => {
-                let port = free_port();
-                let command = lt_peer("download", made, &dir, port);
-                Proc::spawn(&name, command, &logs)
+                // lt_peer.py adds the ut_metadata plugin for a magnet link.
+                let command = lt_peer("download", source, &dir, port);
+                Proc::spawn(name, command, &logs)
             }
             Client::Aria2 => {
-                let port = free_port();
                 let mut command = aria2(&dir, port);
                 // Exit as soon as the download is complete and verified.
-                command.args(["--seed-time=0"]).arg(&made.torrent);
-                Proc::spawn(&name, command, &logs)
+                command.args(["--seed-time=0"]);
+                if magnet.is_some() {
+                    // The defaults, said out loud: for a magnet link, keep
+                    // the info dictionary in memory only, and go on to
+                    // download the content once it has arrived.
+                    command.args(["--bt-save-metadata=false", "--bt-metadata-only=false"]);
+                }
+                command.arg(source);
+                Proc::spawn(name, command, &logs)
             }
             Client::Transmission => {
-                let port = free_port();
-                let command = transmission(made, &dir, port, work, true);
-                Proc::spawn(&name, command, &logs)
+                let command = transmission(source, &dir, port, work, true);
+                Proc::spawn(name, command, &logs)
             }
         };
         Peer {
             client: self,
             dest: Some(dir.join(&made.name)),
+            port,
             proc,
         }
     }
@@ -166,10 +227,28 @@ impl Peer {
     pub fn is_running(&mut self) -> bool {
         self.proc.exited().is_none()
     }
+
+    /// The address it listens on, for a magnet link's `x.pe` or a `--peer`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
 }
 
-/// `lt_peer.py`, the libtorrent driver, in `mode` ("seed" or "download").
-fn lt_peer(mode: &str, made: &Made, dir: &Path, port: u16) -> Command {
+/// The port number that follows `prefix` in a client's `output`.
+fn port_after(output: &str, prefix: &str, name: &str) -> u16 {
+    output
+        .split(prefix)
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{name} printed no port after {prefix:?}"))
+}
+
+/// `lt_peer.py`, the libtorrent driver, in `mode` ("seed" or "download"),
+/// given `source`: the `.torrent` file or (to download) a magnet link.
+fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
     // python3-libtorrent is built for Debian's own Python, which may not be
     // the `python3` first on PATH.
     require("/usr/bin/python3", "python3-libtorrent");
@@ -178,7 +257,7 @@ fn lt_peer(mode: &str, made: &Made, dir: &Path, port: u16) -> Command {
     command
         .arg(script)
         .arg(mode)
-        .arg(&made.torrent)
+        .arg(source)
         .arg(dir)
         .args(["--port", &port.to_string()]);
     command
@@ -207,10 +286,11 @@ fn aria2(dir: &Path, port: u16) -> Command {
     command
 }
 
-/// transmission-cli with a settings file for loopback only, saving into (or
+/// transmission-cli with a settings file for loopback only, given `source`
+/// (the `.torrent` file or, to download, a magnet link), saving into (or
 /// seeding from) `dir`. A downloader gets a seed ratio limit of 0, so it
 /// exits as soon as its download is complete and verified.
-fn transmission(made: &Made, dir: &Path, port: u16, work: &Path, downloading: bool) -> Command {
+fn transmission(source: &OsStr, dir: &Path, port: u16, work: &Path, downloading: bool) -> Command {
     require("transmission-cli", "transmission-cli");
     require("stdbuf", "coreutils");
     // A fresh config folder each run: Transmission keeps resume data there.
@@ -251,6 +331,6 @@ fn transmission(made: &Made, dir: &Path, port: u16, work: &Path, downloading: bo
         .arg("-w")
         .arg(dir)
         .args(["-p", &port.to_string(), "-et", "-M", "-D", "-U"])
-        .arg(&made.torrent);
+        .arg(source);
     command
 }

@@ -1,12 +1,16 @@
-//! What the swarm shares: deterministic content in the two shapes the suite
-//! covers, torrents made for it by mktorrent (an independent tool), and the
-//! byte-for-byte comparison of what a downloader wrote.
+//! What the swarm shares: deterministic content in the shapes the suite
+//! covers, torrents made for it by mktorrent (an independent tool), magnet
+//! links for them, and the byte-for-byte comparison of what a downloader
+//! wrote.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bittorrent::bencode;
 use bittorrent::metainfo::{InfoHash, Metainfo};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::process::require;
 
@@ -19,6 +23,10 @@ pub enum Shape {
     /// Nested folders, an empty file, a 5-byte file and pieces that span
     /// several files; 64 KiB pieces.
     Multi,
+    /// 400 small files with long names in 8 folders, so the info dictionary
+    /// (40,281 bytes) takes three ut_metadata pieces (BEP 9 sends it in
+    /// 16 KiB pieces; the last is short); 64 KiB pieces.
+    ManyFiles,
 }
 
 /// Files of the multi-file shape: path under the torrent's folder, length.
@@ -32,6 +40,30 @@ const MULTI_FILES: &[(&str, usize)] = &[
 ];
 /// Length of the single-file shape: 13 pieces of 256 KiB and a short one.
 const SINGLE_LEN: usize = 13 * 256 * 1024 + 12_345;
+/// What a magnet link's values percent-encode: all but RFC 3986's
+/// unreserved characters, as real magnet links do
+/// (`tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce`).
+const MAGNET_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// How many files the many-files shape has.
+const MANY_FILES_COUNT: usize = 400;
+
+/// Files of the many-files shape: path under the torrent's folder, length
+/// (1 to 5,000 bytes).
+fn many_files() -> Vec<(String, usize)> {
+    (0..MANY_FILES_COUNT)
+        .map(|i| {
+            let path = format!(
+                "dir-{}/file-with-a-long-name-so-the-info-dictionary-spans-pieces-{i:04}.bin",
+                i % 8
+            );
+            (path, (i * 7919) % 5000 + 1)
+        })
+        .collect()
+}
 
 /// A torrent made by mktorrent and the content it describes.
 pub struct Made {
@@ -44,12 +76,34 @@ pub struct Made {
     pub name: String,
     /// The torrent's info-hash.
     pub info_hash: InfoHash,
+    /// The torrent's announce URL: the test's opentracker.
+    pub announce: String,
 }
 
 impl Made {
     /// The content itself: the file, or the top folder.
     pub fn content(&self) -> PathBuf {
         self.parent.join(&self.name)
+    }
+
+    /// A magnet link for this torrent (BEP 9): `xt` its info-hash in hex,
+    /// `dn` its name, a `tr` for each of `trackers` and an `x.pe` for each
+    /// of `peers`. Values are percent-encoded, except the `x.pe` addresses,
+    /// which libtorrent 2.0 reads as they are (`HOST:PORT`).
+    pub fn magnet(&self, trackers: &[&str], peers: &[SocketAddr]) -> String {
+        let encode = |text: &str| utf8_percent_encode(text, MAGNET_VALUE).to_string();
+        let mut uri = format!(
+            "magnet:?xt=urn:btih:{}&dn={}",
+            self.info_hash,
+            encode(&self.name)
+        );
+        for tracker in trackers {
+            uri.push_str(&format!("&tr={}", encode(tracker)));
+        }
+        for peer in peers {
+            uri.push_str(&format!("&x.pe={peer}"));
+        }
+        uri
     }
 }
 
@@ -87,6 +141,15 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
             }
             (name, "16")
         }
+        Shape::ManyFiles => {
+            let name = "many";
+            for (i, (path, len)) in many_files().iter().enumerate() {
+                let path = parent.join(name).join(path);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, bytes(*len, 1000 + i as u64)).unwrap();
+            }
+            (name, "16")
+        }
     };
     let torrent = dir.join(format!("{name}.torrent"));
     let output = Command::new("mktorrent")
@@ -100,13 +163,24 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
         "mktorrent failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let meta = Metainfo::from_bytes(&fs::read(&torrent).unwrap()).unwrap();
+    let torrent_bytes = fs::read(&torrent).unwrap();
+    let meta = Metainfo::from_bytes(&torrent_bytes).unwrap();
     assert_eq!(meta.name, name);
+    let info = bencode::dict_value_span(&torrent_bytes, b"info").unwrap();
+    let info_len = info.expect("mktorrent writes an info dictionary").len();
+    if shape == Shape::ManyFiles {
+        // What the shape is for: more than two 16 KiB ut_metadata pieces.
+        assert!(
+            info_len > 2 * 16 * 1024,
+            "info dictionary of {info_len} bytes"
+        );
+    }
     Made {
         torrent,
         parent,
         name: name.to_string(),
         info_hash: meta.info_hash,
+        announce: announce.to_string(),
     }
 }
 

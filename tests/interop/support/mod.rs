@@ -45,4 +45,13 @@ impl Swarm {
         self.tracker
             .wait_for_peers(self.made.info_hash, seeders, downloaders, START_TIMEOUT);
     }
+
+    /// Waits until the tracker has heard from `peers` peers, seeders or
+    /// not. For a downloader that came by magnet link: until it has the
+    /// info dictionary it may announce `left=0` and be counted a seeder
+    /// (aria2 1.36 does).
+    pub fn wait_for_any_announces(&self, peers: i64) {
+        self.tracker
+            .wait_for_any_peers(self.made.info_hash, peers, START_TIMEOUT);
+    }
 }

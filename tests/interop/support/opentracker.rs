@@ -97,6 +97,16 @@ impl Tracker {
             complete >= seeders && incomplete >= downloaders
         });
     }
+
+    /// Waits until the tracker knows at least `peers` peers of `info_hash`,
+    /// seeders and downloaders together.
+    pub fn wait_for_any_peers(&self, info_hash: InfoHash, peers: i64, timeout: Duration) {
+        let what = format!("the tracker to know {peers} peer(s), seeders or not");
+        wait_until(&what, timeout, || {
+            let (complete, incomplete) = self.scrape(info_hash);
+            complete + incomplete >= peers
+        });
+    }
 }
 
 fn dict_get<'a>(value: &'a Value, key: &[u8]) -> Option<&'a Value> {
