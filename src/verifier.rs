@@ -35,6 +35,24 @@ pub fn backlog_limit(threads: usize, piece_len: usize) -> usize {
     threads.max(1) * (BACKLOG_BYTES_PER_THREAD / piece_len.max(1)).max(4)
 }
 
+/// Most bytes of idle piece buffers kept for reuse (see [`pool_capacity`]).
+pub const POOL_BYTES: usize = 32 * 1024 * 1024;
+
+/// How many idle piece buffers of `piece_len` bytes the pool keeps: three
+/// times the workers' backlog, within [`POOL_BYTES`] (but never fewer than
+/// the backlog). Pieces in flight swing by more than the backlog alone as
+/// the workers fall behind and catch up; a pool of just the backlog freed
+/// about half of all piece buffers and allocated them again (1 GiB in 1 MiB
+/// pieces from four seeders: 540 fresh buffers, 90,000 page faults, a
+/// quarter more system time). Keeping them costs no more at the peak,
+/// which is when every buffer is in use.
+pub fn pool_capacity(threads: usize, piece_len: usize) -> usize {
+    let backlog = backlog_limit(threads, piece_len);
+    (3 * backlog)
+        .min(POOL_BYTES / piece_len.max(1))
+        .max(backlog)
+}
+
 /// A finished piece to verify and, if it is right, write.
 #[derive(Debug)]
 pub struct Job {
@@ -195,6 +213,20 @@ mod tests {
         let meta = Metainfo::from_bytes(&torrent).expect("valid torrent");
         let storage = Storage::open(&meta, &dir.join("f"), Access::ReadWrite).expect("storage");
         (Arc::new(storage), hashes.into())
+    }
+
+    #[test]
+    fn the_pool_keeps_three_backlogs_within_its_bytes() {
+        const MIB: usize = 1024 * 1024;
+        assert_eq!(backlog_limit(2, MIB), 8);
+        assert_eq!(pool_capacity(2, MIB), 24);
+        assert_eq!(pool_capacity(2, 16 * 1024), 3 * 512);
+        assert_eq!(pool_capacity(2, 2 * MIB), 16, "32 MiB of 2 MiB pieces");
+        assert_eq!(
+            pool_capacity(2, 16 * MIB),
+            backlog_limit(2, 16 * MIB),
+            "never fewer than the backlog"
+        );
     }
 
     #[test]

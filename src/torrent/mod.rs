@@ -439,7 +439,7 @@ impl Run {
         self.state.store(state as u8, Ordering::Relaxed);
         let threads = worker_threads();
         let piece_len = meta.layout.piece_len() as usize;
-        let buffers = PieceBuffers::new(verifier::backlog_limit(threads, piece_len));
+        let buffers = PieceBuffers::new(verifier::pool_capacity(threads, piece_len));
         let loaded = Arc::new(Loaded {
             storage: Arc::clone(&prepared.storage),
             buffers: buffers.clone(),
