@@ -139,6 +139,55 @@ pub fn fetch(
     }
 }
 
+/// How the wait for the start-up check ended.
+pub struct Held<T> {
+    /// The check's result.
+    pub result: T,
+    /// Shutdown was asked for meanwhile.
+    pub stopped: bool,
+}
+
+/// Between the metadata and the piece manager: keeps taking the torrent's
+/// events while the content is checked on another thread, until `done`
+/// brings the check's result. Peers that connect meanwhile wait in the
+/// metadata phase's mode (their messages held back) for the content.
+/// `None` when the check ended without a result (it panicked).
+pub fn hold<T>(
+    table: &mut PeerTable,
+    events_rx: &Receiver<Event>,
+    done: &Receiver<T>,
+) -> Option<Held<T>> {
+    let mut stopped = false;
+    loop {
+        crossbeam_channel::select! {
+            recv(done) -> result => return result.ok().map(|result| Held { result, stopped }),
+            recv(events_rx) -> event => match event {
+                Err(_) | Ok(Event::Shutdown) => stopped = true,
+                Ok(Event::Incoming(stream, handshake, addr)) => {
+                    table.accept(stream, handshake, addr);
+                }
+                Ok(Event::Peers(addrs)) => table.add_addrs(addrs, Instant::now()),
+                Ok(Event::Peer { key, event }) => match event {
+                    PeerEvent::Connected {
+                        peer_id,
+                        extensions,
+                    } if table.on_connected(key, peer_id, extensions) => {
+                        table.send(key, PeerCommand::FetchMetadata);
+                    }
+                    PeerEvent::Disconnected { reason, .. } => {
+                        table.on_disconnected(key, &reason);
+                    }
+                    _ => {}
+                },
+            },
+        }
+        if stopped && events_rx.is_empty() {
+            // Nothing more to take: wait for the check alone.
+            return done.recv().ok().map(|result| Held { result, stopped });
+        }
+    }
+}
+
 /// Asks `key` for the metadata pieces the fetch gives it now.
 fn request(table: &PeerTable, fetch: &mut MetadataFetch, key: PeerKey, now: Instant) {
     for piece in fetch.requests_for(key, now) {

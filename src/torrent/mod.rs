@@ -10,8 +10,11 @@
 //! is known, from the file or from peers.
 //!
 //! Threads: `tracker` (announces), and `torrent NAME`, which runs the
-//! metadata phase if needed, the check, then the [`PieceManager`]. Peer
-//! threads belong to its [`PeerTable`].
+//! metadata phase if needed, the check, then the [`PieceManager`]. A
+//! magnet's check runs on a `check` thread while the torrent thread keeps
+//! taking its events ([`metadata_phase::hold`]), so the peers found while
+//! fetching the metadata stay connected. Peer threads belong to its
+//! [`PeerTable`].
 
 pub mod metadata_phase;
 
@@ -412,12 +415,37 @@ impl Run {
                 self.progress.rename(&meta.name);
                 let _ = self.name.set(meta.name.clone());
                 self.progress.set_total(meta.total_len());
-                let prepared = prepare(&meta, &self.placement, &self.options, &self.stats);
-                match prepared {
-                    Ok(prepared) => (meta, prepared),
-                    Err(e) => {
+                // The check (minutes, for a large resumed magnet) runs on a
+                // thread of its own while this one keeps the connections
+                // and the event channel going.
+                let (done_tx, done_rx) = bounded(1);
+                let (placement, options, stats) = (&self.placement, &self.options, &self.stats);
+                let table = &mut self.table;
+                let held = thread::scope(|scope| {
+                    let check =
+                        thread::Builder::new()
+                            .name("check".into())
+                            .spawn_scoped(scope, || {
+                                let _ = done_tx.send(prepare(&meta, placement, options, stats));
+                            });
+                    let failed = |what: String| metadata_phase::Held {
+                        result: Err(Error::Thread(what)),
+                        stopped: false,
+                    };
+                    match check {
+                        Ok(_) => metadata_phase::hold(table, events_rx, &done_rx)
+                            .unwrap_or_else(|| failed("the check of existing data died".into())),
+                        Err(e) => failed(format!("cannot start the check: {e}")),
+                    }
+                });
+                match held {
+                    metadata_phase::Held {
+                        result: Ok(prepared),
+                        stopped: false,
+                    } => (meta, prepared),
+                    metadata_phase::Held { result, .. } => {
                         self.table.shutdown(events_rx);
-                        return Err(e);
+                        return result.map(|_| Outcome::Stopped);
                     }
                 }
             }
