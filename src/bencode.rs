@@ -5,11 +5,26 @@
 //! bytes of a top-level dictionary value, which is what the info-hash is computed
 //! over, and reading a dictionary's entries and its integer and string values
 //! in place (for the small, loosely typed extension messages of
-//! [`crate::peer::ext`]). Out of scope: turning structured documents into Rust
-//! types; `serde_bencode` does that. Pure code: no I/O.
+//! [`crate::peer::ext`]), and appending integers and strings for the
+//! messages and files we write by hand. Out of scope: turning structured
+//! documents into Rust types; `serde_bencode` does that. Pure code: no I/O.
 
 use std::fmt;
 use std::ops::Range;
+
+/// Appends the bencoded integer `value` (`i42e`).
+pub fn put_int(out: &mut Vec<u8>, value: i64) {
+    out.push(b'i');
+    out.extend_from_slice(value.to_string().as_bytes());
+    out.push(b'e');
+}
+
+/// Appends the bencoded string `bytes` (`4:spam`).
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(bytes);
+}
 
 /// Why bytes are not well-formed bencode.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -262,11 +262,7 @@ impl Metainfo {
     /// `announce-list` when there are trackers, and the original `info`
     /// bytes, so the file has the same info-hash.
     pub fn to_torrent_file(&self) -> Vec<u8> {
-        fn string(out: &mut Vec<u8>, s: &[u8]) {
-            out.extend_from_slice(s.len().to_string().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(s);
-        }
+        let string = bencode::put_bytes;
         let mut out = vec![b'd'];
         if let Some(first) = self.trackers.iter().flatten().next() {
             string(&mut out, b"announce");

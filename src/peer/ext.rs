@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::bencode::{self, BencodeError};
+use crate::bencode::{self, BencodeError, put_bytes, put_int};
 use crate::peer::wire::{MAX_METADATA_HEADER_LEN, Message};
 
 mod ut_metadata;
@@ -255,18 +255,6 @@ fn dictionary(payload: &[u8]) -> Result<(Vec<bencode::Entry<'_>>, usize), ExtErr
 /// The integer a value holds, when it is one that fits in `T`.
 fn int_in<T: TryFrom<i64>>(value: &[u8]) -> Option<T> {
     bencode::as_int(value).and_then(|i| T::try_from(i).ok())
-}
-
-fn put_int(out: &mut Vec<u8>, value: i64) {
-    out.push(b'i');
-    out.extend_from_slice(value.to_string().as_bytes());
-    out.push(b'e');
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

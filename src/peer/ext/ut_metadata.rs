@@ -1,11 +1,8 @@
 //! BEP 9's `ut_metadata` messages: a request for a piece of the info
 //! dictionary, the piece, or a refusal. Pure code: no I/O.
 
-use super::{
-    ExtError, MAX_METADATA_LEN, MAX_METADATA_MESSAGE_LEN, METADATA_PIECE_LEN, dictionary,
-    put_bytes, put_int,
-};
-use crate::bencode;
+use super::{ExtError, MAX_METADATA_LEN, MAX_METADATA_MESSAGE_LEN, METADATA_PIECE_LEN, dictionary};
+use crate::bencode::{self, put_bytes, put_int};
 
 /// One `ut_metadata` message (BEP 9): a request for a metadata piece, the
 /// piece itself, or a refusal to send it.
