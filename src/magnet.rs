@@ -13,7 +13,7 @@ use std::fmt;
 use data_encoding::{BASE32, HEXLOWER_PERMISSIVE};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::metainfo::InfoHash;
+use crate::metainfo::{self, InfoHash};
 
 /// Longest magnet link accepted, in bytes; checked before any parsing.
 pub const MAX_MAGNET_LEN: usize = 64 * 1024;
@@ -235,15 +235,10 @@ fn decode_btih(hash: &str) -> Result<InfoHash, MagnetError> {
     Ok(InfoHash(bytes))
 }
 
-/// Whether `name` can be used as one file name under the destination folder.
+/// Whether `name` can be used as one file name under the destination
+/// folder: the torrent's own rule for a path component, and not too long.
 fn is_safe_component(name: &str) -> bool {
-    !(name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || name == "."
-        || name == ".."
-        || name.contains(['/', '\\', '\0'])
-        // A Windows drive prefix such as `C:` would make the path absolute there.
-        || name.contains(':'))
+    name.len() <= MAX_NAME_LEN && metainfo::check_component(name).is_ok()
 }
 
 #[cfg(test)]

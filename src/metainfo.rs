@@ -291,7 +291,7 @@ impl Metainfo {
 }
 
 /// Checks one path component: no separators, not `.` or `..`, not empty.
-fn check_component(component: &str) -> Result<(), MetainfoError> {
+pub(crate) fn check_component(component: &str) -> Result<(), MetainfoError> {
     let bad = component.is_empty()
         || component == "."
         || component == ".."
