@@ -25,6 +25,7 @@ use super::conn::{
 };
 use super::ext::MetadataMessage;
 use super::extensions::{self, Incoming, RemoteExtensions};
+use super::open::io_error;
 use super::transport::Stream;
 use super::wire::{Limits, Message};
 use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation};
@@ -66,15 +67,6 @@ pub fn run(
     ctx: &PeerContext,
     cmd_rx: &Receiver<PeerCommand>,
 ) -> Result<Option<Started>, Disconnect> {
-    let io = |during: &'static str| {
-        move |e: std::io::Error| -> Disconnect {
-            Closed::Io {
-                during,
-                error: e.to_string(),
-            }
-            .into()
-        }
-    };
     let mut out = Vec::new();
     if extensions {
         let queue = MAX_QUEUED_REQUESTS as u32;
@@ -82,10 +74,10 @@ pub fn run(
     }
     stream
         .set_write_timeout(Some(WRITE_WAIT))
-        .map_err(io("setting a socket option"))?;
+        .map_err(io_error("setting a socket option"))?;
     stream
         .set_read_timeout(Some(IDLE_WAIT))
-        .map_err(io("setting a socket option"))?;
+        .map_err(io_error("setting a socket option"))?;
     let limits = Limits::unknown_pieces();
     let mut rbuf = vec![0u8; 2 * (limits.max_message_len() as usize + 4)];
     let (mut start, mut end) = (0usize, 0usize);
@@ -143,7 +135,7 @@ pub fn run(
                     last_sent = Instant::now();
                 }
                 Err(e) if is_timeout(&e) => {}
-                Err(e) => return Err(io("write")(e)),
+                Err(e) => return Err(io_error("write")(e)),
             }
         }
         let wait = if out.is_empty() && Instant::now() >= expect_command_until.get() {
@@ -154,7 +146,7 @@ pub fn run(
         if wait != read_timeout {
             stream
                 .set_read_timeout(Some(wait))
-                .map_err(io("setting a socket option"))?;
+                .map_err(io_error("setting a socket option"))?;
             read_timeout = wait;
         }
         match stream.read(&mut rbuf[end..]) {
@@ -164,7 +156,7 @@ pub fn run(
                 last_received = Instant::now();
             }
             Err(e) if is_timeout(&e) => continue,
-            Err(e) => return Err(io("read")(e)),
+            Err(e) => return Err(io_error("read")(e)),
         }
         while let Some((message, used)) =
             Message::decode(&rbuf[start..end], limits).map_err(Violation::Wire)?

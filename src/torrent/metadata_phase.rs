@@ -51,20 +51,14 @@ pub fn fetch(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
         };
         let now = Instant::now();
-        match event {
-            Event::Shutdown => return None,
-            Event::Incoming(stream, handshake, addr) => table.accept(stream, handshake, addr),
-            Event::Peers(addrs) => {
-                table.add_addrs(addrs, now);
-                table.dial_more(now);
+        match take(table, event, now) {
+            Left::Stop => return None,
+            Left::Taken => {}
+            Left::Gone(key) => {
+                offering.remove(&key);
+                fetch.remove_peer(key);
             }
-            Event::Peer { key, event } => match event {
-                PeerEvent::Connected {
-                    peer_id,
-                    extensions,
-                } if table.on_connected(key, peer_id, extensions) => {
-                    table.send(key, PeerCommand::FetchMetadata);
-                }
+            Left::Peer(key, event) => match event {
                 PeerEvent::Extensions(remote) => {
                     let Some(addr) = table.get(key).map(|c| c.addr) else {
                         continue;
@@ -126,12 +120,6 @@ pub fn fetch(
                     fetch.on_reject(key, piece, now);
                     request(table, &mut fetch, key, now);
                 }
-                PeerEvent::Disconnected { reason, .. } => {
-                    offering.remove(&key);
-                    fetch.remove_peer(key);
-                    table.on_disconnected(key, &reason);
-                    table.dial_more(now);
-                }
                 // Nothing else comes before the metadata is known.
                 _ => {}
             },
@@ -162,29 +150,71 @@ pub fn hold<T>(
         crossbeam_channel::select! {
             recv(done) -> result => return result.ok().map(|result| Held { result, stopped }),
             recv(events_rx) -> event => match event {
-                Err(_) | Ok(Event::Shutdown) => stopped = true,
-                Ok(Event::Incoming(stream, handshake, addr)) => {
-                    table.accept(stream, handshake, addr);
+                Err(_) => stopped = true,
+                Ok(event) => {
+                    if let Left::Stop = take(table, event, Instant::now()) {
+                        stopped = true;
+                    }
                 }
-                Ok(Event::Peers(addrs)) => table.add_addrs(addrs, Instant::now()),
-                Ok(Event::Peer { key, event }) => match event {
-                    PeerEvent::Connected {
-                        peer_id,
-                        extensions,
-                    } if table.on_connected(key, peer_id, extensions) => {
-                        table.send(key, PeerCommand::FetchMetadata);
-                    }
-                    PeerEvent::Disconnected { reason, .. } => {
-                        table.on_disconnected(key, &reason);
-                    }
-                    _ => {}
-                },
             },
         }
         if stopped && events_rx.is_empty() {
             // Nothing more to take: wait for the check alone.
             return done.recv().ok().map(|result| Held { result, stopped });
         }
+    }
+}
+
+/// What is left of an event once the connection table has taken its part.
+enum Left {
+    /// Shutdown was asked for.
+    Stop,
+    /// Nothing is left.
+    Taken,
+    /// This connection ended (the table has forgotten it).
+    Gone(PeerKey),
+    /// A peer event for the caller.
+    Peer(PeerKey, PeerEvent),
+}
+
+/// The part of an event that is the same in every state before the piece
+/// manager: connections accepted and dialled, handshakes answered with
+/// [`PeerCommand::FetchMetadata`] (the peer then waits for the content),
+/// ended connections forgotten.
+fn take(table: &mut PeerTable, event: Event, now: Instant) -> Left {
+    match event {
+        Event::Shutdown => Left::Stop,
+        Event::Incoming(stream, handshake, addr) => {
+            table.accept(stream, handshake, addr);
+            Left::Taken
+        }
+        Event::Peers(addrs) => {
+            table.add_addrs(addrs, now);
+            table.dial_more(now);
+            Left::Taken
+        }
+        Event::Peer {
+            key,
+            event:
+                PeerEvent::Connected {
+                    peer_id,
+                    extensions,
+                },
+        } => {
+            if table.on_connected(key, peer_id, extensions) {
+                table.send(key, PeerCommand::FetchMetadata);
+            }
+            Left::Taken
+        }
+        Event::Peer {
+            key,
+            event: PeerEvent::Disconnected { reason, .. },
+        } => {
+            table.on_disconnected(key, &reason);
+            table.dial_more(now);
+            Left::Gone(key)
+        }
+        Event::Peer { key, event } => Left::Peer(key, event),
     }
 }
 
