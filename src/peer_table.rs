@@ -41,8 +41,6 @@ pub struct Connection {
     thread: Option<JoinHandle<()>>,
     /// Set once the handshake is accepted.
     pub peer_id: Option<PeerId>,
-    /// The remote set the BEP 10 bit in its handshake.
-    pub extensions: bool,
     /// Its byte counters.
     pub counters: Arc<PeerCounters>,
     _permit: Permit,
@@ -168,7 +166,6 @@ impl PeerTable {
                     cmd_tx,
                     thread: Some(thread),
                     peer_id: None,
-                    extensions: false,
                     counters,
                     _permit: permit,
                 };
@@ -185,7 +182,7 @@ impl PeerTable {
 
     /// A handshake arrived: accepts the peer (true) unless its id is banned
     /// or already connected, in which case the connection is told to close.
-    pub fn on_connected(&mut self, key: PeerKey, peer_id: PeerId, extensions: bool) -> bool {
+    pub fn on_connected(&mut self, key: PeerKey, peer_id: PeerId) -> bool {
         let duplicate = self.conns.values().any(|c| c.peer_id == Some(peer_id));
         if self.banned_ids.contains(&peer_id) {
             debug!("peer id {peer_id:?} is banned, closing the connection");
@@ -193,7 +190,6 @@ impl PeerTable {
             debug!("peer id {peer_id:?} is already connected, closing the second connection");
         } else if let Some(conn) = self.conns.get_mut(&key) {
             conn.peer_id = Some(peer_id);
-            conn.extensions = extensions;
             self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
             info!("{}: connected", conn.addr);
             return true;

@@ -138,7 +138,6 @@ fn start(
             key,
             event: PeerEvent::Connected {
                 peer_id: theirs.peer_id,
-                extensions,
             },
         })
         .map_err(|_| Closed::Normal)?;

@@ -47,8 +47,6 @@ pub enum PeerEvent {
     Connected {
         /// The remote's peer id.
         peer_id: PeerId,
-        /// The remote set the BEP 10 bit.
-        extensions: bool,
     },
     /// The remote's extended handshake (BEP 10), as far as it matters.
     Extensions(RemoteExtensions),

@@ -314,11 +314,8 @@ impl PieceManager {
 
     fn on_peer_event(&mut self, key: PeerKey, event: PeerEvent) {
         match event {
-            PeerEvent::Connected {
-                peer_id,
-                extensions,
-            } => {
-                if self.table.on_connected(key, peer_id, extensions) {
+            PeerEvent::Connected { peer_id } => {
+                if self.table.on_connected(key, peer_id) {
                     let addr = self.table.get(key).expect("just accepted").addr;
                     self.start_peer(key, addr);
                 }

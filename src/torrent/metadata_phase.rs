@@ -195,13 +195,9 @@ fn take(table: &mut PeerTable, event: Event, now: Instant) -> Left {
         }
         Event::Peer {
             key,
-            event:
-                PeerEvent::Connected {
-                    peer_id,
-                    extensions,
-                },
+            event: PeerEvent::Connected { peer_id },
         } => {
-            if table.on_connected(key, peer_id, extensions) {
+            if table.on_connected(key, peer_id) {
                 table.send(key, PeerCommand::FetchMetadata);
             }
             Left::Taken
