@@ -16,10 +16,11 @@
 //! fetching the metadata stay connected. Peer threads belong to its
 //! [`PeerTable`].
 
+mod content;
 pub mod metadata_phase;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -27,7 +28,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use indicatif::MultiProgress;
-use log::{debug, info, warn};
+use log::{info, warn};
+
+use content::{Prepared, prepare, save_torrent};
 
 use crate::buffers::PieceBuffers;
 use crate::client::{Client, Router};
@@ -37,9 +40,9 @@ use crate::metainfo::{InfoHash, Metainfo};
 use crate::peer::{Loaded, PeerContext};
 use crate::peer_table::PeerTable;
 use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
-use crate::progress::{Progress, check_bar};
+use crate::progress::Progress;
 use crate::stats::Stats;
-use crate::storage::{Access, Storage};
+use crate::storage::Access;
 use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
 use crate::verifier::{self, Verifier};
 
@@ -133,12 +136,6 @@ pub struct Torrent {
     thread: JoinHandle<Result<Outcome, Error>>,
     tracker: Option<(Sender<TrackerCommand>, JoinHandle<()>)>,
     router: Arc<Router>,
-}
-
-/// Content opened and checked.
-struct Prepared {
-    storage: Arc<Storage>,
-    have: Vec<bool>,
 }
 
 impl Torrent {
@@ -502,84 +499,6 @@ impl Run {
         let outcome = manager.run(events_rx.clone())?;
         Ok(outcome)
     }
-}
-
-/// Opens the content and checks what exists of it; records what is left.
-fn prepare(
-    meta: &Metainfo,
-    placement: &Placement,
-    options: &Options,
-    stats: &Stats,
-) -> Result<Prepared, Error> {
-    info!(
-        "torrent {:?}: {} bytes in {} pieces of {}, info-hash {}",
-        meta.name,
-        meta.total_len(),
-        meta.layout.piece_count(),
-        meta.layout.piece_len(),
-        meta.info_hash
-    );
-    let (root, access) = placement.root(&meta.name);
-    let seeding = access == Access::ReadOnly;
-    let mut storage = Storage::open(meta, &root, access)?;
-    let have = check_existing(&storage, meta, options.live_progress)?;
-    if options.direct_io && !seeding {
-        let direct = storage.enable_direct_writes();
-        debug!("{direct} files written with direct I/O");
-    }
-    let count = meta.layout.piece_count();
-    let have_count = have.iter().filter(|&&h| h).count() as u32;
-    if seeding && have_count < count {
-        return Err(Error::SeedMismatch {
-            path: root,
-            bad_count: count - have_count,
-            piece_count: count,
-            first_bad: have.iter().position(|h| !h).unwrap_or(0) as u32,
-        });
-    }
-    if have_count > 0 && !seeding {
-        info!("resuming: {have_count} of {count} pieces already verified");
-    }
-    let left: u64 = (0..count)
-        .filter(|&i| !have[i as usize])
-        .map(|i| u64::from(meta.layout.piece_size(i)))
-        .sum();
-    stats.left.store(left, Ordering::Relaxed);
-    stats.total_len.store(meta.total_len(), Ordering::Relaxed);
-    stats.have_pieces.store(have_count, Ordering::Relaxed);
-    Ok(Prepared {
-        storage: Arc::new(storage),
-        have,
-    })
-}
-
-/// Writes `meta` as a `.torrent` file.
-fn save_torrent(path: &Path, meta: &Metainfo) -> Result<(), Error> {
-    std::fs::write(path, meta.to_torrent_file()).map_err(|source| Error::SaveTorrent {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    info!("metainfo saved to {}", path.display());
-    Ok(())
-}
-
-/// Checks content that already exists on disk; fresh files are skipped.
-fn check_existing(storage: &Storage, meta: &Metainfo, live: bool) -> Result<Vec<bool>, Error> {
-    let count = meta.layout.piece_count();
-    if !storage.had_data() {
-        return Ok(vec![false; count as usize]);
-    }
-    info!("checking existing data ({count} pieces)");
-    let bar = check_bar(count, live);
-    let have = storage.check(&meta.piece_hashes, worker_threads(), &|done| {
-        if let Some(bar) = &bar {
-            bar.set_position(u64::from(done));
-        }
-    })?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok(have)
 }
 
 /// Resolves `x.pe` peers; one that does not resolve is logged and skipped.
