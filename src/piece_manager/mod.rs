@@ -13,6 +13,7 @@
 //! assigns no new pieces, which slows the peers instead.
 
 mod events;
+mod slot;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 
 pub use events::{Event, Outcome, PeerEvent, Returned};
+use slot::PeerSlot;
 
 use crate::bitfield::Bitfield;
 use crate::blame::{self, Blame, Verdict};
@@ -63,48 +65,6 @@ pub struct ManagerConfig {
 struct Kept {
     partial: Partial,
     senders: Vec<SocketAddr>,
-}
-
-/// What the manager knows of a peer whose handshake it accepted.
-struct PeerSlot {
-    addr: SocketAddr,
-    has: Bitfield,
-    /// The remote unchokes us.
-    unchoked: bool,
-    /// The remote is interested in our pieces.
-    interested: bool,
-    /// We choke the remote (we start choking, as BEP 3 says).
-    am_choking: bool,
-    /// The remote stopped sending blocks: one piece at a time for it.
-    snubbed: bool,
-    assigned: Vec<u32>,
-    /// Pieces it gave back when snubbed: they go to other peers.
-    avoid: Vec<u32>,
-    /// Counters at the last one-second sample, and the rate from them.
-    sample: (u64, u64),
-    down_rate: u64,
-    /// Counters at the last choke evaluation, and the rate the choker uses.
-    choke_sample: (u64, u64),
-    choke_rate: u64,
-}
-
-impl PeerSlot {
-    fn new(addr: SocketAddr, piece_count: u32) -> PeerSlot {
-        PeerSlot {
-            addr,
-            has: Bitfield::new(piece_count),
-            unchoked: false,
-            interested: false,
-            am_choking: true,
-            snubbed: false,
-            assigned: Vec::new(),
-            avoid: Vec::new(),
-            sample: (0, 0),
-            down_rate: 0,
-            choke_sample: (0, 0),
-            choke_rate: 0,
-        }
-    }
 }
 
 /// The manager's state; [`PieceManager::run`] is the thread's body.
