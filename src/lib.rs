@@ -84,6 +84,7 @@ pub mod stats;
 pub mod storage;
 pub mod torrent;
 pub mod tracker;
+pub mod untrusted;
 pub mod verifier;
 
 pub use error::Error;
