@@ -41,6 +41,7 @@ pub mod fetching;
 pub mod open;
 pub mod pipeline;
 pub mod reason;
+pub mod requests;
 pub mod transport;
 pub mod wire;
 

@@ -47,3 +47,7 @@ mod props;
 /// The extension protocol on the download side: the remote's `reqq` is
 /// honoured.
 mod extension;
+
+/// Floods of cheap messages (cancels) cost the seeder about what
+/// keep-alives cost, in CPU time.
+mod floods;

@@ -25,6 +25,7 @@ use super::extensions::{self, RemoteExtensions};
 
 use super::open::io_error;
 use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
+use super::requests::RequestQueue;
 use super::transport::Stream;
 use super::wire::{Limits, Message};
 use super::{
@@ -84,7 +85,7 @@ pub(super) struct Conn<'a> {
     pipeline: Pipeline,
     /// Bytes received when the rate was last measured, and when.
     rate_mark: (u64, Instant),
-    serve_queue: VecDeque<(u32, u32, u32)>,
+    serve_queue: RequestQueue,
     /// Metadata pieces the remote asked for (BEP 9), answered like blocks,
     /// while the output is not too full; at most [`MAX_QUEUED_METADATA`].
     metadata_queue: VecDeque<u32>,
@@ -125,7 +126,7 @@ impl<'a> Conn<'a> {
             peer_interested: false,
             pipeline: Pipeline::new(layout, now),
             rate_mark: (0, now),
-            serve_queue: VecDeque::new(),
+            serve_queue: RequestQueue::new(),
             metadata_queue: VecDeque::new(),
             expect_command_until: now,
             last_sent: now,
@@ -516,7 +517,7 @@ impl<'a> Conn<'a> {
                 if self.am_choking {
                     // Requests from a choked peer are dropped, as BEP 3 allows.
                 } else {
-                    self.serve_queue.push_back((index, begin, length));
+                    self.serve_queue.push((index, begin, length));
                 }
             }
             Message::Cancel {
@@ -524,7 +525,7 @@ impl<'a> Conn<'a> {
                 begin,
                 length,
             } => {
-                self.serve_queue.retain(|r| *r != (index, begin, length));
+                self.serve_queue.cancel((index, begin, length));
             }
             Message::Piece {
                 index,

@@ -81,7 +81,7 @@ impl Conn<'_> {
             }
         }
         while self.pending_output() < OUTPUT_HIGH_WATER {
-            let Some((index, begin, length)) = self.serve_queue.pop_front() else {
+            let Some((index, begin, length)) = self.serve_queue.pop() else {
                 break;
             };
             wire::encode_piece_header(&mut self.out, index, begin, length);

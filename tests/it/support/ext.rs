@@ -411,6 +411,16 @@ impl Dialer {
         self.wire.send(bytes)
     }
 
+    /// The next message from the remote other than a keep-alive.
+    pub fn next_frame(&mut self) -> Step<Frame> {
+        self.wire.next_frame()
+    }
+
+    /// The port our end of the connection has.
+    pub fn local_port(&self) -> u16 {
+        self.wire.stream.local_addr().map_or(0, |a| a.port())
+    }
+
     /// Sends our extended handshake and returns the remote's (other
     /// messages before it are skipped).
     pub fn exchange_ext_handshakes(&mut self) -> Step<Value> {

@@ -186,6 +186,11 @@ impl Seeder {
         on_ip(ip, self.port)
     }
 
+    /// The binary's process.
+    pub fn binary(&self) -> &Binary {
+        &self._binary
+    }
+
     /// Its resident memory now, in bytes (`VmRSS` in /proc).
     pub fn resident_len(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self._binary.id()))

@@ -197,6 +197,12 @@ impl Binary {
         assert!(status.success());
     }
 
+    /// CPU time the process has used so far (user and system), from
+    /// `/proc/PID/stat`, in clock ticks of 10 ms.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time_of(self.child.id())
+    }
+
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
@@ -208,6 +214,22 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user and system) process `pid` has used, from `/proc/PID/stat`
+/// (fields 14 and 15, in ticks of 1/100 s on Linux); zero once it is gone.
+pub fn cpu_time_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count after it.
+    let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn rand_suffix() -> u32 {
