@@ -56,7 +56,8 @@
 //!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
 //! [`magnet`], [`peer::wire`], [`peer::ext`], and the URL and response half
-//! of [`tracker`]. Size arithmetic lives in [`layout`].
+//! of [`tracker::http`]. Text that comes from outside is capped and escaped
+//! by [`untrusted`] before it is printed. Size arithmetic lives in [`layout`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -43,12 +43,20 @@ use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
 use crate::stats::Stats;
 use crate::storage::Access;
-use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
+use crate::tracker::{
+    self, AnnounceRequest, Announcer, FirstAnnounce, TrackerCommand, TrackerList,
+};
+use crate::untrusted;
 use crate::verifier::{self, Verifier};
 
 /// Events may queue up to this many before peers wait: bounds memory held in
 /// finished pieces that the manager has not verified yet.
 const EVENT_QUEUE: usize = 64;
+/// Longest the exit waits for the tracker thread: its `stopped` announce
+/// (at most [`tracker::http::STOPPED_TIMEOUT`] per tracker that answered), or
+/// an announce it was in the middle of.
+const TRACKER_STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// Peers asked of the tracker.
 const NUMWANT: u32 = 50;
 /// `left` announced while the metadata, and so the size, is unknown.
@@ -134,7 +142,9 @@ pub struct Torrent {
     state: Arc<AtomicU8>,
     events_tx: Sender<Event>,
     thread: JoinHandle<Result<Outcome, Error>>,
-    tracker: Option<(Sender<TrackerCommand>, JoinHandle<()>)>,
+    /// The tracker thread: its commands, itself, and a channel that
+    /// disconnects when it ends.
+    tracker: Option<(Sender<TrackerCommand>, JoinHandle<()>, Receiver<()>)>,
     router: Arc<Router>,
 }
 
@@ -203,30 +213,41 @@ impl Torrent {
                 numwant: NUMWANT,
             }
         };
-        // The first announce happens here, before any thread starts, so an
-        // unreachable tracker with no other peers is an immediate, clear error.
-        let mut list = TrackerList::http(&trackers, options.tracker_timeout);
+        // With peers to dial (or as a seeder, which waits for peers anyway)
+        // the tracker thread makes the first announce while the torrent
+        // works. With nobody else to download from, it happens here, before
+        // any thread starts, so an unreachable tracker is an immediate, clear
+        // error.
+        let (mut list, rejected) = TrackerList::http(&trackers, options.tracker_timeout);
+        for e in &rejected {
+            warn!("{}: skipping a tracker: {e}", untrusted::show(&label));
+        }
+        let must_wait = initial_peers.is_empty() && !seeding;
         let mut first = None;
-        if !list.is_empty() {
+        if list.is_empty() {
+            match rejected.into_iter().next() {
+                Some(e) if must_wait => return Err(Error::Tracker(e)),
+                _ if initial_peers.is_empty() => warn!(
+                    "{}: no HTTP tracker and no peer known: waiting for incoming peers",
+                    untrusted::show(&label)
+                ),
+                _ => {}
+            }
+        } else if !must_wait {
+            first = Some(FirstAnnounce::Now);
+        } else {
             match list.announce(&request(Some(tracker::Event::Started))) {
                 Ok(response) => {
                     info!("tracker answered with {} peers", response.peers.len());
-                    first = Some((
-                        tracker::next_interval(&response),
-                        tracker::min_interval(&response),
-                    ));
+                    first = Some(FirstAnnounce::Done {
+                        wait: tracker::next_interval(&response),
+                        min_interval: tracker::min_interval(&response),
+                        answered: true,
+                    });
                     initial_peers.extend(response.peers);
                 }
-                // A downloader with nobody to download from cannot do anything;
-                // a seeder can still be found by peers that know its address.
-                Err(e) if initial_peers.is_empty() && !seeding => return Err(Error::Tracker(e)),
-                Err(e) => {
-                    warn!("{e}; will retry, going on with the peers we know");
-                    first = Some((tracker::RETRY_DELAY, tracker::DEFAULT_MIN_INTERVAL));
-                }
+                Err(e) => return Err(Error::Tracker(e)),
             }
-        } else if initial_peers.is_empty() {
-            warn!("{label}: no HTTP tracker and no peer known: waiting for incoming peers");
         }
         let tracker_channel = first.map(|_| unbounded::<TrackerCommand>());
 
@@ -266,25 +287,26 @@ impl Torrent {
             let _ = events_tx.send(Event::Peers(initial_peers));
         }
         let tracker = match first.zip(tracker_channel) {
-            Some(((first_wait, first_min), (cmd_tx, cmd_rx))) => {
+            Some((first, (cmd_tx, cmd_rx))) => {
                 let peers_tx = events_tx.clone();
                 let on_peers = move |peers: Vec<SocketAddr>| {
                     let _ = peers_tx.send(Event::Peers(peers));
                 };
+                let (ended_tx, ended_rx) = bounded::<()>(0);
                 let spawned = thread::Builder::new()
                     .name("tracker".into())
                     .spawn(move || {
+                        let _ended = ended_tx;
                         tracker::run_announce_loop(
                             Box::new(list),
-                            first_wait,
-                            first_min,
+                            first,
                             cmd_rx,
                             request,
                             on_peers,
                         );
                     });
                 match spawned {
-                    Ok(tracker) => Some((cmd_tx, tracker)),
+                    Ok(tracker) => Some((cmd_tx, tracker, ended_rx)),
                     Err(e) => {
                         // Stop what started, so nothing is left running.
                         client.router().unregister(info_hash);
@@ -353,12 +375,24 @@ impl Torrent {
             .map_err(|_| Error::Thread(format!("the torrent thread of {label} panicked")))
             .and_then(|r| r);
         self.router.unregister(self.info_hash);
-        if let Some((cmd_tx, thread)) = self.tracker {
+        if let Some((cmd_tx, thread, ended_rx)) = self.tracker {
             if matches!(outcome, Ok(Outcome::Complete)) {
                 let _ = cmd_tx.send(TrackerCommand::Completed);
             }
             let _ = cmd_tx.send(TrackerCommand::Stop);
-            let _ = thread.join();
+            // The thread may be in the middle of an announce to trackers that
+            // do not answer; the exit waits for it only so long.
+            // `ended_rx` disconnects when the thread's end of it is dropped.
+            let ended = ended_rx.recv_timeout(TRACKER_STOP_WAIT);
+            if ended != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                let _ = thread.join();
+            } else {
+                warn!(
+                    "{}: the tracker did not answer within {}s; not waiting for it",
+                    untrusted::show(&label),
+                    TRACKER_STOP_WAIT.as_secs()
+                );
+            }
         }
         (label, outcome)
     }

@@ -208,3 +208,132 @@ fn a_downloader_with_too_few_peers_asks_the_tracker_again_for_more() {
     assert_eq!(events[1], None, "a regular announce asking for more peers");
     drop(seeder);
 }
+
+/// `bytes` of a torrent with `announce-list` set to `tiers` of URLs
+/// (inserted before `info`, the keys staying sorted).
+fn with_announce_list(bytes: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
+    assert!(bytes.starts_with(b"d4:info"), "a torrent with no other key");
+    let mut out = b"d13:announce-listl".to_vec();
+    for tier in tiers {
+        out.push(b'l');
+        for url in tier {
+            out.extend(format!("{}:{url}", url.len()).bytes());
+        }
+        out.push(b'e');
+    }
+    out.push(b'e');
+    out.extend(&bytes[1..]);
+    out
+}
+
+/// Regression: ten trackers that never answer held a download that had
+/// `--peer` back by 20 s before its first dial (the first announce went
+/// through every tier before any peer was dialled) and 40 s at exit
+/// (`stopped` went to every tracker again).
+#[test]
+fn silent_trackers_hold_up_neither_the_download_nor_the_exit() {
+    use crate::support::magnet::{Seeder, arg, assert_success, download_cmd};
+    use crate::support::tracker::SilentTrackers;
+    let silent = SilentTrackers::start(10);
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(200_000, 9);
+    let (bytes, _) = make_torrent(
+        "quiet.bin",
+        &[TFile {
+            path: vec![],
+            data: data.clone(),
+        }],
+        32768,
+        None,
+    );
+    let tiers: Vec<Vec<String>> = silent.urls.iter().map(|u| vec![u.clone()]).collect();
+    let torrent = dir.path().join("quiet.torrent");
+    fs::write(&torrent, with_announce_list(&bytes, &tiers)).unwrap();
+    let source = dir.path().join("quiet.bin");
+    fs::write(&source, &data).unwrap();
+    let seeder = Seeder::start(&[arg(&torrent)], &source, &dir.path().join("seeder"));
+
+    let dest = dir.path().join("out");
+    let mut args = download_cmd(&[arg(&torrent)], &dest, &[seeder.addr([127, 0, 0, 1])]);
+    args.extend(["--tracker-timeout".into(), "5".into()]);
+    let started = std::time::Instant::now();
+    let (status, stderr) = run_binary(&args, &dir.path().join("downloader"));
+    let took = started.elapsed();
+    eprintln!("download with 10 silent trackers took {took:?}");
+    assert_success(status, &stderr);
+    assert_eq!(fs::read(dest.join("quiet.bin")).unwrap(), data);
+    // One tracker timeout (5 s) each would be 50 s before the first dial
+    // and 50 more at exit; the exit may wait 5 s for the tracker thread.
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "took {took:?}; stderr:\n{stderr}"
+    );
+}
+
+/// Regression: an announce URL with a port that is not a port
+/// (`:99999`, `:x`) quietly became port 80.
+#[test]
+fn an_announce_url_with_a_bad_port_is_refused_with_a_clear_error() {
+    for (url, port) in [
+        ("http://127.0.0.1:99999/announce", "99999"),
+        ("http://127.0.0.1:x/announce", "x"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let torrent =
+            write_single_file(dir.path(), "f.bin", &content(1000, 1), 16384, Some(url)).torrent;
+        let (status, stderr) = run_binary(
+            &[
+                torrent.to_str().unwrap(),
+                "-d",
+                dir.path().join("out").to_str().unwrap(),
+                "--port",
+                "0",
+                "--no-progress",
+            ],
+            dir.path(),
+        );
+        assert!(!status.success(), "{url}: {stderr}");
+        assert!(
+            stderr.contains(&format!("port \"{port}\" is not a number from 1 to 65535")),
+            "{url}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// Regression: a tracker's `failure reason` was printed raw: a 1 MiB one
+/// became a 1 MiB error line, and escape sequences reached the terminal.
+#[test]
+fn a_huge_failure_reason_full_of_escapes_is_capped_and_escaped() {
+    use crate::support::tracker::CannedTracker;
+    let mut reason = b"\x1b]0;owned\x07\x1b[2J".to_vec();
+    reason.resize(1 << 20, b'!');
+    let mut body = format!("d14:failure reason{}:", reason.len()).into_bytes();
+    body.extend(&reason);
+    body.push(b'e');
+    let tracker = CannedTracker::start(body);
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = write_single_file(
+        dir.path(),
+        "f.bin",
+        &content(1000, 1),
+        16384,
+        Some(&tracker.url),
+    )
+    .torrent;
+    let (status, stderr) = run_binary(
+        &[
+            torrent.to_str().unwrap(),
+            "-d",
+            dir.path().join("out").to_str().unwrap(),
+            "--port",
+            "0",
+            "--no-progress",
+        ],
+        dir.path(),
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("tracker refused the announce"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "an escape reached stderr");
+    assert!(stderr.len() < 4096, "{} bytes of stderr", stderr.len());
+}

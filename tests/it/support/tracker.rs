@@ -157,3 +157,69 @@ fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// A tracker that answers every announce with the same body, stopped when
+/// dropped.
+pub struct CannedTracker {
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CannedTracker {
+    /// Answers `body` (status 200) to every request.
+    pub fn start(body: Vec<u8>) -> CannedTracker {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
+                        let _ = request.respond(tiny_http::Response::from_data(body.clone()));
+                    }
+                }
+            })
+        };
+        CannedTracker {
+            url: format!("http://127.0.0.1:{port}/announce"),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CannedTracker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Trackers that accept connections and never answer: listening sockets
+/// that are never `accept`ed, so the kernel completes each connection and
+/// the request waits in its buffer. Closed when dropped.
+pub struct SilentTrackers {
+    _listeners: Vec<std::net::TcpListener>,
+    pub urls: Vec<String>,
+}
+
+impl SilentTrackers {
+    /// `count` of them on 127.0.0.1.
+    pub fn start(count: usize) -> SilentTrackers {
+        let listeners: Vec<_> = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let urls = listeners
+            .iter()
+            .map(|l| format!("http://{}/announce", l.local_addr().unwrap()))
+            .collect();
+        SilentTrackers {
+            _listeners: listeners,
+            urls,
+        }
+    }
+}
