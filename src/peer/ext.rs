@@ -125,10 +125,9 @@ impl ExtHandshake {
             let value = &payload[span];
             match key {
                 b"m" => hs.extensions = extensions(value),
-                b"v" => {
-                    hs.client =
-                        bencode::as_bytes(value).map(|v| String::from_utf8_lossy(v).into_owned());
-                }
+                // The remote's name for itself reaches our log: kept as
+                // it will be printed, capped and escaped.
+                b"v" => hs.client = bencode::as_bytes(value).map(crate::untrusted::show_bytes),
                 b"p" => hs.listen_port = int_in(value),
                 b"reqq" => hs.reqq = int_in(value),
                 b"metadata_size" => hs.metadata_size = int_in(value),
@@ -379,6 +378,17 @@ mod tests {
     fn handshake_client_that_is_not_utf8_decodes_lossily() {
         let hs = ExtHandshake::decode(b"d1:v4:ab\xffce").unwrap();
         assert_eq!(hs.client.as_deref(), Some("ab\u{fffd}c"));
+    }
+
+    #[test]
+    fn handshake_client_with_escapes_is_kept_inert_and_capped() {
+        let mut payload = b"d1:v4000:\x1b[2J".to_vec();
+        payload.resize(payload.len() + 4000 - 4, b'x');
+        payload.push(b'e');
+        let hs = ExtHandshake::decode(&payload).unwrap();
+        let client = hs.client.unwrap();
+        assert!(client.starts_with("\\u{1b}[2Jxx"), "{client:?}");
+        assert!(client.len() < 300, "{} bytes", client.len());
     }
 
     #[test]

@@ -15,11 +15,12 @@ use proptest::sample::select;
 use super::{Value, config, junk, mutate, mutations, small_limits, value};
 
 /// Any extension handshake. Names map to non-zero ids, since decoding drops
-/// the disabled ones.
+/// the disabled ones; client names are printable, since decoding escapes
+/// control characters (its unit tests cover that).
 fn ext_handshake() -> impl Strategy<Value = ExtHandshake> {
     (
         proptest::collection::btree_map(".{0,12}", 1u8..=255, 0..6),
-        proptest::option::of(".{0,20}"),
+        proptest::option::of("[a-zA-Z0-9 .:/_µ東-]{0,20}"),
         proptest::option::of(any::<u16>()),
         proptest::option::of(any::<u32>()),
         proptest::option::of(any::<IpAddr>()),
