@@ -44,6 +44,7 @@ use crate::progress::Progress;
 use crate::stats::Stats;
 use crate::storage::Access;
 use crate::tracker::{self, AnnounceRequest, Announcer, TrackerCommand, TrackerList};
+use crate::untrusted;
 use crate::verifier::{self, Verifier};
 
 /// Events may queue up to this many before peers wait: bounds memory held in
@@ -159,7 +160,8 @@ impl Torrent {
         let state = Arc::new(AtomicU8::new(State::FetchingMetadata as u8));
         let (info_hash, label, trackers, mut initial_peers, meta) = match source {
             Source::File(meta) => {
-                let label = meta.name.clone();
+                // Names come from outside: logged and shown only escaped.
+                let label = untrusted::show(&meta.name);
                 (
                     meta.info_hash,
                     label,
@@ -172,7 +174,8 @@ impl Torrent {
                 info!("magnet {}: fetching metadata", magnet.info_hash);
                 let tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
                 let peers = resolve_peers(&magnet.peers);
-                (magnet.info_hash, magnet.display_name(), tiers, peers, None)
+                let label = untrusted::show(&magnet.display_name());
+                (magnet.info_hash, label, tiers, peers, None)
             }
         };
         initial_peers.extend(&options.peers);
@@ -403,14 +406,14 @@ impl Run {
                         }
                     })?;
                 info!(
-                    "metadata of {:?} received: {} bytes in {} pieces",
-                    meta.name,
+                    "metadata of \"{}\" received: {} bytes in {} pieces",
+                    untrusted::show(&meta.name),
                     meta.total_len(),
                     meta.layout.piece_count()
                 );
                 self.state.store(State::Checking as u8, Ordering::Relaxed);
                 self.progress.rename(&meta.name);
-                let _ = self.name.set(meta.name.clone());
+                let _ = self.name.set(untrusted::show(&meta.name));
                 self.progress.set_total(meta.total_len());
                 // The check (minutes, for a large resumed magnet) runs on a
                 // thread of its own while this one keeps the connections
