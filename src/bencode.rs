@@ -9,7 +9,8 @@
 //! messages and files we write by hand, and listing a list's items in place
 //! (for [`crate::metainfo`], which reads the `.torrent` keys it uses this
 //! way and never decodes the ones it does not). Out of scope: what the keys
-//! mean. Pure code: no I/O.
+//! mean, and tracker responses, which `serde_bencode` decodes. Pure code: no
+//! I/O.
 
 use std::fmt;
 use std::ops::Range;

@@ -324,7 +324,7 @@ fn read_files(list: Value<'_>) -> Result<Vec<FileEntry>, MetainfoError> {
     let raw_files = list.list()?;
     if raw_files.is_empty() {
         return Err(MetainfoError::Invalid(
-            "info.files: `files` is empty".into(),
+            "info.files: the list is empty".into(),
         ));
     }
     let mut files = Vec::with_capacity(raw_files.len());

@@ -320,7 +320,8 @@ impl Torrent {
     }
 
     /// Its name: from the torrent, or the magnet's `dn` (or info-hash)
-    /// until the metadata is known.
+    /// until the metadata is known; escaped and capped for printing
+    /// ([`untrusted::show`]).
     pub fn label(&self) -> &str {
         self.name.get().unwrap_or(&self.label)
     }
