@@ -6,8 +6,11 @@
 //! over, and reading a dictionary's entries and its integer and string values
 //! in place (for the small, loosely typed extension messages of
 //! [`crate::peer::ext`]), and appending integers and strings for the
-//! messages and files we write by hand. Out of scope: turning structured
-//! documents into Rust types; `serde_bencode` does that. Pure code: no I/O.
+//! messages and files we write by hand, and listing a list's items in place
+//! (for [`crate::metainfo`], which reads the `.torrent` keys it uses this
+//! way and never decodes the ones it does not). Out of scope: what the keys
+//! mean, and tracker responses, which `serde_bencode` decodes. Pure code: no
+//! I/O.
 
 use std::fmt;
 use std::ops::Range;
@@ -44,7 +47,7 @@ impl fmt::Display for BencodeError {
 impl std::error::Error for BencodeError {}
 
 /// Nesting deeper than this is refused, so hostile input cannot exhaust the stack.
-const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 64;
 
 /// A dictionary key and the byte range of its value.
 pub type Entry<'a> = (&'a [u8], Range<usize>);
@@ -92,6 +95,26 @@ pub fn dict_entries(
         at = value_end;
     }
     Ok((entries, at + 1))
+}
+
+/// Checks that a list starts at `pos` and returns the byte range of each of
+/// its items in order, and the offset where it ends.
+///
+/// # Errors
+/// A [`BencodeError`] when the bytes at `pos` are not one well-formed list
+/// within [`MAX_DEPTH`].
+pub fn list_items(bytes: &[u8], pos: usize) -> Result<(Vec<Range<usize>>, usize), BencodeError> {
+    if bytes.get(pos) != Some(&b'l') {
+        return Err(err(pos, "not a list"));
+    }
+    let mut items = Vec::new();
+    let mut at = pos + 1;
+    while bytes.get(at) != Some(&b'e') {
+        let end = skip_at_depth(bytes, at, 1, MAX_DEPTH)?;
+        items.push(at..end);
+        at = end;
+    }
+    Ok((items, at + 1))
 }
 
 /// The integer that `value` (one whole bencoded value) holds, when it is an
@@ -331,6 +354,23 @@ mod tests {
         );
         assert!(dict_entries(b"d1:a", 0, 4).is_err());
         assert!(dict_entries(b"", 0, 4).is_err());
+    }
+
+    #[test]
+    fn list_items_gives_each_item_s_range_in_order() {
+        let doc = b"xli1e2:hiled1:ai2eee";
+        let (items, end) = list_items(doc, 1).unwrap();
+        assert_eq!(end, doc.len());
+        let got: Vec<&[u8]> = items.iter().map(|r| &doc[r.clone()]).collect();
+        assert_eq!(got, [&b"i1e"[..], b"2:hi", b"le", b"d1:ai2ee"]);
+        assert_eq!(list_items(b"le", 0), Ok((vec![], 2)));
+    }
+
+    #[test]
+    fn list_items_of_a_non_list_or_a_broken_one_is_error() {
+        assert_eq!(list_items(b"de", 0), Err(err(0, "not a list")));
+        assert!(list_items(b"li1e", 0).is_err());
+        assert!(list_items(b"lx", 0).is_err());
     }
 
     #[test]

@@ -50,7 +50,8 @@ magnet link."
 pub struct Args {
     /// The .torrent files or magnet links (magnet:?xt=urn:btih:<40 hex or
     /// 32 base32>&dn=NAME&tr=TRACKER&x.pe=HOST:PORT; quote them in the shell).
-    /// The same torrent given twice is one.
+    /// The same torrent given twice is one. A .torrent must be a regular
+    /// file of at most 16 MiB, the bound on metadata from peers too.
     #[arg(required = true, value_name = "TORRENT")]
     pub torrents: Vec<String>,
 

@@ -13,6 +13,7 @@ use crate::magnet::MagnetError;
 use crate::metainfo::MetainfoError;
 use crate::storage::StorageError;
 use crate::tracker::TrackerError;
+use crate::untrusted;
 
 /// Why a run failed.
 #[derive(Debug)]
@@ -80,14 +81,15 @@ impl fmt::Display for Error {
             Error::Metainfo { path, .. } => write!(f, "cannot use torrent file {}", path.display()),
             Error::Magnet { input, .. } => {
                 // A magnet can be long: its start is enough to recognise it.
-                let shown: String = input.chars().take(80).collect();
-                let more = if shown.len() < input.len() { "..." } else { "" };
-                write!(f, "invalid magnet link {shown}{more}")
+                let start: String = input.chars().take(80).collect();
+                let more = if start.len() < input.len() { "..." } else { "" };
+                write!(f, "invalid magnet link {}{more}", untrusted::show(&start))
             }
             Error::SaveTorrent { path, .. } => {
                 write!(f, "cannot write the torrent file {}", path.display())
             }
-            Error::Storage(e) => e.fmt(f),
+            // The path holds the torrent's names, which come from outside.
+            Error::Storage(e) => f.write_str(&show_path_text(&e.to_string())),
             Error::SeedMismatch {
                 path,
                 bad_count,
@@ -96,7 +98,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{} does not match the torrent: {bad_count} of {piece_count} pieces fail their hash (first: piece {first_bad})",
-                path.display()
+                show_path_text(&path.display().to_string())
             ),
             Error::Tracker(_) => {
                 f.write_str("no tracker answered and no peers were given with --peer")
@@ -107,6 +109,16 @@ impl fmt::Display for Error {
             Error::Thread(what) => write!(f, "internal error: {what}"),
         }
     }
+}
+
+/// `text` that holds paths, with each path component made safe to print
+/// ([`untrusted::show`]: escaped, and capped, which only a component too
+/// long to exist on disk needs).
+fn show_path_text(text: &str) -> String {
+    text.split('/')
+        .map(untrusted::show)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl std::error::Error for Error {
@@ -140,5 +152,38 @@ impl Error {
             Error::Magnet { .. } => 2,
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_a_torrent_in_a_storage_error_are_escaped() {
+        let e = Error::Storage(StorageError {
+            path: PathBuf::from("/dest/evil\x1b]0;pwned\x07/f\x1b[2J"),
+            action: "create",
+            source: io::Error::other("no space"),
+        });
+        assert_eq!(
+            e.to_string(),
+            "cannot create /dest/evil\\u{1b}]0;pwned\\u{7}/f\\u{1b}[2J"
+        );
+    }
+
+    #[test]
+    fn a_magnet_in_an_error_is_escaped_and_cut() {
+        let e = Error::Magnet {
+            input: format!("magnet:?dn=\x1b[2J{}", "x".repeat(500)),
+            source: MagnetError::MissingXt,
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("invalid magnet link magnet:?dn=\\u{1b}[2Jxxx"),
+            "{text}"
+        );
+        assert!(text.ends_with("x..."), "{text}");
+        assert!(!text.contains('\x1b'));
     }
 }

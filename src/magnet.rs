@@ -14,6 +14,7 @@ use data_encoding::{BASE32, HEXLOWER_PERMISSIVE};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::metainfo::{self, InfoHash};
+use crate::untrusted::show;
 
 /// Longest magnet link accepted, in bytes; checked before any parsing.
 pub const MAX_MAGNET_LEN: usize = 64 * 1024;
@@ -71,22 +72,31 @@ impl fmt::Display for MagnetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooLong(len) => write!(f, "magnet link is {len} bytes, over {MAX_MAGNET_LEN}"),
-            Self::NotMagnet(start) => write!(f, "not a magnet link (no `magnet:?`): {start:?}"),
+            Self::NotMagnet(start) => {
+                write!(f, "not a magnet link (no `magnet:?`): \"{}\"", show(start))
+            }
             Self::MissingXt => write!(f, "magnet link has no `xt` parameter"),
-            Self::NotBtih(xt) => write!(f, "magnet link has no `xt=urn:btih:` (first xt {xt:?})"),
+            Self::NotBtih(xt) => write!(
+                f,
+                "magnet link has no `xt=urn:btih:` (first xt \"{}\")",
+                show(xt)
+            ),
             Self::BadHashLength(hash) => {
                 let len = hash.chars().count();
                 write!(
                     f,
-                    "btih {hash:?} is {len} characters, expected 40 hex or 32 base32"
+                    "btih \"{}\" is {len} characters, expected 40 hex or 32 base32",
+                    show(hash)
                 )
             }
-            Self::BadHex(hash) => write!(f, "btih {hash:?} is not hex"),
-            Self::BadBase32(hash) => write!(f, "btih {hash:?} is not base32"),
+            Self::BadHex(hash) => write!(f, "btih \"{}\" is not hex", show(hash)),
+            Self::BadBase32(hash) => write!(f, "btih \"{}\" is not base32", show(hash)),
             Self::BadPercentEncoding { param, value } => {
                 write!(
                     f,
-                    "magnet `{param}` does not percent-decode to UTF-8: {value:?}"
+                    "magnet `{}` does not percent-decode to UTF-8: \"{}\"",
+                    show(param),
+                    show(value)
                 )
             }
         }
@@ -183,7 +193,9 @@ impl Magnet {
     /// The name to save under: `dn` if present and safe as one path component, else the info-hash in hex.
     ///
     /// Safe means what [`crate::metainfo`] accepts for a torrent's name (not
-    /// empty, `.` or `..`; no `/`, `\`, NUL or `:`) and at most 255 bytes.
+    /// empty, `.` or `..`; no `/` or NUL; on Windows none of its own
+    /// forbidden names) and at most 255 bytes. It comes from outside: print
+    /// it through [`crate::untrusted::show`].
     pub fn display_name(&self) -> String {
         match &self.name {
             Some(name) if is_safe_component(name) => name.clone(),
@@ -364,11 +376,24 @@ mod tests {
     #[test]
     fn unsafe_dn_falls_back_to_hex_name() {
         let long = "x".repeat(MAX_NAME_LEN + 1);
-        for dn in ["a%2Fb", "..", ".", "C%3A", "a%5Cb", "a%00", &long] {
+        for dn in ["a%2Fb", "..", ".", "a%00", &long] {
             let uri = format!("magnet:?xt=urn:btih:{HEX}&dn={dn}");
             let magnet = Magnet::parse(&uri).unwrap();
             assert!(magnet.name.is_some(), "{dn}");
             assert_eq!(magnet.display_name(), HEX, "{dn}");
+        }
+    }
+
+    #[test]
+    fn a_dn_with_a_colon_or_backslash_is_a_name_except_on_windows() {
+        for (dn, name) in [
+            ("C%3A", "C:"),
+            ("Movie%3A+The+Sequel", "Movie: The Sequel"),
+            ("a%5Cb", "a\\b"),
+        ] {
+            let uri = format!("magnet:?xt=urn:btih:{HEX}&dn={dn}");
+            let shown = Magnet::parse(&uri).unwrap().display_name();
+            assert_eq!(shown, if cfg!(windows) { HEX } else { name }, "{dn}");
         }
     }
 
@@ -415,6 +440,15 @@ mod tests {
             err.to_string(),
             "magnet `dn` does not percent-decode to UTF-8: \"a+%C3\""
         );
+    }
+
+    #[test]
+    fn values_quoted_in_errors_are_escaped_and_capped() {
+        let link = format!("magnet:?xt=urn:btih:\x1b[2J{}", "x".repeat(5000));
+        let text = Magnet::parse(&link).unwrap_err().to_string();
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(text.starts_with("btih \"\\u{1b}[2Jxxx"), "{text}");
+        assert!(text.chars().count() < 300, "{} chars", text.chars().count());
     }
 
     #[test]

@@ -1,20 +1,27 @@
 //! The `.torrent` file (BEP 3 "metainfo files"): parsing, validation and the
 //! info-hash.
 //!
-//! In scope: turning the bytes of a `.torrent` into a validated [`Metainfo`]
-//! whose file paths are safe to join under a destination folder. Out of scope:
-//! reading the file from disk (the caller does) and size arithmetic (see
-//! [`crate::layout`]). Pure code: no I/O.
+//! In scope: turning the bytes of a `.torrent` (at most [`MAX_METAINFO_LEN`])
+//! into a validated [`Metainfo`] whose file paths are safe to join under a
+//! destination folder and can all exist side by side (`paths`), reading
+//! only the keys the client uses and naming the key when one is wrong
+//! (`fields`). Out of scope: reading the file from disk (the caller does)
+//! and size arithmetic (see [`crate::layout`]). Pure code: no I/O.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use crate::bencode;
 use crate::layout::Layout;
+use crate::untrusted;
+use fields::{Dict, Value};
+pub(crate) use paths::check_component;
+
+mod fields;
+mod paths;
 
 /// SHA-1 of the raw bytes of the `info` dictionary: the torrent's identity.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,53 +76,85 @@ pub struct Metainfo {
 /// Why a `.torrent` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetainfoError {
+    /// Longer than [`MAX_METAINFO_LEN`] bytes (the length is carried).
+    TooLarge(usize),
     /// The bytes are not bencode.
     NotBencode(bencode::BencodeError),
-    /// Bencode, but a required key is missing or has the wrong type.
+    /// Bencode, but a key it uses is missing or wrong; the text starts with
+    /// the key (`info.piece length: ...`).
     Invalid(String),
     /// A file path in the torrent could escape the destination folder.
     UnsafePath(String),
+    /// Two files of the torrent have the same path.
+    DuplicatePath {
+        /// The path, relative to the torrent's root.
+        path: String,
+        /// Index of the first in `info.files`.
+        first: usize,
+        /// Index of the second.
+        second: usize,
+    },
+    /// A file's path is a folder on another file's path (`a` and `a/b`).
+    FileIsFolder {
+        /// The file's path.
+        file: String,
+        /// Its index in `info.files`.
+        index: usize,
+        /// The path of a file that would go under it.
+        nested: String,
+        /// That file's index.
+        nested_index: usize,
+    },
 }
 
 impl fmt::Display for MetainfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use untrusted::show;
         match self {
+            MetainfoError::TooLarge(len) => write!(
+                f,
+                "torrent is {len} bytes, more than the limit of {MAX_METAINFO_LEN}"
+            ),
             MetainfoError::NotBencode(e) => write!(f, "not a torrent file (bad bencode: {e})"),
             MetainfoError::Invalid(what) => write!(f, "invalid torrent: {what}"),
             MetainfoError::UnsafePath(path) => {
-                write!(f, "unsafe file path in torrent, refusing it: {path:?}")
+                write!(
+                    f,
+                    "unsafe file path in torrent, refusing it: \"{}\"",
+                    show(path)
+                )
             }
+            MetainfoError::DuplicatePath {
+                path,
+                first,
+                second,
+            } => write!(
+                f,
+                "invalid torrent: info.files[{first}] and info.files[{second}] have the same path \"{}\"",
+                show(path)
+            ),
+            MetainfoError::FileIsFolder {
+                file,
+                index,
+                nested,
+                nested_index,
+            } => write!(
+                f,
+                "invalid torrent: info.files[{index}] \"{}\" is a file, but info.files[{nested_index}] \"{}\" needs it as a folder",
+                show(file),
+                show(nested)
+            ),
         }
     }
 }
 
 impl std::error::Error for MetainfoError {}
 
-#[derive(Deserialize)]
-struct RawTorrent {
-    announce: Option<String>,
-    #[serde(rename = "announce-list")]
-    announce_list: Option<Vec<Vec<String>>>,
-    info: RawInfo,
-}
-
-#[derive(Deserialize)]
-struct RawInfo {
-    name: String,
-    #[serde(rename = "piece length")]
-    piece_length: u64,
-    #[serde(with = "serde_bytes")]
-    pieces: Vec<u8>,
-    length: Option<u64>,
-    files: Option<Vec<RawFile>>,
-}
-
-#[derive(Deserialize)]
-struct RawFile {
-    length: u64,
-    path: Vec<String>,
-    attr: Option<String>,
-}
+/// Largest `.torrent` file, and `info` dictionary fetched from peers (BEP 9,
+/// [`crate::peer::ext::MAX_METADATA_LEN`]), accepted: 16 MiB. Real torrents
+/// stay far below (libtorrent refuses files past 10 MB by default); a
+/// torrent of 100,000 files takes a few MB.
+pub const MAX_METAINFO_LEN: usize = 16 * 1024 * 1024;
 
 /// Largest piece length accepted; real torrents stay at or below 16 MiB.
 const MAX_PIECE_LEN: u64 = 64 * 1024 * 1024;
@@ -123,11 +162,26 @@ const MAX_PIECE_LEN: u64 = 64 * 1024 * 1024;
 impl Metainfo {
     /// Parses and validates the bytes of a `.torrent` file.
     ///
+    /// Only the keys the client uses are read (`announce`, `announce-list`
+    /// and `info`'s `name`, `piece length`, `pieces`, `length`, `files`, with
+    /// each file's `length`, `path` and `attr`); others are skipped unread,
+    /// whatever they hold, and still count in the info-hash.
+    ///
     /// # Errors
-    /// [`MetainfoError`] when the bytes are not bencode, keys are missing or
-    /// inconsistent (`pieces` not a multiple of 20, piece count not matching the
-    /// total length), or a path is unsafe (absolute, `..`, empty components).
+    /// [`MetainfoError`] when the bytes are more than [`MAX_METAINFO_LEN`] or
+    /// not bencode, a key it uses is missing or wrong (the error names it),
+    /// values are inconsistent (`pieces` not a multiple of 20, piece count not
+    /// matching the total length), a path is unsafe (absolute, `..`, empty
+    /// components), or two files' paths clash (the same path, or `a` and
+    /// `a/b`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        if bytes.len() > MAX_METAINFO_LEN {
+            return Err(MetainfoError::TooLarge(bytes.len()));
+        }
+        Metainfo::parse(bytes)
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
         let info_span = bencode::dict_value_span(bytes, b"info")
             .map_err(MetainfoError::NotBencode)?
             .ok_or_else(|| MetainfoError::Invalid("missing key `info`".into()))?;
@@ -137,70 +191,49 @@ impl Metainfo {
         let info_bytes: Arc<[u8]> = bytes[info_span.clone()].into();
         let info_hash = InfoHash(Sha1::digest(&bytes[info_span]).into());
 
-        let raw: RawTorrent = serde_bencode::from_bytes(bytes).map_err(|e| {
-            MetainfoError::Invalid(match e {
-                // serde_bencode words it "Missing Field: `name`".
-                serde_bencode::Error::MissingField(text) => {
-                    let key = text.split('`').nth(1).unwrap_or(&text);
-                    format!("missing key `{key}`")
-                }
-                other => other.to_string(),
-            })
-        })?;
-        let info = raw.info;
-
-        check_component(&info.name)?;
-        if info.piece_length == 0 || info.piece_length > MAX_PIECE_LEN {
+        let top = Value::document(bytes).dict()?;
+        let info = top.require("info")?.dict()?;
+        let name_value = info.require("name")?;
+        let name = name_value.text()?;
+        check_component(name)?;
+        let piece_len_value = info.require("piece length")?;
+        let piece_len = piece_len_value.length()?;
+        if piece_len == 0 || piece_len > MAX_PIECE_LEN {
             return Err(MetainfoError::Invalid(format!(
-                "piece length {} is out of range (1 to {MAX_PIECE_LEN})",
-                info.piece_length
+                "{}: piece length {piece_len} is out of range (1 to {MAX_PIECE_LEN})",
+                piece_len_value.at()
             )));
         }
-        if !info.pieces.len().is_multiple_of(20) {
+        let pieces = info.require("pieces")?.bytes()?;
+        if !pieces.len().is_multiple_of(20) {
             return Err(MetainfoError::Invalid(format!(
-                "`pieces` is {} bytes, not a multiple of 20",
-                info.pieces.len()
+                "info.pieces: {} bytes, not a multiple of 20",
+                pieces.len()
             )));
         }
-        let piece_hashes: Vec<[u8; 20]> = info
-            .pieces
+        let piece_hashes: Vec<[u8; 20]> = pieces
             .chunks_exact(20)
             .map(|c| c.try_into().expect("chunks_exact yields 20 bytes"))
             .collect();
 
-        let (files, multi_file) = match (info.length, info.files) {
+        let (files, multi_file) = match (info.get("length"), info.get("files")) {
             (Some(length), None) => (
                 vec![FileEntry {
                     path: PathBuf::new(),
-                    length,
+                    length: length.length()?,
                     padding: false,
                 }],
                 false,
             ),
-            (None, Some(raw_files)) => {
-                if raw_files.is_empty() {
-                    return Err(MetainfoError::Invalid("`files` is empty".into()));
-                }
-                let files = raw_files
-                    .into_iter()
-                    .map(|f| {
-                        Ok(FileEntry {
-                            path: safe_relative_path(&f.path)?,
-                            length: f.length,
-                            padding: f.attr.is_some_and(|a| a.contains('p')),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, MetainfoError>>()?;
-                (files, true)
-            }
+            (None, Some(list)) => (read_files(list)?, true),
             (Some(_), Some(_)) => {
                 return Err(MetainfoError::Invalid(
-                    "both `length` and `files` are present".into(),
+                    "info: both `length` and `files` are present".into(),
                 ));
             }
             (None, None) => {
                 return Err(MetainfoError::Invalid(
-                    "neither `length` nor `files` is present".into(),
+                    "info: neither `length` nor `files` is present".into(),
                 ));
             }
         };
@@ -208,30 +241,23 @@ impl Metainfo {
         let total_len = files
             .iter()
             .try_fold(0u64, |sum, f| sum.checked_add(f.length))
-            .ok_or_else(|| MetainfoError::Invalid("total length overflows".into()))?;
-        let layout = Layout::new(total_len, info.piece_length)
-            .map_err(|e| MetainfoError::Invalid(e.to_string()))?;
+            .ok_or_else(|| MetainfoError::Invalid("info: total length overflows".into()))?;
+        let layout = Layout::new(total_len, piece_len)
+            .map_err(|e| MetainfoError::Invalid(format!("info: {e}")))?;
         if layout.piece_count() as usize != piece_hashes.len() {
             return Err(MetainfoError::Invalid(format!(
-                "{} piece hashes, but a total length of {} bytes in pieces of {} needs {}",
+                "info.pieces: {} piece hashes, but a total length of {} bytes in pieces of {} needs {}",
                 piece_hashes.len(),
                 total_len,
-                info.piece_length,
+                piece_len,
                 layout.piece_count()
             )));
         }
 
-        let trackers = match raw.announce_list {
-            Some(tiers) if tiers.iter().any(|t| !t.is_empty()) => {
-                tiers.into_iter().filter(|t| !t.is_empty()).collect()
-            }
-            _ => raw.announce.into_iter().map(|url| vec![url]).collect(),
-        };
-
         Ok(Metainfo {
             info_hash,
-            name: info.name,
-            trackers,
+            name: name.to_string(),
+            trackers: read_trackers(&top)?,
             piece_hashes,
             files,
             multi_file,
@@ -249,11 +275,14 @@ impl Metainfo {
         info: &[u8],
         trackers: Vec<Vec<String>>,
     ) -> Result<Metainfo, MetainfoError> {
+        if info.len() > MAX_METAINFO_LEN {
+            return Err(MetainfoError::TooLarge(info.len()));
+        }
         let mut wrapped = Vec::with_capacity(info.len() + 8);
         wrapped.extend_from_slice(b"d4:info");
         wrapped.extend_from_slice(info);
         wrapped.push(b'e');
-        let mut meta = Metainfo::from_bytes(&wrapped)?;
+        let mut meta = Metainfo::parse(&wrapped)?;
         meta.trackers = trackers;
         Ok(meta)
     }
@@ -290,198 +319,63 @@ impl Metainfo {
     }
 }
 
-/// Checks one path component: no separators, not `.` or `..`, not empty.
-pub(crate) fn check_component(component: &str) -> Result<(), MetainfoError> {
-    let bad = component.is_empty()
-        || component == "."
-        || component == ".."
-        || component.contains(['/', '\\', '\0'])
-        // A Windows drive prefix such as `C:` would make the path absolute there.
-        || component.contains(':');
-    if bad {
-        Err(MetainfoError::UnsafePath(component.to_string()))
-    } else {
-        Ok(())
+/// The files of `info.files`, with safe paths that do not clash.
+fn read_files(list: Value<'_>) -> Result<Vec<FileEntry>, MetainfoError> {
+    let raw_files = list.list()?;
+    if raw_files.is_empty() {
+        return Err(MetainfoError::Invalid(
+            "info.files: the list is empty".into(),
+        ));
     }
+    let mut files = Vec::with_capacity(raw_files.len());
+    let mut paths = Vec::with_capacity(raw_files.len());
+    for raw in raw_files {
+        let file = raw.dict()?;
+        let length = file.require("length")?.length()?;
+        let components = file
+            .require("path")?
+            .list()?
+            .iter()
+            .map(Value::text)
+            .collect::<Result<Vec<&str>, _>>()?;
+        let padding = match file.get("attr") {
+            Some(attr) => attr.bytes()?.contains(&b'p'),
+            None => false,
+        };
+        files.push(FileEntry {
+            path: paths::safe_relative_path(&components)?,
+            length,
+            padding,
+        });
+        paths.push(components);
+    }
+    paths::check_conflicts(&files, &paths)?;
+    Ok(files)
 }
 
-/// Joins a torrent's path list into a relative path that stays inside its root.
-fn safe_relative_path(components: &[String]) -> Result<PathBuf, MetainfoError> {
-    if components.is_empty() {
-        return Err(MetainfoError::UnsafePath(String::new()));
+/// Tracker tiers: `announce-list` when it names any, else `announce`.
+fn read_trackers(top: &Dict<'_>) -> Result<Vec<Vec<String>>, MetainfoError> {
+    if let Some(list) = top.get("announce-list") {
+        let mut tiers = Vec::new();
+        for tier in list.list()? {
+            let urls = tier
+                .list()?
+                .iter()
+                .map(|url| url.text().map(str::to_string))
+                .collect::<Result<Vec<String>, _>>()?;
+            if !urls.is_empty() {
+                tiers.push(urls);
+            }
+        }
+        if !tiers.is_empty() {
+            return Ok(tiers);
+        }
     }
-    for c in components {
-        check_component(c).map_err(|_| MetainfoError::UnsafePath(components.join("/")))?;
-    }
-    Ok(components.iter().collect())
+    Ok(match top.get("announce") {
+        Some(url) => vec![vec![url.text()?.to_string()]],
+        None => vec![],
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Builds a single-file torrent's bytes with a chosen `info` body.
-    fn torrent_with_info(info: &str) -> Vec<u8> {
-        format!("d8:announce21:http://t.example/annc4:info{info}e").into_bytes()
-    }
-
-    fn pieces(count: usize) -> String {
-        format!("6:pieces{}:{}", count * 20, "a".repeat(count * 20))
-    }
-
-    #[test]
-    fn parses_a_single_file_torrent() {
-        let info = format!(
-            "d6:lengthi40000e4:name5:a.bin12:piece lengthi16384e{}e",
-            pieces(3)
-        );
-        let m = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
-        assert_eq!(m.name, "a.bin");
-        assert_eq!(m.total_len(), 40000);
-        assert_eq!(m.piece_hashes.len(), 3);
-        assert!(!m.multi_file);
-        assert_eq!(m.trackers, vec![vec!["http://t.example/annc".to_string()]]);
-        let expected: [u8; 20] = Sha1::digest(info.as_bytes()).into();
-        assert_eq!(m.info_hash.0, expected);
-    }
-
-    #[test]
-    fn parses_a_multi_file_torrent_with_announce_list() {
-        let info = format!(
-            "d5:filesld6:lengthi10e4:pathl1:a5:b.bineed6:lengthi0e4:pathl5:emptyeee4:name4:root12:piece lengthi16384e{}e",
-            pieces(1)
-        );
-        let bytes = format!("d13:announce-listll5:url-ael5:url-b5:url-cee4:info{info}e");
-        let m = Metainfo::from_bytes(bytes.as_bytes()).unwrap();
-        assert!(m.multi_file);
-        assert_eq!(m.files[0].path, PathBuf::from("a/b.bin"));
-        assert_eq!(m.files[1].length, 0);
-        assert_eq!(m.trackers.len(), 2);
-        assert_eq!(m.trackers[1], vec!["url-b", "url-c"]);
-    }
-
-    #[test]
-    fn info_hash_covers_unknown_keys_and_original_key_order() {
-        let info = format!(
-            "d4:name5:a.bin6:lengthi1e12:piece lengthi16384e{}7:privatei1e6:source3:xyze",
-            pieces(1)
-        );
-        let m = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
-        let expected: [u8; 20] = Sha1::digest(info.as_bytes()).into();
-        assert_eq!(m.info_hash.0, expected);
-    }
-
-    #[test]
-    fn a_written_torrent_file_reads_back_with_the_same_info_hash() {
-        // Unknown keys and their order must survive: `x-custom` sorts last.
-        let info = format!(
-            "d6:lengthi40000e4:name5:a.bin12:piece lengthi16384e{}8:x-customi1ee",
-            pieces(3)
-        );
-        let original = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
-        let fetched = Metainfo::from_info_bytes(
-            &original.info_bytes,
-            vec![
-                vec!["http://a/x".into(), "udp://b:1".into()],
-                vec!["http://c/y".into()],
-            ],
-        )
-        .unwrap();
-        assert_eq!(fetched.info_hash, original.info_hash);
-        let reread = Metainfo::from_bytes(&fetched.to_torrent_file()).unwrap();
-        assert_eq!(reread.info_hash, original.info_hash);
-        assert_eq!(reread.trackers, fetched.trackers);
-        assert_eq!(reread.name, "a.bin");
-        let bare = Metainfo::from_info_bytes(&original.info_bytes, vec![]).unwrap();
-        let reread = Metainfo::from_bytes(&bare.to_torrent_file()).unwrap();
-        assert!(reread.trackers.is_empty());
-        assert_eq!(reread.info_hash, original.info_hash);
-    }
-
-    #[test]
-    fn not_bencode_is_error() {
-        let e = Metainfo::from_bytes(b"hello, world").unwrap_err();
-        assert!(matches!(e, MetainfoError::NotBencode(_)), "{e}");
-        assert!(e.to_string().starts_with("not a torrent file"));
-    }
-
-    #[test]
-    fn missing_info_is_error() {
-        let e = Metainfo::from_bytes(b"d8:announce3:urle").unwrap_err();
-        assert_eq!(e, MetainfoError::Invalid("missing key `info`".into()));
-    }
-
-    #[test]
-    fn missing_piece_length_is_error_naming_the_key() {
-        let info = format!("d6:lengthi1e4:name1:x{}e", pieces(1));
-        let e = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap_err();
-        assert!(e.to_string().contains("piece length"), "{e}");
-    }
-
-    #[test]
-    fn pieces_not_multiple_of_20_is_error() {
-        let info = "d6:lengthi1e4:name1:x12:piece lengthi16384e6:pieces3:abce";
-        let e = Metainfo::from_bytes(&torrent_with_info(info)).unwrap_err();
-        assert!(e.to_string().contains("not a multiple of 20"), "{e}");
-    }
-
-    #[test]
-    fn piece_count_not_matching_length_is_error() {
-        let info = format!(
-            "d6:lengthi40000e4:name1:x12:piece lengthi16384e{}e",
-            pieces(2)
-        );
-        let e = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap_err();
-        assert!(e.to_string().contains("2 piece hashes"), "{e}");
-    }
-
-    #[test]
-    fn zero_piece_length_is_error() {
-        let info = format!("d6:lengthi1e4:name1:x12:piece lengthi0e{}e", pieces(1));
-        let e = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap_err();
-        assert!(e.to_string().contains("piece length 0"), "{e}");
-    }
-
-    fn multi_with_path(path: &str) -> Vec<u8> {
-        torrent_with_info(&format!(
-            "d5:filesld6:lengthi1e4:path{path}ee4:name4:root12:piece lengthi16384e{}e",
-            pieces(1)
-        ))
-    }
-
-    #[test]
-    fn unsafe_paths_are_refused() {
-        for path in [
-            "l2:..1:xe",
-            "l1:a2:..e",
-            "l0:e",
-            "le",
-            "l4:/etce",
-            "l3:a/be",
-            "l1:.e",
-            "l3:C:xe",
-        ] {
-            let e = Metainfo::from_bytes(&multi_with_path(path)).unwrap_err();
-            assert!(matches!(e, MetainfoError::UnsafePath(_)), "{path}: {e}");
-        }
-        assert!(Metainfo::from_bytes(&multi_with_path("l1:a1:be")).is_ok());
-    }
-
-    #[test]
-    fn unsafe_name_is_refused() {
-        let info = format!("d6:lengthi1e4:name2:..12:piece lengthi16384e{}e", pieces(1));
-        let e = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap_err();
-        assert!(matches!(e, MetainfoError::UnsafePath(_)), "{e}");
-    }
-
-    #[test]
-    fn padding_files_are_marked() {
-        let info = format!(
-            "d5:filesld6:lengthi1e4:pathl1:aeed4:attr1:p6:lengthi3e4:pathl4:.pad1:3eee4:name4:root12:piece lengthi16384e{}e",
-            pieces(1)
-        );
-        let m = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
-        assert!(!m.files[0].padding);
-        assert!(m.files[1].padding);
-    }
-}
+mod tests;

@@ -4,7 +4,8 @@
 //! Owns only presentation; the numbers come from the piece manager as a
 //! [`Snapshot`], or while a magnet's metadata is fetched, from the metadata
 //! phase ([`Progress::metadata`]). With several torrents every line is
-//! labelled with its torrent's name, and the live lines share one
+//! labelled with its torrent's name (escaped and capped: it comes from
+//! outside), and the live lines share one
 //! [`MultiProgress`] with a total line ([`total_bar`]).
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
 };
 use log::info;
+
+use crate::untrusted;
 
 /// What the display shows at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +70,7 @@ impl Progress {
         let mut progress = Progress {
             bar,
             seeding,
-            label: label.map_or_else(String::new, |l| format!("{l}: ")),
+            label: label.as_deref().map_or_else(String::new, label_of),
             last_log: None,
         };
         progress.set_total(total_len);
@@ -78,7 +81,10 @@ impl Progress {
     /// were labelled with the info-hash take it.
     pub fn rename(&mut self, name: &str) {
         if !self.label.is_empty() {
-            self.label = format!("{name}: ");
+            self.label = label_of(name);
+            if let Some(bar) = &self.bar {
+                bar.set_prefix(self.label.clone());
+            }
         }
     }
 
@@ -86,15 +92,14 @@ impl Progress {
     pub fn set_total(&mut self, total_len: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(total_len);
-            let template = if self.seeding {
-                format!("{}seeding {{total_bytes}} | {{msg}}", self.label)
+            // The label goes in as the prefix, never into the template,
+            // where a name's `{` would break it.
+            bar.set_prefix(self.label.clone());
+            bar.set_style(style(if self.seeding {
+                "{prefix}seeding {total_bytes} | {msg}"
             } else {
-                format!(
-                    "{}{{percent:>3}}% [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} | {{msg}}",
-                    self.label
-                )
-            };
-            bar.set_style(style(&template));
+                "{prefix}{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} | {msg}"
+            }));
         }
     }
 
@@ -190,6 +195,12 @@ impl Progress {
     }
 }
 
+/// The prefix of a torrent's lines: its name, which comes from the torrent
+/// or the magnet link, made safe to print ([`untrusted::show`]).
+fn label_of(name: &str) -> String {
+    format!("{}: ", untrusted::show(name))
+}
+
 /// The live total line under several torrents' lines.
 pub fn total_bar(multi: &MultiProgress) -> ProgressBar {
     let bar = multi.add(ProgressBar::new(0));
@@ -213,4 +224,50 @@ pub fn check_bar(piece_count: u32, live: bool) -> Option<ProgressBar> {
         );
         bar
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_with_template_braces_does_not_break_the_live_line() {
+        for name in ["{bad", "a}b", "{bar}", "{{", "x{msg"] {
+            let mut progress = Progress::new(100, false, true, Some(name.into()), None);
+            progress.set_total(200);
+            progress.rename(name);
+            let mut seeding = Progress::new(100, true, true, Some(name.into()), None);
+            seeding.set_total(100);
+        }
+    }
+
+    #[test]
+    fn a_label_from_outside_is_escaped_and_capped() {
+        assert_eq!(
+            label_of("evil\x1b]0;pwned\x07\x1b[2J"),
+            "evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J: "
+        );
+        assert_eq!(
+            label_of("Movie: The Sequel (2020).mkv"),
+            "Movie: The Sequel (2020).mkv: "
+        );
+        assert!(label_of(&"x".repeat(10_000)).chars().count() < 210);
+    }
+
+    #[test]
+    fn log_lines_carry_the_escaped_label() {
+        let progress = Progress::new(100, false, false, Some("a\x1b[2Jb".into()), None);
+        let snap = Snapshot {
+            have_len: 50,
+            total_len: 100,
+            peers: 1,
+            uploaded: 0,
+        };
+        let line = progress.log_line(&snap, None, Instant::now());
+        assert!(line.starts_with("a\\u{1b}[2Jb: 50.0%"), "{line}");
+        let mut renamed = progress;
+        renamed.rename("\x07bell");
+        let line = renamed.log_line(&snap, None, Instant::now());
+        assert!(line.starts_with("\\u{7}bell: "), "{line}");
+    }
 }

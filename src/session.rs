@@ -24,7 +24,7 @@ use indicatif::{HumanBytes, MultiProgress};
 use crate::client::Client;
 use crate::error::Error;
 use crate::magnet::Magnet;
-use crate::metainfo::{InfoHash, Metainfo};
+use crate::metainfo::{InfoHash, MAX_METAINFO_LEN, Metainfo};
 use crate::peer::wire::PeerId;
 use crate::piece_manager::{Event, Outcome};
 use crate::progress::total_bar;
@@ -138,12 +138,14 @@ impl ShutdownHandle {
     }
 }
 
-/// Reads and validates a `.torrent` file.
+/// Reads and validates a `.torrent` file: a regular file of at most
+/// [`MAX_METAINFO_LEN`] bytes.
 ///
 /// # Errors
-/// [`Error::ReadTorrent`] or [`Error::Metainfo`], naming the file.
+/// [`Error::ReadTorrent`] (also for a FIFO, a device, a folder or a file
+/// past the bound) or [`Error::Metainfo`], naming the file.
 pub fn load_torrent(path: &Path) -> Result<Metainfo, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::ReadTorrent {
+    let bytes = read_torrent_file(path).map_err(|source| Error::ReadTorrent {
         path: path.to_path_buf(),
         source,
     })?;
@@ -151,6 +153,65 @@ pub fn load_torrent(path: &Path) -> Result<Metainfo, Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The bytes of the regular file at `path`, refused past [`MAX_METAINFO_LEN`]
+/// bytes without reading them all, even if it grows while it is read.
+fn read_torrent_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, Read};
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // A FIFO would block the open until someone writes to it.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits() as i32,
+    );
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(IoError::other(format!(
+            "it is {}, not a regular file",
+            file_kind(metadata.file_type())
+        )));
+    }
+    let len = metadata.len();
+    if len > MAX_METAINFO_LEN as u64 {
+        return Err(IoError::other(format!(
+            "it is {len} bytes, more than the limit of {MAX_METAINFO_LEN}"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_METAINFO_LEN as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_METAINFO_LEN {
+        return Err(IoError::other(format!(
+            "it grew past the limit of {MAX_METAINFO_LEN} bytes while read"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What a file that is not a regular one is, in words.
+fn file_kind(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_dir() {
+        "a folder"
+    } else {
+        "something else"
+    }
 }
 
 /// Reads one input: a magnet link or the path of a `.torrent` file.

@@ -29,8 +29,9 @@ pub const HANDSHAKE_ID: u8 = 0;
 pub const UT_METADATA: u8 = 1;
 /// Name of the metadata extension (BEP 9) in the handshake's `m`.
 pub const UT_METADATA_NAME: &str = "ut_metadata";
-/// Largest metadata (info dictionary) we accept: 16 MiB.
-pub const MAX_METADATA_LEN: u32 = 16 * 1024 * 1024;
+/// Largest metadata (info dictionary) we accept: the bound on a `.torrent`
+/// file, [`crate::metainfo::MAX_METAINFO_LEN`] (16 MiB).
+pub const MAX_METADATA_LEN: u32 = crate::metainfo::MAX_METAINFO_LEN as u32;
 /// BEP 9 piece size: every metadata piece but the last is this long.
 pub const METADATA_PIECE_LEN: u32 = 16 * 1024;
 /// Longest extension handshake accepted; real ones are a few hundred bytes.

@@ -31,8 +31,8 @@ pub(super) fn prepare(
     stats: &Stats,
 ) -> Result<Prepared, Error> {
     info!(
-        "torrent {:?}: {} bytes in {} pieces of {}, info-hash {}",
-        meta.name,
+        "torrent \"{}\": {} bytes in {} pieces of {}, info-hash {}",
+        crate::untrusted::show(&meta.name),
         meta.total_len(),
         meta.layout.piece_count(),
         meta.layout.piece_len(),

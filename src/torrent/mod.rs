@@ -169,7 +169,8 @@ impl Torrent {
         let state = Arc::new(AtomicU8::new(State::FetchingMetadata as u8));
         let (info_hash, label, trackers, mut initial_peers, meta) = match source {
             Source::File(meta) => {
-                let label = meta.name.clone();
+                // Names come from outside: logged and shown only escaped.
+                let label = untrusted::show(&meta.name);
                 (
                     meta.info_hash,
                     label,
@@ -182,7 +183,8 @@ impl Torrent {
                 info!("magnet {}: fetching metadata", magnet.info_hash);
                 let tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
                 let peers = resolve_peers(&magnet.peers);
-                (magnet.info_hash, magnet.display_name(), tiers, peers, None)
+                let label = untrusted::show(&magnet.display_name());
+                (magnet.info_hash, label, tiers, peers, None)
             }
         };
         initial_peers.extend(&options.peers);
@@ -220,7 +222,7 @@ impl Torrent {
         // error.
         let (mut list, rejected) = TrackerList::http(&trackers, options.tracker_timeout);
         for e in &rejected {
-            warn!("{}: skipping a tracker: {e}", untrusted::show(&label));
+            warn!("{}: skipping a tracker: {e}", label);
         }
         let must_wait = initial_peers.is_empty() && !seeding;
         let mut first = None;
@@ -229,7 +231,7 @@ impl Torrent {
                 Some(e) if must_wait => return Err(Error::Tracker(e)),
                 _ if initial_peers.is_empty() => warn!(
                     "{}: no HTTP tracker and no peer known: waiting for incoming peers",
-                    untrusted::show(&label)
+                    label
                 ),
                 _ => {}
             }
@@ -339,7 +341,8 @@ impl Torrent {
     }
 
     /// Its name: from the torrent, or the magnet's `dn` (or info-hash)
-    /// until the metadata is known.
+    /// until the metadata is known; escaped and capped for printing
+    /// ([`untrusted::show`]).
     pub fn label(&self) -> &str {
         self.name.get().unwrap_or(&self.label)
     }
@@ -389,7 +392,7 @@ impl Torrent {
             } else {
                 warn!(
                     "{}: the tracker did not answer within {}s; not waiting for it",
-                    untrusted::show(&label),
+                    label,
                     TRACKER_STOP_WAIT.as_secs()
                 );
             }
@@ -437,14 +440,14 @@ impl Run {
                         }
                     })?;
                 info!(
-                    "metadata of {:?} received: {} bytes in {} pieces",
-                    meta.name,
+                    "metadata of \"{}\" received: {} bytes in {} pieces",
+                    untrusted::show(&meta.name),
                     meta.total_len(),
                     meta.layout.piece_count()
                 );
                 self.state.store(State::Checking as u8, Ordering::Relaxed);
                 self.progress.rename(&meta.name);
-                let _ = self.name.set(meta.name.clone());
+                let _ = self.name.set(untrusted::show(&meta.name));
                 self.progress.set_total(meta.total_len());
                 // The check (minutes, for a large resumed magnet) runs on a
                 // thread of its own while this one keeps the connections

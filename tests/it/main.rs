@@ -17,6 +17,10 @@ mod resume;
 /// Bad input: clear errors, non-zero exits, no panics, nothing written.
 mod errors;
 
+/// Hostile and odd `.torrent` files: clashing paths, `/dev/zero`, a FIFO,
+/// huge files, legal names with `:`, unknown huge keys, escapes in names.
+mod torrent_files;
+
 /// The info-hash of torrents made by other tools, against their hashes.
 mod fixtures;
 
