@@ -4,7 +4,7 @@
 //! [`session::Config`](crate::session::Config).
 
 use std::io::IsTerminal;
-use std::net::ToSocketAddrs;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -79,6 +79,11 @@ pub struct Args {
     /// used); 0 lets the system choose.
     #[arg(short = 'p', long, default_value_t = 6881, value_name = "N")]
     pub port: u16,
+
+    /// Listen on this address only (for example 127.0.0.1 for this machine
+    /// only, or :: for every IPv6 address) instead of every IPv4 address.
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
 
     /// A peer to connect to, besides the tracker's (repeatable).
     /// Example: --peer 127.0.0.1:7000
@@ -157,6 +162,7 @@ impl Args {
             save_torrent: self.save_torrent,
             mode,
             port: self.port,
+            bind: self.bind,
             peers,
             live_progress,
             tracker_timeout: Duration::from_secs(self.tracker_timeout.max(1)),
