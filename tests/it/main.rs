@@ -47,3 +47,8 @@ mod props;
 /// The extension protocol on the download side: the remote's `reqq` is
 /// honoured.
 mod extension;
+
+/// Connection churn against the binary (20,000 connections, a tracker
+/// answer of 100,000 unreachable peers, no file descriptors left): threads,
+/// memory maps and CPU time stay bounded, and it goes on serving.
+mod churn;

@@ -140,14 +140,33 @@ impl Binary {
         log_dir: &Path,
         env: &[(&str, &str)],
     ) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
+        command
+            .env_remove("RUST_LOG")
+            .args(args)
+            .envs(env.iter().copied());
+        Binary::spawn_command(command, log_dir)
+    }
+
+    /// Like [`Binary::spawn`], with at most `nofile` open files (`ulimit
+    /// -n`, which lowers the soft and the hard limit).
+    pub fn spawn_with_nofile(nofile: u64, args: &[impl AsRef<OsStr>], log_dir: &Path) -> Binary {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(args)
+            .env_remove("RUST_LOG");
+        Binary::spawn_command(command, log_dir)
+    }
+
+    fn spawn_command(mut command: Command, log_dir: &Path) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
