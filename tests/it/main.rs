@@ -52,3 +52,7 @@ mod extension;
 /// answer of 100,000 unreachable peers, no file descriptors left): threads,
 /// memory maps and CPU time stay bounded, and it goes on serving.
 mod churn;
+
+/// Bans: an attacker that copies an honest peer's id does not get it
+/// refused; a liar that reconnects from new ports is kept out by its IP.
+mod bans;
