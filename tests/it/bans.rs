@@ -36,12 +36,19 @@ fn send(stream: &mut TcpStream, message: Message<'_>) -> io::Result<()> {
 }
 
 fn banned_ip(running: &Running, ip: Ipv4Addr) -> bool {
-    running.stats.banned().iter().any(|a| a.ip() == IpAddr::V4(ip))
+    running
+        .stats
+        .banned()
+        .iter()
+        .any(|a| a.ip() == IpAddr::V4(ip))
 }
 
 fn assert_same_file(dest: &Path, made: &SingleFile) {
     let got = fs::read(dest.join("bans.bin")).unwrap();
-    assert!(got == fs::read(&made.source).unwrap(), "the download differs");
+    assert!(
+        got == fs::read(&made.source).unwrap(),
+        "the download differs"
+    );
 }
 
 /// Regression: an attacker that copied the seeder's peer id from one
@@ -80,13 +87,21 @@ fn an_attacker_with_the_seeders_peer_id_does_not_get_the_seeder_refused() {
     let mut downloading = config(&made.torrent, download_to(&dest), vec![]);
     downloading.port = port;
     let downloader = Running::start(&downloading);
-    assert_eq!(downloader.addr.port(), port, "the downloader took another port");
+    assert_eq!(
+        downloader.addr.port(),
+        port,
+        "the downloader took another port"
+    );
     let mut attacker = connect_from(ATTACKER, downloader_addr).unwrap();
     exchange_handshakes(&mut attacker, info_hash, seeders.peer_id.0, TIMEOUT)
         .unwrap()
         .expect("the downloader answers the attacker");
     // One bad message: a bitfield a byte too long.
-    send(&mut attacker, Message::Bitfield(&[0xff; PIECE_COUNT / 8 + 1])).unwrap();
+    send(
+        &mut attacker,
+        Message::Bitfield(&[0xff; PIECE_COUNT / 8 + 1]),
+    )
+    .unwrap();
     wait_until("the attacker's ban", || banned_ip(&downloader, ATTACKER));
 
     let outcome = downloader.wait().unwrap();
@@ -112,14 +127,23 @@ fn send_one_bad_piece(stream: &mut TcpStream) -> io::Result<()> {
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return Ok(()),
         }
         let mut requests = Vec::new();
         while let Some((message, used)) = Message::decode(&buf, limits)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
         {
-            if let Message::Request { index, begin, length } = message {
+            if let Message::Request {
+                index,
+                begin,
+                length,
+            } = message
+            {
                 requests.push((index, begin, length));
             }
             buf.drain(..used);
@@ -131,7 +155,11 @@ fn send_one_bad_piece(stream: &mut TcpStream) -> io::Result<()> {
             }
             if *piece.get_or_insert(index) == index {
                 let wrong = vec![0x5a; length as usize];
-                let block = Message::Piece { index, begin, block: &wrong };
+                let block = Message::Piece {
+                    index,
+                    begin,
+                    block: &wrong,
+                };
                 send(stream, block)?;
                 answered += 1;
             }

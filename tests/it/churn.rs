@@ -15,9 +15,7 @@ use bittorrent::metainfo::InfoHash;
 
 use crate::support::bencode::{SingleFile, write_single_file};
 use crate::support::magnet::{Seeder, arg};
-use crate::support::net::{
-    connect_from, cpu_time, exchange_handshakes, held, peer_id, poll_until,
-};
+use crate::support::net::{connect_from, cpu_time, exchange_handshakes, held, peer_id, poll_until};
 use crate::support::tracker::TestTracker;
 use crate::support::*;
 
@@ -26,7 +24,13 @@ const CONTENT_LEN: usize = 1024 * 1024;
 const PIECE_LEN: usize = 16 * 1024;
 
 fn single_file(dir: &Path, announce: Option<&str>) -> SingleFile {
-    write_single_file(dir, "churn.bin", &content(CONTENT_LEN, 11), PIECE_LEN, announce)
+    write_single_file(
+        dir,
+        "churn.bin",
+        &content(CONTENT_LEN, 11),
+        PIECE_LEN,
+        announce,
+    )
 }
 
 /// Threads that connect to `to`, exchange handshakes and close, `cycles`
@@ -48,8 +52,7 @@ fn churn(to: SocketAddr, info_hash: InfoHash, cycles: usize, same_id: bool) -> u
                         continue;
                     };
                     let within = Duration::from_secs(10);
-                    if let Ok(Some(_)) = exchange_handshakes(&mut stream, info_hash, id, within)
-                    {
+                    if let Ok(Some(_)) = exchange_handshakes(&mut stream, info_hash, id, within) {
                         answered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -89,7 +92,10 @@ fn a_seeders_threads_and_maps_stay_flat_over_20000_connections() {
     );
     // Some are refused: a closed connection stays in the seeder's table
     // until its thread sees the close, and one IP may hold only a few.
-    assert!(answered >= 8_000, "only {answered} of 16,000 handshakes answered");
+    assert!(
+        answered >= 8_000,
+        "only {answered} of 16,000 handshakes answered"
+    );
     assert!(
         after.threads <= before.threads + 4,
         "threads grew: {before:?} -> {after:?}; stderr:\n{}",
@@ -135,12 +141,19 @@ fn a_tracker_answer_of_100000_unreachable_peers_costs_little() {
     while !child.has_exited() {
         cpu = cpu_time(pid).unwrap_or(cpu);
         most_threads = most_threads.max(held(pid).map_or(0, |h| h.threads));
-        assert!(Instant::now() < deadline, "no exit within {TIMEOUT:?} (cpu {cpu:?})");
+        assert!(
+            Instant::now() < deadline,
+            "no exit within {TIMEOUT:?} (cpu {cpu:?})"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let (status, stderr) = child.wait();
     eprintln!("cpu {cpu:?}, at most {most_threads} threads");
-    assert!(status.success(), "exit {status}; stderr:\n{}", tail(&stderr));
+    assert!(
+        status.success(),
+        "exit {status}; stderr:\n{}",
+        tail(&stderr)
+    );
     assert!(fs::read(dest.join("churn.bin")).unwrap() == fs::read(&made.source).unwrap());
     assert!(cpu < Duration::from_secs(5), "cpu {cpu:?}");
     let budget = bittorrent::cli::DEFAULT_MAX_PEERS;
@@ -168,14 +181,21 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
     for n in 0..120u8 {
         let from = Ipv4Addr::new(127, 0, 1, 10 + n % 16);
         let mut stream = connect_from(from, addr).unwrap();
-        let _ = exchange_handshakes(&mut stream, info_hash, peer_id(n), Duration::from_millis(200));
+        let _ = exchange_handshakes(
+            &mut stream,
+            info_hash,
+            peer_id(n),
+            Duration::from_millis(200),
+        );
         held_open.push(stream);
         if seeder.stderr().contains(warning) {
             break;
         }
     }
     assert!(
-        poll_until(Duration::from_secs(10), || seeder.stderr().contains(warning)),
+        poll_until(Duration::from_secs(10), || seeder
+            .stderr()
+            .contains(warning)),
         "accept() never failed; stderr:\n{}",
         tail(&seeder.stderr())
     );
@@ -185,8 +205,14 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
     poll_until(Duration::from_secs(3), || false);
     let spent = cpu_time(seeder.pid()).unwrap() - cpu_before;
     let warnings = seeder.stderr().matches(warning).count();
-    eprintln!("{spent:?} of CPU in {:?}; {warnings} warnings", window.elapsed());
-    assert!(spent < Duration::from_millis(500), "{spent:?} of CPU in 3 s");
+    eprintln!(
+        "{spent:?} of CPU in {:?}; {warnings} warnings",
+        window.elapsed()
+    );
+    assert!(
+        spent < Duration::from_millis(500),
+        "{spent:?} of CPU in 3 s"
+    );
     assert_eq!(warnings, 1, "one warning per streak");
     // Descriptors come back: the seeder serves again.
     drop(held_open);
@@ -194,7 +220,12 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
     download(&config(&made.torrent, download_to(&dest), vec![addr]));
     assert!(fs::read(dest.join("churn.bin")).unwrap() == fs::read(&made.source).unwrap());
     let mut probe = TcpStream::connect(addr).unwrap();
-    let answer = exchange_handshakes(&mut probe, info_hash, peer_id(0xee), Duration::from_secs(10));
+    let answer = exchange_handshakes(
+        &mut probe,
+        info_hash,
+        peer_id(0xee),
+        Duration::from_secs(10),
+    );
     assert!(matches!(answer, Ok(Some(_))), "{answer:?}");
     let _ = probe.read(&mut [0u8; 1]);
 }
@@ -203,4 +234,3 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
 fn tail(text: &str) -> &str {
     &text[text.len().saturating_sub(4000)..]
 }
-

@@ -56,3 +56,7 @@ mod churn;
 /// Bans: an attacker that copies an honest peer's id does not get it
 /// refused; a liar that reconnects from new ports is kept out by its IP.
 mod bans;
+
+/// Connection slots: silent, dripping and idle connections do not keep an
+/// honest peer from being served or dialled; `--bind` listens on one address.
+mod slots;

@@ -45,7 +45,9 @@ impl TestTracker {
             addrs
                 .iter()
                 .flat_map(|a| match a {
-                    SocketAddr::V4(a) => [a.ip().octets().as_slice(), &a.port().to_be_bytes()].concat(),
+                    SocketAddr::V4(a) => {
+                        [a.ip().octets().as_slice(), &a.port().to_be_bytes()].concat()
+                    }
                     SocketAddr::V6(_) => panic!("compact peers are IPv4"),
                 })
                 .collect()
@@ -121,14 +123,11 @@ fn serve(
             Ok(announce) => {
                 let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, announce.port));
                 let swarm = swarms.entry(announce.info_hash.clone()).or_default();
-                let swarm_peers = swarm
-                    .iter()
-                    .filter(|p| **p != addr)
-                    .flat_map(|p| {
-                        let mut c = vec![127, 0, 0, 1];
-                        c.extend(p.port().to_be_bytes());
-                        c
-                    });
+                let swarm_peers = swarm.iter().filter(|p| **p != addr).flat_map(|p| {
+                    let mut c = vec![127, 0, 0, 1];
+                    c.extend(p.port().to_be_bytes());
+                    c
+                });
                 let peers: Vec<u8> = extra
                     .before
                     .iter()
