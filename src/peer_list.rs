@@ -123,6 +123,21 @@ impl PeerList {
         None
     }
 
+    /// Whether an address may be dialled now.
+    pub fn is_due(&mut self, now: Instant) -> bool {
+        while let Some(&Reverse((at, ticket, addr))) = self.queue.peek() {
+            let current = self
+                .known
+                .get(&addr)
+                .is_some_and(|k| !k.connected && k.ticket == ticket);
+            if current {
+                return at <= now;
+            }
+            self.queue.pop();
+        }
+        false
+    }
+
     /// Whether some address waits to be dialled later (or now).
     pub fn has_candidates(&self) -> bool {
         self.waiting > 0
@@ -321,6 +336,10 @@ mod tests {
             .collect();
         assert_eq!(order, [5, 3, 9, 1]);
         assert!(!list.has_candidates(), "all being dialled");
+        assert!(!list.is_due(now));
+        list.failed(addr(3), now);
+        assert!(!list.is_due(now), "not before its retry");
+        assert!(list.is_due(now + FIRST_RETRY));
     }
 
     #[test]

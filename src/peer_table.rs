@@ -7,7 +7,10 @@
 //! before its thread is spawned and gives it back when its `Disconnected`
 //! event arrives, so `--max-peers` holds across all torrents of the process.
 //! Incoming connections may not take the slots kept for our own dials, and
-//! at most [`MAX_PER_IP`] come from one IP. Ended threads are joined as soon
+//! at most [`MAX_PER_IP`] come from one IP. When the budget is spent and a
+//! newcomer or a dial needs a slot, the least useful incoming connection
+//! goes: one that has moved no payload either way for [`EVICT_IDLE_AFTER`]
+//! (the newcomer waits for its next try). Ended threads are joined as soon
 //! as they are known to have ended, so churn leaves no thread behind.
 //!
 //! Bans are by IP ([`PeerList::ban`]). A peer id is chosen by the remote, so
@@ -38,6 +41,9 @@ use crate::piece_manager::Event;
 const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// Most incoming connections of one torrent from one IP.
 pub const MAX_PER_IP: usize = 8;
+/// An incoming connection that has moved no payload for this long may be
+/// closed to make room, when the budget is spent.
+pub const EVICT_IDLE_AFTER: Duration = Duration::from_secs(15);
 
 /// One connection's thread and identity.
 pub struct Connection {
@@ -52,6 +58,9 @@ pub struct Connection {
     pub peer_id: Option<PeerId>,
     /// Its byte counters.
     pub counters: Arc<PeerCounters>,
+    opened: Instant,
+    /// Told to close to make room.
+    evicted: bool,
     _permit: Permit,
 }
 
@@ -125,9 +134,14 @@ impl PeerTable {
     }
 
     /// Dials known addresses while the budget has room.
+    /// When the budget is spent and an address is due, an idle incoming
+    /// connection is closed to make room for it.
     pub fn dial_more(&mut self, now: Instant) {
         loop {
             let Some(permit) = self.budget.try_acquire() else {
+                if self.peer_list.is_due(now) {
+                    self.evict_idle(now);
+                }
                 break;
             };
             let Some(addr) = self.peer_list.next_to_dial(now) else {
@@ -155,10 +169,34 @@ impl PeerTable {
         }
         match self.budget.try_acquire_incoming() {
             Some(permit) => self.spawn(addr, Origin::Incoming(stream, handshake), permit),
-            None => debug!(
-                "{addr}: at the limit of {} incoming peers, refusing the connection",
-                self.budget.max_incoming()
-            ),
+            None => {
+                debug!(
+                    "{addr}: at the limit of {} incoming peers, refusing the connection",
+                    self.budget.max_incoming()
+                );
+                self.evict_idle(Instant::now());
+            }
+        }
+    }
+
+    /// Closes the oldest incoming connection that has moved no payload for
+    /// [`EVICT_IDLE_AFTER`], if any; its slot comes back when it has ended.
+    fn evict_idle(&mut self, now: Instant) {
+        let idle = self
+            .conns
+            .values_mut()
+            .filter(|c| {
+                !c.outgoing
+                    && !c.evicted
+                    && now.saturating_duration_since(c.opened) >= EVICT_IDLE_AFTER
+                    && c.counters.downloaded.load(Ordering::Relaxed) == 0
+                    && c.counters.uploaded.load(Ordering::Relaxed) == 0
+            })
+            .min_by_key(|c| c.opened);
+        if let Some(conn) = idle {
+            debug!("{}: idle, closing it to make room", conn.addr);
+            conn.evicted = true;
+            let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
         }
     }
 
@@ -183,6 +221,8 @@ impl PeerTable {
                     thread: Some(thread),
                     peer_id: None,
                     counters,
+                    opened: Instant::now(),
+                    evicted: false,
                     _permit: permit,
                 };
                 self.conns.insert(key, conn);

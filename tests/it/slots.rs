@@ -252,6 +252,39 @@ fn idle_incoming_connections_do_not_keep_a_downloader_from_dialling() {
     drop(idle);
 }
 
+/// A seeder whose slots are all taken by idle peers closes the oldest of
+/// them (idle for `EVICT_IDLE_AFTER`) when a newcomer is refused, so the
+/// newcomer's next try gets in.
+#[test]
+fn a_full_seeder_makes_room_for_a_downloader_by_closing_an_idle_peer() {
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let made = single_file(dir.path());
+    let info_hash = InfoHash(made.info_hash);
+    let mut seeding = config(&made.torrent, seed_from(&made.source), vec![]);
+    seeding.max_peers = 10;
+    let seeder = Running::start(&seeding);
+    let mut idle = Vec::new();
+    for n in 0..10u8 {
+        let from = Ipv4Addr::new(127, 0, 1, 20 + n % 2);
+        let mut stream = connect_from(from, seeder.addr).unwrap();
+        let answer =
+            exchange_handshakes(&mut stream, info_hash, peer_id(n), Duration::from_secs(5));
+        if let Ok(Some(_)) = answer {
+            idle.push(stream);
+        }
+    }
+    wait_until("the idle peers connected", || {
+        seeder.stats.peers.load(Ordering::Relaxed) as usize >= idle.len()
+    });
+    let full = Instant::now();
+    eprintln!("{} idle peers accepted", idle.len());
+    let aged = bittorrent::peer_table::EVICT_IDLE_AFTER + Duration::from_millis(200);
+    poll_until(aged, || full.elapsed() >= aged);
+    assert_served(&made, dir.path(), seeder.addr);
+    drop(idle);
+}
+
 #[test]
 fn bind_listens_on_the_given_address_only() {
     let dir = tempfile::tempdir().unwrap();
