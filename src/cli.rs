@@ -217,6 +217,26 @@ mod tests {
     }
 
     #[test]
+    fn bind_is_every_ipv4_address_unless_given() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).map(|args| args.into_config().unwrap().bind)
+        };
+        assert_eq!(parse(&[]).unwrap(), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            parse(&["--bind", "127.0.0.1"]).unwrap(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            parse(&["--bind", "::1"]).unwrap(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        let e = parse(&["--bind", "localhost:80"]).unwrap_err().to_string();
+        assert!(e.contains("--bind") && e.contains("localhost:80"), "{e}");
+    }
+
+    #[test]
     fn seed_and_download_together_is_a_usage_error() {
         assert!(Args::try_parse_from(["bittorrent", "a.torrent", "-d", "x", "-s", "y"]).is_err());
         assert!(Args::try_parse_from(["bittorrent", "a.torrent"]).is_err());
