@@ -203,6 +203,7 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
     // Over 3 s of failing accepts, the listener must mostly sleep.
     let cpu_before = cpu_time(seeder.pid()).unwrap();
     let window = Instant::now();
+    // A measurement window, not a wait for something to happen.
     poll_until(Duration::from_secs(3), || false);
     let spent = cpu_time(seeder.pid()).unwrap() - cpu_before;
     let warnings = seeder.stderr().matches(warning).count();

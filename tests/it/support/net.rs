@@ -104,8 +104,8 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Polls `sample` every 20 ms until `done` holds or `within` passes;
-/// returns whether `done` held.
+/// Polls `done` every 20 ms until it holds or `within` passes; returns
+/// whether it held.
 pub fn poll_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
