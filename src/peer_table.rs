@@ -148,6 +148,9 @@ impl PeerTable {
                 break;
             };
             if self.conns.values().any(|c| c.addr == addr) {
+                // It dialled us from its listen port: try again later,
+                // rather than leave the address marked as being dialled.
+                self.peer_list.disconnected(addr, now);
                 continue;
             }
             self.spawn(addr, Origin::Outgoing(addr), permit);
@@ -180,8 +183,13 @@ impl PeerTable {
     }
 
     /// Closes the oldest incoming connection that has moved no payload for
-    /// [`EVICT_IDLE_AFTER`], if any; its slot comes back when it has ended.
+    /// [`EVICT_IDLE_AFTER`], if any and none is closing for this already;
+    /// its slot comes back when it has ended.
     fn evict_idle(&mut self, now: Instant) {
+        // One at a time: the slot of the one told to close is on its way.
+        if self.conns.values().any(|c| c.evicted) {
+            return;
+        }
         let idle = self
             .conns
             .values_mut()
