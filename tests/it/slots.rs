@@ -285,6 +285,95 @@ fn a_full_seeder_makes_room_for_a_downloader_by_closing_an_idle_peer() {
     drop(idle);
 }
 
+/// A peer we dial that answers with one byte of its handshake every
+/// second, on 127.0.0.7: how long its first connection lasted, once the
+/// session under test closed it. Stopped and joined on drop.
+struct DrippingListener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    lifetime: Arc<Mutex<Option<Duration>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DrippingListener {
+    fn start(info_hash: InfoHash) -> DrippingListener {
+        let listener = std::net::TcpListener::bind(("127.0.0.7", 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let lifetime = Arc::new(Mutex::new(None));
+        let thread = {
+            let (stop, lifetime) = (Arc::clone(&stop), Arc::clone(&lifetime));
+            thread::spawn(move || {
+                let deadline = Instant::now() + TIMEOUT;
+                let mut stream = loop {
+                    if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        return;
+                    }
+                    match listener.accept() {
+                        Ok((stream, _)) => break stream,
+                        Err(_) => thread::sleep(Duration::from_millis(20)),
+                    }
+                };
+                stream.set_nonblocking(true).unwrap();
+                let opened = Instant::now();
+                let ours = crate::support::net::handshake_bytes(info_hash, peer_id(7));
+                let mut sent = 0;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let due = (opened.elapsed().as_secs() as usize + 1).min(ours.len() - 1);
+                    let wrote = (sent..due).try_for_each(|i| stream.write_all(&ours[i..=i]));
+                    sent = due;
+                    if wrote.is_err() || closed(&mut stream) {
+                        *lifetime.lock().unwrap() = Some(opened.elapsed());
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        DrippingListener {
+            addr,
+            stop,
+            lifetime,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DrippingListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Regression: our dials bounded each read of the remote's handshake, not
+/// the handshake, so a remote dripping it held the connection indefinitely.
+#[test]
+fn a_dialled_peer_dripping_its_handshake_is_dropped_at_the_deadline() {
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let made = single_file(dir.path());
+    let dripper = DrippingListener::start(InfoHash(made.info_hash));
+    let dest = dir.path().join("out");
+    let _downloader = Running::start(&config(
+        &made.torrent,
+        download_to(&dest),
+        vec![dripper.addr],
+    ));
+    let mut lifetime = None;
+    let ended = poll_until(Duration::from_secs(30), || {
+        lifetime = *dripper.lifetime.lock().unwrap();
+        lifetime.is_some()
+    });
+    assert!(ended, "the dripping connection was still open after 30 s");
+    let lifetime = lifetime.unwrap();
+    eprintln!("the dripping connection lasted {lifetime:?}");
+    assert!(lifetime < Duration::from_secs(13), "it lasted {lifetime:?}");
+}
+
 #[test]
 fn bind_listens_on_the_given_address_only() {
     let dir = tempfile::tempdir().unwrap();
