@@ -134,6 +134,7 @@ impl PeerTable {
     }
 
     /// Dials known addresses while the budget has room.
+    ///
     /// When the budget is spent and an address is due, an idle incoming
     /// connection is closed to make room for it.
     pub fn dial_more(&mut self, now: Instant) {
