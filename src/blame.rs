@@ -3,14 +3,16 @@
 //!
 //! A piece's blocks may come from several peers (a peer choked us or left
 //! mid-piece, and another finished it). A failed piece with one sender
-//! counts against that sender, who is banned after [`BAN_AFTER_BAD_PIECES`].
+//! counts against that sender's IP, which is banned after
+//! [`BAN_AFTER_BAD_PIECES`]: by IP, so a liar that reconnects from a new
+//! port after each bad piece is still counted.
 //! A failed piece with several senders blames nobody, since an honest peer
 //! that finished a liar's half piece must not be banned; instead it is
 //! fetched again whole from one peer ([`Blame::is_whole_only`]), so the next
 //! failure has a single author.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Pieces a peer sent alone that failed the hash check before it is banned.
 pub const BAN_AFTER_BAD_PIECES: u32 = 2;
@@ -22,7 +24,7 @@ pub enum Verdict {
     Counted {
         /// The sender.
         addr: SocketAddr,
-        /// Its failed pieces so far.
+        /// Its IP's failed pieces so far.
         bad_count: u32,
     },
     /// One sender, past the limit: ban it.
@@ -32,10 +34,10 @@ pub enum Verdict {
     Shared(Vec<SocketAddr>),
 }
 
-/// Bad pieces per address, and the pieces to fetch whole.
+/// Bad pieces per IP, and the pieces to fetch whole.
 #[derive(Debug, Default)]
 pub struct Blame {
-    bad_pieces: HashMap<SocketAddr, u32>,
+    bad_pieces: HashMap<IpAddr, u32>,
     whole_only: HashSet<u32>,
 }
 
@@ -49,7 +51,7 @@ impl Blame {
     pub fn failed(&mut self, index: u32, senders: &[SocketAddr]) -> Verdict {
         match *senders {
             [liar] => {
-                let bad = self.bad_pieces.entry(liar).or_default();
+                let bad = self.bad_pieces.entry(liar.ip()).or_default();
                 *bad += 1;
                 if *bad >= BAN_AFTER_BAD_PIECES {
                     Verdict::Ban(liar)
@@ -116,6 +118,24 @@ mod tests {
         assert!(
             !blame.is_whole_only(3),
             "a lone sender's piece is not shared"
+        );
+    }
+
+    #[test]
+    fn a_liar_is_counted_by_ip_whatever_port_it_sends_from() {
+        let mut blame = Blame::new();
+        let port = |port: u16| SocketAddr::from(([127, 0, 0, 4], port));
+        assert!(matches!(
+            blame.failed(1, &[port(40_001)]),
+            Verdict::Counted { bad_count: 1, .. }
+        ));
+        assert_eq!(blame.failed(2, &[port(40_002)]), Verdict::Ban(port(40_002)));
+        assert!(
+            matches!(
+                blame.failed(3, &[addr(2)]),
+                Verdict::Counted { bad_count: 1, .. }
+            ),
+            "another IP has its own count"
         );
     }
 

@@ -4,7 +4,7 @@
 //! [`session::Config`](crate::session::Config).
 
 use std::io::IsTerminal;
-use std::net::ToSocketAddrs;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,6 +80,11 @@ pub struct Args {
     /// used); 0 lets the system choose.
     #[arg(short = 'p', long, default_value_t = 6881, value_name = "N")]
     pub port: u16,
+
+    /// Listen on this address only (for example 127.0.0.1 for this machine
+    /// only, or :: for every IPv6 address) instead of every IPv4 address.
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
 
     /// A peer to connect to, besides the tracker's (repeatable).
     /// Example: --peer 127.0.0.1:7000
@@ -158,6 +163,7 @@ impl Args {
             save_torrent: self.save_torrent,
             mode,
             port: self.port,
+            bind: self.bind,
             peers,
             live_progress,
             tracker_timeout: Duration::from_secs(self.tracker_timeout.max(1)),
@@ -209,6 +215,26 @@ mod tests {
         };
         assert!(parse(&[]).direct_io);
         assert!(!parse(&["--no-direct-io"]).direct_io);
+    }
+
+    #[test]
+    fn bind_is_every_ipv4_address_unless_given() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).map(|args| args.into_config().unwrap().bind)
+        };
+        assert_eq!(parse(&[]).unwrap(), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            parse(&["--bind", "127.0.0.1"]).unwrap(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            parse(&["--bind", "::1"]).unwrap(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        let e = parse(&["--bind", "localhost:80"]).unwrap_err().to_string();
+        assert!(e.contains("--bind") && e.contains("localhost:80"), "{e}");
     }
 
     #[test]

@@ -4,25 +4,31 @@
 //! their handshake names. Later the DHT node and global rate limits.
 //!
 //! The `listener` thread accepts; a short-lived `incoming ADDR` thread reads
-//! the remote's 68-byte handshake (bounded in time, and in number by
-//! [`MAX_PENDING_HANDSHAKES`]) and hands the stream to the torrent's
+//! the remote's 68-byte handshake and hands the stream to the torrent's
 //! manager ([`Event::Incoming`]); the peer thread that manager spawns
 //! answers the handshake. A handshake for an unknown info-hash is dropped
 //! without an answer.
+//!
+//! Nothing a remote does can hold the listener: the whole handshake has one
+//! deadline ([`HANDSHAKE_TIMEOUT`], however slowly the bytes drip), at most
+//! [`MAX_PENDING_HANDSHAKES`] are read at once and at most
+//! [`MAX_PENDING_PER_IP`] from one IP, and when `accept()` fails (out of
+//! file descriptors) the listener backs off, up to [`MAX_ACCEPT_BACKOFF`],
+//! logging once per streak of failures, instead of spinning.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 
 use crate::error::Error;
 use crate::metainfo::InfoHash;
+use crate::peer::open::read_exact_before;
 use crate::peer::wire::{self, Handshake, PeerId};
 use crate::piece_manager::Event;
 
@@ -31,10 +37,18 @@ const PORT_TRIES: u16 = 10;
 /// Handshakes being read at once; more incoming connections wait in the
 /// kernel's accept queue.
 pub const MAX_PENDING_HANDSHAKES: usize = 32;
-/// How long an incoming connection may take to send its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes being read at once from one IP.
+pub const MAX_PENDING_PER_IP: usize = 4;
+/// How long an incoming connection may take to send its whole handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait after `accept()` fails; it doubles while failures last.
+const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// The longest wait between two `accept()`s that fail.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The process-wide limit on peer connections, in both directions.
+/// The process-wide limit on peer connections, in both directions. A fifth
+/// of it is kept for our own dials: incoming connections alone never fill
+/// it, so peers we choose (from trackers, `--peer`) can always be dialled.
 #[derive(Debug)]
 pub struct ConnectionBudget {
     max: usize,
@@ -56,9 +70,19 @@ impl ConnectionBudget {
 
     /// A permit for one more connection, or `None` at the limit.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        self.acquire_below(self.max)
+    }
+
+    /// A permit for one more incoming connection, or `None` when only the
+    /// slots kept for our dials are left.
+    pub fn try_acquire_incoming(self: &Arc<Self>) -> Option<Permit> {
+        self.acquire_below(self.max_incoming())
+    }
+
+    fn acquire_below(self: &Arc<Self>, limit: usize) -> Option<Permit> {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < self.max).then_some(used + 1)
+                (used < limit).then_some(used + 1)
             })
             .ok()
             .map(|_| Permit(Arc::clone(self)))
@@ -67,6 +91,11 @@ impl ConnectionBudget {
     /// The limit.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// The limit for incoming connections: the rest is kept for our dials.
+    pub fn max_incoming(&self) -> usize {
+        self.max - self.max / 5
     }
 
     /// Permits held now.
@@ -133,17 +162,23 @@ pub struct Client {
 }
 
 impl Client {
-    /// Binds the listen port (or the next free one) and starts accepting.
+    /// Binds the listen port (or the next free one) on address `bind`
+    /// (`0.0.0.0`: every IPv4 address) and starts accepting.
     ///
     /// # Errors
     /// [`Error::Listen`] when no port can be bound, [`Error::Thread`] when
     /// the listener cannot start.
-    pub fn start(port: u16, max_peers: usize, our_id: PeerId) -> Result<Client, Error> {
-        let listener = bind(port)?;
+    pub fn start(
+        bind: IpAddr,
+        port: u16,
+        max_peers: usize,
+        our_id: PeerId,
+    ) -> Result<Client, Error> {
+        let listener = bind_port(bind, port)?;
         let listen_addr = listener
             .local_addr()
             .map_err(|source| Error::Listen { port, source })?;
-        log::info!("listening on port {}", listen_addr.port());
+        log::info!("listening on {listen_addr}");
         let router = Arc::new(Router::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -188,7 +223,12 @@ impl Drop for Client {
     /// Stops the listener: a blocked `accept()` is woken by connecting to it.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let wake = SocketAddr::from(([127, 0, 0, 1], self.listen_addr.port()));
+        let ip = match self.listen_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let wake = SocketAddr::new(ip, self.listen_addr.port());
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Some(thread) = self.listener.take() {
             let _ = thread.join();
@@ -196,13 +236,13 @@ impl Drop for Client {
     }
 }
 
-fn bind(port: u16) -> Result<TcpListener, Error> {
+fn bind_port(ip: IpAddr, port: u16) -> Result<TcpListener, Error> {
     if port == 0 {
-        return TcpListener::bind(("0.0.0.0", 0)).map_err(|source| Error::Listen { port, source });
+        return TcpListener::bind((ip, 0)).map_err(|source| Error::Listen { port, source });
     }
     let mut last = None;
     for candidate in port..=port.saturating_add(PORT_TRIES) {
-        match TcpListener::bind(("0.0.0.0", candidate)) {
+        match TcpListener::bind((ip, candidate)) {
             Ok(listener) => return Ok(listener),
             Err(e) => {
                 debug!("port {candidate} unavailable: {e}");
@@ -219,46 +259,133 @@ fn bind(port: u16) -> Result<TcpListener, Error> {
 /// The `listener` thread: each accepted connection gets a thread that reads
 /// its handshake and routes it.
 fn accept_loop(listener: &TcpListener, router: &Arc<Router>, stop: &AtomicBool) {
-    let pending = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
+    let pending = Arc::new(Pending::default());
+    let mut failing = Failing::default();
+    loop {
+        let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let (stream, addr) = match stream.and_then(|s| s.peer_addr().map(|addr| (s, addr))) {
-            Ok(accepted) => accepted,
+        let (stream, addr) = match accepted {
+            Ok(accepted) => {
+                failing.ended();
+                accepted
+            }
+            // The remote gave up before we took it: nothing is wrong here.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
             Err(e) => {
-                warn!("accepting a connection failed: {e}");
+                // Out of file descriptors (or memory): retrying at once
+                // would fail again, at full speed.
+                thread::sleep(failing.failed(&e));
                 continue;
             }
         };
-        if pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_HANDSHAKES {
-            pending.fetch_sub(1, Ordering::AcqRel);
-            debug!("{addr}: too many handshakes in progress, closing");
+        let Some(slot) = pending.take(addr.ip()) else {
+            debug!("{addr}: too many handshakes in progress from it or in all, closing");
             continue;
-        }
-        let (router, pending_done) = (Arc::clone(router), Arc::clone(&pending));
+        };
+        let router = Arc::clone(router);
         // Detached: it ends within HANDSHAKE_TIMEOUT whatever the remote does.
         let spawned = thread::Builder::new()
             .name(format!("incoming {addr}"))
             .stack_size(64 * 1024)
             .spawn(move || {
+                let _slot = slot;
                 route_incoming(stream, addr, &router);
-                pending_done.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
-            pending.fetch_sub(1, Ordering::AcqRel);
             warn!("{addr}: cannot start a thread for the connection: {e}");
+        }
+    }
+}
+
+/// A streak of failed `accept()`s: its length and the next wait.
+#[derive(Debug, Default)]
+struct Failing {
+    count: u64,
+    wait: Duration,
+}
+
+impl Failing {
+    /// One more failure: logs the first of a streak, returns how long to wait.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        if self.count == 0 {
+            warn!("accepting connections failed: {e}; retrying less often until it works again");
+            self.wait = FIRST_ACCEPT_BACKOFF;
+        } else {
+            self.wait = (self.wait * 2).min(MAX_ACCEPT_BACKOFF);
+        }
+        self.count += 1;
+        self.wait
+    }
+
+    /// An `accept()` worked: ends the streak, if any.
+    fn ended(&mut self) {
+        if self.count > 0 {
+            log::info!("accepting connections again after {} failures", self.count);
+            self.count = 0;
+        }
+    }
+}
+
+/// Handshakes being read: in all and per IP.
+#[derive(Debug, Default)]
+struct Pending {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One handshake's place in [`Pending`], given back on drop.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    ip: IpAddr,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_ip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for a handshake from `ip`, unless that IP or everyone has
+    /// too many.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut per_ip = self.lock();
+        let total: usize = per_ip.values().sum();
+        let from_ip = per_ip.entry(ip).or_default();
+        if total >= MAX_PENDING_HANDSHAKES || *from_ip >= MAX_PENDING_PER_IP {
+            if *from_ip == 0 {
+                per_ip.remove(&ip);
+            }
+            return None;
+        }
+        *from_ip += 1;
+        Some(PendingSlot {
+            pending: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.pending.lock();
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
         }
     }
 }
 
 /// Reads the remote's handshake and hands the connection to its torrent.
 fn route_incoming(mut stream: TcpStream, addr: SocketAddr, router: &Router) {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut bytes = [0u8; wire::HANDSHAKE_LEN];
     let read = stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .and_then(|()| stream.set_nodelay(true))
-        .and_then(|()| stream.read_exact(&mut bytes));
+        .set_nodelay(true)
+        .and_then(|()| read_exact_before(&mut stream, &mut bytes, deadline));
     if let Err(e) = read {
         debug!("{addr}: no handshake: {e}");
         return;
@@ -326,5 +453,43 @@ mod tests {
         drop(a);
         assert_eq!(budget.in_use(), 1);
         assert!(budget.try_acquire().is_some());
+    }
+
+    #[test]
+    fn incoming_connections_leave_a_fifth_of_the_budget_to_our_dials() {
+        let budget = ConnectionBudget::new(10);
+        let incoming: Vec<Permit> = std::iter::from_fn(|| budget.try_acquire_incoming()).collect();
+        assert_eq!(incoming.len(), 8);
+        let dials: Vec<Permit> = std::iter::from_fn(|| budget.try_acquire()).collect();
+        assert_eq!(dials.len(), 2, "the kept slots are for dials");
+    }
+
+    #[test]
+    fn pending_handshakes_are_capped_per_ip_and_in_all() {
+        let pending = Arc::new(Pending::default());
+        let ip = |last: u8| IpAddr::from([127, 0, 0, last]);
+        let one: Vec<PendingSlot> = std::iter::from_fn(|| pending.take(ip(5))).collect();
+        assert_eq!(one.len(), MAX_PENDING_PER_IP);
+        assert!(pending.take(ip(1)).is_some(), "another IP still gets in");
+        drop(one);
+        let mut all = Vec::new();
+        for last in 10..=255 {
+            all.extend(pending.take(ip(last)));
+        }
+        assert_eq!(all.len(), MAX_PENDING_HANDSHAKES);
+        drop(all);
+        assert!(pending.lock().is_empty(), "every slot came back");
+    }
+
+    #[test]
+    fn failing_accepts_back_off_to_a_second_and_log_once_per_streak() {
+        let mut failing = Failing::default();
+        let e = std::io::Error::from_raw_os_error(24);
+        let waits: Vec<Duration> = (0..12).map(|_| failing.failed(&e)).collect();
+        assert_eq!(waits[0], FIRST_ACCEPT_BACKOFF);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().unwrap(), MAX_ACCEPT_BACKOFF);
+        failing.ended();
+        assert_eq!(failing.failed(&e), FIRST_ACCEPT_BACKOFF, "a new streak");
     }
 }

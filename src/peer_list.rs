@@ -8,12 +8,20 @@
 //! after [`MAX_FAILURES`] failures in a row. One that worked and then went
 //! away is tried again after [`FIRST_RECONNECT`] the first time (Transmission
 //! 3.00 closes every connection once it has a magnet's metadata, checks its
-//! files, and waits to be dialled again), then after [`RECONNECT_AFTER`]. A
-//! banned address is never
-//! dialled again.
+//! files, and waits to be dialled again), then after [`RECONNECT_AFTER`].
+//!
+//! Bans are by IP address, not address and port: a liar that reconnects
+//! from a new port, or listens on several, stays out. A peer id is never
+//! a reason for anything here, since the remote chooses it.
+//!
+//! Costs do not grow with the number of addresses: the next address to dial
+//! comes from a queue ordered by retry time (O(log n) per dial), and at most
+//! [`MAX_KNOWN`] addresses are kept, so a tracker answer of 100,000 peers
+//! costs neither memory nor a dial storm.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Wait before the first retry of an address that failed.
@@ -26,21 +34,33 @@ pub const MAX_FAILURES: u32 = 6;
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(30);
 /// The same wait, the first time a peer that worked disconnects.
 pub const FIRST_RECONNECT: Duration = Duration::from_secs(3);
+/// Most addresses a torrent keeps (libtorrent keeps 3,000 by default, as
+/// does Transmission's per-torrent pool): later ones are ignored until
+/// failures make room.
+pub const MAX_KNOWN: usize = 3000;
 
 #[derive(Debug, Clone, Copy)]
 struct Known {
     failures: u32,
     /// Working connections that ended.
     reconnects: u32,
-    next_try: Instant,
+    /// Being dialled or connected: not in the queue.
     connected: bool,
+    /// Which queue entry is current; older ones are skipped when popped.
+    ticket: u64,
 }
 
-/// Dialable addresses, their retry times, and the banned ones.
+/// Dialable addresses, their retry times, and the banned IPs.
 #[derive(Debug, Default)]
 pub struct PeerList {
     known: HashMap<SocketAddr, Known>,
-    banned: HashSet<SocketAddr>,
+    /// Addresses waiting to be dialled, soonest first; an entry whose
+    /// ticket is not its address's current one is stale.
+    queue: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
+    next_ticket: u64,
+    /// Known addresses not being dialled nor connected.
+    waiting: usize,
+    banned: HashSet<IpAddr>,
 }
 
 impl PeerList {
@@ -50,34 +70,98 @@ impl PeerList {
     }
 
     /// Learns `addr` (from a tracker or the command line); an address
-    /// already known keeps its state, a banned one is ignored.
+    /// already known keeps its state, a banned one is ignored, and so is a
+    /// new one when [`MAX_KNOWN`] are known.
     pub fn add(&mut self, addr: SocketAddr, now: Instant) {
-        if self.banned.contains(&addr) {
+        if self.banned.contains(&addr.ip())
+            || self.known.contains_key(&addr)
+            || self.known.len() >= MAX_KNOWN
+        {
             return;
         }
-        self.known.entry(addr).or_insert(Known {
-            failures: 0,
-            reconnects: 0,
-            next_try: now,
-            connected: false,
-        });
+        let ticket = self.enqueue(addr, now);
+        self.known.insert(
+            addr,
+            Known {
+                failures: 0,
+                reconnects: 0,
+                connected: false,
+                ticket,
+            },
+        );
+        self.waiting += 1;
+    }
+
+    fn enqueue(&mut self, addr: SocketAddr, at: Instant) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.queue.push(Reverse((at, ticket, addr)));
+        ticket
     }
 
     /// An address that may be dialled now, marked as connected; `None` when
     /// every known address is connected, waiting for its retry, or banned.
+    /// Addresses come out in the order of their retry times, then of when
+    /// they were queued.
     pub fn next_to_dial(&mut self, now: Instant) -> Option<SocketAddr> {
-        let (&addr, known) = self
-            .known
-            .iter_mut()
-            .filter(|(_, k)| !k.connected && k.next_try <= now)
-            .min_by_key(|(_, k)| (k.failures, k.next_try))?;
-        known.connected = true;
-        Some(addr)
+        while let Some(&Reverse((at, ticket, addr))) = self.queue.peek() {
+            let current = self
+                .known
+                .get(&addr)
+                .is_some_and(|k| !k.connected && k.ticket == ticket);
+            if current && at > now {
+                return None;
+            }
+            self.queue.pop();
+            if current {
+                let known = self.known.get_mut(&addr).expect("checked above");
+                known.connected = true;
+                self.waiting -= 1;
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Whether an address may be dialled now.
+    pub fn is_due(&mut self, now: Instant) -> bool {
+        while let Some(&Reverse((at, ticket, addr))) = self.queue.peek() {
+            let current = self
+                .known
+                .get(&addr)
+                .is_some_and(|k| !k.connected && k.ticket == ticket);
+            if current {
+                return at <= now;
+            }
+            self.queue.pop();
+        }
+        false
     }
 
     /// Whether some address waits to be dialled later (or now).
     pub fn has_candidates(&self) -> bool {
-        self.known.values().any(|k| !k.connected)
+        self.waiting > 0
+    }
+
+    /// How many addresses are known.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether no address is known.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Puts a connected `addr` back in the queue, due at `at`.
+    fn requeue(&mut self, addr: SocketAddr, at: Instant) {
+        let ticket = self.enqueue(addr, at);
+        let known = self.known.get_mut(&addr).expect("the caller checked");
+        if known.connected {
+            known.connected = false;
+            self.waiting += 1;
+        }
+        known.ticket = ticket;
     }
 
     /// A dial of `addr` failed before the peer became useful: retry later
@@ -87,39 +171,56 @@ impl PeerList {
             return;
         };
         known.failures += 1;
-        known.connected = false;
         if known.failures >= MAX_FAILURES {
-            self.known.remove(&addr);
+            self.forget(addr);
             return;
         }
         let backoff = FIRST_RETRY.saturating_mul(1 << (known.failures - 1).min(16));
-        known.next_try = now + backoff.min(MAX_RETRY);
+        self.requeue(addr, now + backoff.min(MAX_RETRY));
     }
 
     /// A working connection to `addr` ended: it may be dialled again later.
     pub fn disconnected(&mut self, addr: SocketAddr, now: Instant) {
-        if let Some(known) = self.known.get_mut(&addr) {
-            known.failures = 0;
-            known.connected = false;
-            let wait = if known.reconnects == 0 {
-                FIRST_RECONNECT
-            } else {
-                RECONNECT_AFTER
-            };
-            known.reconnects += 1;
-            known.next_try = now + wait;
+        let Some(known) = self.known.get_mut(&addr) else {
+            return;
+        };
+        known.failures = 0;
+        let wait = if known.reconnects == 0 {
+            FIRST_RECONNECT
+        } else {
+            RECONNECT_AFTER
+        };
+        known.reconnects += 1;
+        self.requeue(addr, now + wait);
+    }
+
+    fn forget(&mut self, addr: SocketAddr) {
+        if let Some(known) = self.known.remove(&addr)
+            && !known.connected
+        {
+            self.waiting -= 1;
         }
     }
 
-    /// Never dial `addr` again.
-    pub fn ban(&mut self, addr: SocketAddr) {
-        self.known.remove(&addr);
-        self.banned.insert(addr);
+    /// Never dial an address of `ip` again, nor learn one.
+    pub fn ban(&mut self, ip: IpAddr) {
+        if !self.banned.insert(ip) {
+            return;
+        }
+        let gone: Vec<SocketAddr> = self
+            .known
+            .keys()
+            .filter(|a| a.ip() == ip)
+            .copied()
+            .collect();
+        for addr in gone {
+            self.forget(addr);
+        }
     }
 
-    /// Whether `addr` is banned.
+    /// Whether `addr`'s IP is banned.
     pub fn is_banned(&self, addr: SocketAddr) -> bool {
-        self.banned.contains(&addr)
+        self.banned.contains(&addr.ip())
     }
 }
 
@@ -191,10 +292,54 @@ mod tests {
         let mut list = PeerList::new();
         let now = Instant::now();
         list.add(addr(1), now);
-        list.ban(addr(1));
+        list.add(addr(2), now);
+        list.ban(addr(1).ip());
         list.add(addr(1), now);
+        list.add(addr(3), now);
         assert!(list.is_banned(addr(1)));
+        assert!(list.is_banned(addr(3)), "every port of a banned IP");
         assert_eq!(list.next_to_dial(now + MAX_RETRY), None);
+        assert!(!list.has_candidates());
+        let other = SocketAddr::from(([127, 0, 0, 2], 1));
+        list.add(other, now);
+        assert_eq!(list.next_to_dial(now), Some(other), "other IPs are not");
+    }
+
+    #[test]
+    fn at_most_max_known_addresses_are_kept_and_failures_make_room() {
+        let mut list = PeerList::new();
+        let now = Instant::now();
+        let many = |i: usize| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1));
+        for i in 0..100_000 {
+            list.add(many(i), now);
+        }
+        assert_eq!(list.len(), MAX_KNOWN);
+        // The first ones learned are kept, and dialled in that order.
+        assert_eq!(list.next_to_dial(now), Some(many(0)));
+        for _ in 0..MAX_FAILURES {
+            list.failed(many(0), now);
+        }
+        assert_eq!(list.len(), MAX_KNOWN - 1, "forgotten after its failures");
+        list.add(many(MAX_KNOWN), now);
+        assert_eq!(list.len(), MAX_KNOWN);
+    }
+
+    #[test]
+    fn addresses_are_dialled_in_the_order_they_were_learned() {
+        let mut list = PeerList::new();
+        let now = Instant::now();
+        for port in [5, 3, 9, 1] {
+            list.add(addr(port), now);
+        }
+        let order: Vec<u16> = std::iter::from_fn(|| list.next_to_dial(now))
+            .map(|a| a.port())
+            .collect();
+        assert_eq!(order, [5, 3, 9, 1]);
+        assert!(!list.has_candidates(), "all being dialled");
+        assert!(!list.is_due(now));
+        list.failed(addr(3), now);
+        assert!(!list.is_due(now), "not before its retry");
+        assert!(list.is_due(now + FIRST_RETRY));
     }
 
     #[test]

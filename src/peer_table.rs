@@ -6,10 +6,20 @@
 //! A connection takes a [`Permit`] from the client's [`ConnectionBudget`]
 //! before its thread is spawned and gives it back when its `Disconnected`
 //! event arrives, so `--max-peers` holds across all torrents of the process.
-//! Ended threads are joined as soon as they are known to have ended.
+//! Incoming connections may not take the slots kept for our own dials, and
+//! at most [`MAX_PER_IP`] come from one IP. When the budget is spent and a
+//! newcomer or a dial needs a slot, the least useful incoming connection
+//! goes: one that has moved no payload either way for [`EVICT_IDLE_AFTER`]
+//! (the newcomer waits for its next try). Ended threads are joined as soon
+//! as they are known to have ended, so churn leaves no thread behind.
+//!
+//! Bans are by IP ([`PeerList::ban`]). A peer id is chosen by the remote, so
+//! it bans nobody, and a second connection with an id already connected is
+//! refused only when it comes from the same IP: whoever copies an honest
+//! peer's id cannot keep it out.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -29,6 +39,11 @@ use crate::piece_manager::Event;
 
 /// How long shutdown waits for peer threads to end.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
+/// Most incoming connections of one torrent from one IP.
+pub const MAX_PER_IP: usize = 8;
+/// An incoming connection that has moved no payload for this long may be
+/// closed to make room, when the budget is spent.
+pub const EVICT_IDLE_AFTER: Duration = Duration::from_secs(15);
 
 /// One connection's thread and identity.
 pub struct Connection {
@@ -43,6 +58,9 @@ pub struct Connection {
     pub peer_id: Option<PeerId>,
     /// Its byte counters.
     pub counters: Arc<PeerCounters>,
+    opened: Instant,
+    /// Told to close to make room.
+    evicted: bool,
     _permit: Permit,
 }
 
@@ -54,7 +72,6 @@ pub struct PeerTable {
     next_key: PeerKey,
     /// Addresses to dial, their backoff, and the banned ones.
     pub peer_list: PeerList,
-    banned_ids: HashSet<PeerId>,
     finished: Vec<JoinHandle<()>>,
 }
 
@@ -67,7 +84,6 @@ impl PeerTable {
             conns: HashMap::new(),
             next_key: 0,
             peer_list: PeerList::new(),
-            banned_ids: HashSet::new(),
             finished: Vec::new(),
         }
     }
@@ -118,36 +134,83 @@ impl PeerTable {
     }
 
     /// Dials known addresses while the budget has room.
+    ///
+    /// When the budget is spent and an address is due, an idle incoming
+    /// connection is closed to make room for it.
     pub fn dial_more(&mut self, now: Instant) {
         loop {
             let Some(permit) = self.budget.try_acquire() else {
+                if self.peer_list.is_due(now) {
+                    self.evict_idle(now);
+                }
                 break;
             };
             let Some(addr) = self.peer_list.next_to_dial(now) else {
                 break;
             };
             if self.conns.values().any(|c| c.addr == addr) {
+                // It dialled us from its listen port: try again later,
+                // rather than leave the address marked as being dialled.
+                self.peer_list.disconnected(addr, now);
                 continue;
             }
             self.spawn(addr, Origin::Outgoing(addr), permit);
         }
     }
 
-    /// Takes a connection the client routed here, unless its address is
-    /// banned or the budget is spent. Peers on one host differ only by
-    /// port, so an IP already connected is no reason to refuse.
+    /// Takes a connection the client routed here, unless its IP is banned,
+    /// already has [`MAX_PER_IP`] connections, or the budget has no slot
+    /// left for incoming connections. Peers on one host differ only by
+    /// port, so a few connections from one IP are allowed.
     pub fn accept(&mut self, stream: Stream, handshake: Handshake, addr: SocketAddr) {
         if self.peer_list.is_banned(addr) {
             debug!("{addr}: banned, refusing the connection");
             return;
         }
-        match self.budget.try_acquire() {
-            Some(permit) => self.spawn(addr, Origin::Incoming(stream, handshake), permit),
-            None => debug!(
-                "{addr}: at the limit of {} peers, refusing the connection",
-                self.budget.max()
-            ),
+        if self.count_from(addr.ip()) >= MAX_PER_IP {
+            debug!("{addr}: {MAX_PER_IP} connections from its IP already, refusing");
+            return;
         }
+        match self.budget.try_acquire_incoming() {
+            Some(permit) => self.spawn(addr, Origin::Incoming(stream, handshake), permit),
+            None => {
+                debug!(
+                    "{addr}: at the limit of {} incoming peers, refusing the connection",
+                    self.budget.max_incoming()
+                );
+                self.evict_idle(Instant::now());
+            }
+        }
+    }
+
+    /// Closes the oldest incoming connection that has moved no payload for
+    /// [`EVICT_IDLE_AFTER`], if any and none is closing for this already;
+    /// its slot comes back when it has ended.
+    fn evict_idle(&mut self, now: Instant) {
+        // One at a time: the slot of the one told to close is on its way.
+        if self.conns.values().any(|c| c.evicted) {
+            return;
+        }
+        let idle = self
+            .conns
+            .values_mut()
+            .filter(|c| {
+                !c.outgoing
+                    && !c.evicted
+                    && now.saturating_duration_since(c.opened) >= EVICT_IDLE_AFTER
+                    && c.counters.downloaded.load(Ordering::Relaxed) == 0
+                    && c.counters.uploaded.load(Ordering::Relaxed) == 0
+            })
+            .min_by_key(|c| c.opened);
+        if let Some(conn) = idle {
+            debug!("{}: idle, closing it to make room", conn.addr);
+            conn.evicted = true;
+            let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
+        }
+    }
+
+    fn count_from(&self, ip: IpAddr) -> usize {
+        self.conns.values().filter(|c| c.addr.ip() == ip).count()
     }
 
     fn spawn(&mut self, addr: SocketAddr, origin: Origin, permit: Permit) {
@@ -167,6 +230,8 @@ impl PeerTable {
                     thread: Some(thread),
                     peer_id: None,
                     counters,
+                    opened: Instant::now(),
+                    evicted: false,
                     _permit: permit,
                 };
                 self.conns.insert(key, conn);
@@ -180,14 +245,21 @@ impl PeerTable {
         }
     }
 
-    /// A handshake arrived: accepts the peer (true) unless its id is banned
-    /// or already connected, in which case the connection is told to close.
+    /// A handshake arrived: accepts the peer (true) unless the same IP is
+    /// already connected with the same id, in which case the connection is
+    /// told to close. The same id from another IP is kept: ids are public.
     pub fn on_connected(&mut self, key: PeerKey, peer_id: PeerId) -> bool {
-        let duplicate = self.conns.values().any(|c| c.peer_id == Some(peer_id));
-        if self.banned_ids.contains(&peer_id) {
-            debug!("peer id {peer_id:?} is banned, closing the connection");
-        } else if duplicate {
-            debug!("peer id {peer_id:?} is already connected, closing the second connection");
+        let Some(ip) = self.conns.get(&key).map(|c| c.addr.ip()) else {
+            return false;
+        };
+        let duplicate = self
+            .conns
+            .values()
+            .any(|c| c.peer_id == Some(peer_id) && c.addr.ip() == ip);
+        if duplicate {
+            debug!(
+                "peer id {peer_id:?} is already connected from {ip}, closing the second connection"
+            );
         } else if let Some(conn) = self.conns.get_mut(&key) {
             conn.peer_id = Some(peer_id);
             self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +281,7 @@ impl PeerTable {
             info!("{}: disconnected: {reason}", conn.addr);
         }
         if reason.is_violation() {
-            self.ban(conn.addr, conn.peer_id, &reason.to_string());
+            self.ban(conn.addr, &reason.to_string());
         } else if conn.outgoing {
             if conn.peer_id.is_some() {
                 self.peer_list.disconnected(conn.addr, now);
@@ -233,28 +305,19 @@ impl PeerTable {
         }
     }
 
-    /// Bans `addr` (and its peer id) for good and closes its connections.
-    pub fn ban(&mut self, addr: SocketAddr, peer_id: Option<PeerId>, reason: &str) {
+    /// Bans `addr`'s IP for good (every port) and closes its connections.
+    pub fn ban(&mut self, addr: SocketAddr, reason: &str) {
         if self.peer_list.is_banned(addr) {
             return;
         }
-        warn!("{addr}: banned: {reason}");
-        self.peer_list.ban(addr);
-        self.banned_ids.extend(peer_id);
+        warn!("{addr}: banned (its IP {}): {reason}", addr.ip());
+        self.peer_list.ban(addr.ip());
         self.ctx.stats.add_banned(addr);
         for conn in self.conns.values() {
-            if conn.addr == addr || (peer_id.is_some() && conn.peer_id == peer_id) {
+            if conn.addr.ip() == addr.ip() {
                 let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
             }
         }
-    }
-
-    /// The peer id of the connection from `addr`, if any.
-    pub fn peer_id_of(&self, addr: SocketAddr) -> Option<PeerId> {
-        self.conns
-            .values()
-            .find(|c| c.addr == addr)
-            .and_then(|c| c.peer_id)
     }
 
     /// Tells every peer to stop and waits a little for their threads,

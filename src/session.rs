@@ -58,6 +58,8 @@ pub struct Config {
     /// Port to listen on; 0 lets the OS choose. A taken port falls back to the
     /// next free one.
     pub port: u16,
+    /// Address to listen on (`0.0.0.0`: every IPv4 address).
+    pub bind: std::net::IpAddr,
     /// Peers to dial besides the trackers', for every torrent.
     pub peers: Vec<SocketAddr>,
     /// Show live progress lines (on a terminal) instead of log lines.
@@ -287,7 +289,7 @@ impl Session {
                 Err(e) => failures.push((input.clone(), e)),
             }
         }
-        let client = Client::start(config.port, config.max_peers, new_peer_id())?;
+        let client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
         // Several distinct torrents, not inputs: a duplicate or a bad input
         // leaves `-s PATH` meaning the content, as with one.
         let several = sources.len() > 1;

@@ -2,10 +2,13 @@
 //! accepted), the handshakes, and the manager's answer, which starts the
 //! full connection ([`super::conn`]) at once or after the metadata phase
 //! ([`super::fetching`]); then the report of how it ended.
+//!
+//! The remote's handshake has one deadline, not a timeout per `read()`, so
+//! a remote dripping a byte at a time cannot hold the connection's slot.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::debug;
@@ -22,8 +25,44 @@ use crate::piece_manager::{Event, PeerEvent};
 
 /// How long to wait for a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to wait for the remote's handshake and for the manager's answer.
+/// How long to wait for the remote's whole handshake and for the manager's answer.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fills `buf` from `stream` before `deadline`, however the bytes arrive.
+///
+/// # Errors
+/// `TimedOut` at the deadline, `UnexpectedEof` when the remote closes
+/// first, or the read's own error.
+pub fn read_exact_before(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("handshake not complete within {HANDSHAKE_TIMEOUT:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A read that timed out: the loop sees the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Runs one connection to its end and reports the end to the manager.
 pub fn run(
@@ -86,15 +125,13 @@ fn connect(origin: Origin, ctx: &PeerContext) -> Result<(Stream, Handshake), Dis
             stream
                 .set_nodelay(true)
                 .map_err(io_error("setting a socket option"))?;
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             stream
-                .write_all(&ours)
+                .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+                .and_then(|()| stream.write_all(&ours))
                 .map_err(io_error("sending the handshake"))?;
-            stream
-                .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-                .map_err(io_error("setting a socket option"))?;
             let mut theirs = [0u8; wire::HANDSHAKE_LEN];
-            stream
-                .read_exact(&mut theirs)
+            read_exact_before(&mut stream, &mut theirs, deadline)
                 .map_err(io_error("reading the handshake"))?;
             let theirs = Handshake::decode(&theirs).map_err(Violation::Wire)?;
             (Box::new(stream), theirs)

@@ -460,9 +460,8 @@ impl PieceManager {
                 }
                 Verdict::Ban(liar) => {
                     warn!("piece {index} failed hash check (from {liar})");
-                    let peer_id = self.table.peer_id_of(liar);
                     self.table
-                        .ban(liar, peer_id, "sent pieces that failed the hash check");
+                        .ban(liar, "sent pieces that failed the hash check");
                 }
                 Verdict::Shared(senders) => warn!(
                     "piece {index} failed hash check (blocks from {senders:?}); fetching it whole from one peer"

@@ -91,17 +91,17 @@ pub fn fetch(
                         warn!(
                             "metadata does not match the info-hash; thrown away, not asking {excluded:?} again"
                         );
-                        // The fetch has forgotten them; banning them (by
-                        // address and peer id) keeps a liar that reconnects
-                        // from another port from being asked again.
-                        let liars: Vec<(PeerKey, std::net::SocketAddr, _)> = table
+                        // The fetch has forgotten them; banning their IPs
+                        // keeps a liar that reconnects from another port
+                        // from being asked again.
+                        let liars: Vec<(PeerKey, std::net::SocketAddr)> = table
                             .iter()
                             .filter(|(_, c)| excluded.contains(&c.addr))
-                            .map(|(key, c)| (key, c.addr, c.peer_id))
+                            .map(|(key, c)| (key, c.addr))
                             .collect();
-                        for (key, addr, peer_id) in liars {
+                        for (key, addr) in liars {
                             offering.remove(&key);
-                            table.ban(addr, peer_id, "sent metadata that fails the info-hash");
+                            table.ban(addr, "sent metadata that fails the info-hash");
                         }
                         for &key in &offering {
                             request(table, &mut fetch, key, now);

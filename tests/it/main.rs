@@ -55,3 +55,16 @@ mod extension;
 /// Floods of cheap messages (cancels) cost the seeder about what
 /// keep-alives cost, in CPU time.
 mod floods;
+
+/// Connection churn against the binary (20,000 connections, a tracker
+/// answer of 100,000 unreachable peers, no file descriptors left): threads,
+/// memory maps and CPU time stay bounded, and it goes on serving.
+mod churn;
+
+/// Bans: an attacker that copies an honest peer's id does not get it
+/// refused; a liar that reconnects from new ports is kept out by its IP.
+mod bans;
+
+/// Connection slots: silent, dripping and idle connections do not keep an
+/// honest peer from being served or dialled; `--bind` listens on one address.
+mod slots;

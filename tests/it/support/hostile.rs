@@ -35,8 +35,6 @@ use super::TIMEOUT;
 const POLL: Duration = Duration::from_millis(50);
 /// Longest a single write may block (the remote may not be reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a connect to the session under test may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a [`RequestFlood`] waits to be unchoked before flooding anyway.
 const UNCHOKE_WAIT: Duration = Duration::from_secs(5);
 /// BEP 3 block size: requests are for at most this many bytes.
@@ -255,7 +253,10 @@ impl HostilePeer {
     /// Listens on a free port of 127.0.0.1; each accepted connection (on its
     /// own thread) plays `behaviour` for `torrent`.
     pub fn start(torrent: &Torrent, behaviour: Behaviour) -> HostilePeer {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binding 127.0.0.1:0");
+        // Its own loopback address: bans are by IP, and the good seeder
+        // comes from 127.0.0.1.
+        let ip = own_loopback_ip(2);
+        let listener = TcpListener::bind((ip, 0)).expect("binding a loopback address");
         let addr = listener.local_addr().expect("listener address");
         // Polled, so the stop flag is seen without waking a blocked accept().
         listener
@@ -286,6 +287,14 @@ impl HostilePeer {
     pub fn report(&self) -> Report {
         lock(&self.report).clone()
     }
+}
+
+/// A loopback address 127.0.SUBNET.N that no other scripted peer of this
+/// process has had.
+fn own_loopback_ip(subnet: u8) -> std::net::Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::net::Ipv4Addr::new(127, subnet, (n / 250) as u8, (1 + n % 250) as u8)
 }
 
 fn lock(report: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
@@ -564,7 +573,9 @@ impl RequestFlood {
     /// Connects to `target` (failing the test if it cannot), then
     /// handshakes and floods on its own thread.
     pub fn start(target: SocketAddr, torrent: &Torrent, flood: Flood) -> RequestFlood {
-        let stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)
+        // From its own loopback address: bans are by IP, and the good
+        // downloader comes from 127.0.0.1.
+        let stream = super::net::connect_from(own_loopback_ip(3), target)
             .unwrap_or_else(|e| panic!("connecting to {target}: {e}"));
         let local_addr = stream.local_addr().expect("local address");
         let report = Arc::new(Mutex::new(Report {

@@ -157,9 +157,25 @@ impl Seeder {
     /// Starts `bittorrent INPUTS… -s PATH --port 0` and waits for its
     /// `seeding on port N; press Ctrl-C to stop` line on stderr.
     pub fn start(inputs: &[&str], path: &Path, log_dir: &Path) -> Seeder {
+        Seeder::start_with(inputs, path, log_dir, &[], None)
+    }
+
+    /// Like [`Seeder::start`], with `extra` arguments, and at most
+    /// `nofile` open files when given.
+    pub fn start_with(
+        inputs: &[&str],
+        path: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Seeder {
         let mut args: Vec<&str> = inputs.to_vec();
         args.extend(["-s", arg(path), "--port", "0", "--no-progress", "-v"]);
-        let mut binary = Binary::spawn(&args, log_dir);
+        args.extend(extra);
+        let mut binary = match nofile {
+            Some(nofile) => Binary::spawn_with_nofile(nofile, &args, log_dir),
+            None => Binary::spawn(&args, log_dir),
+        };
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let stderr = binary.stderr();
@@ -189,6 +205,16 @@ impl Seeder {
     /// The binary's process.
     pub fn binary(&self) -> &Binary {
         &self._binary
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self._binary.id()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self._binary.stderr()
     }
 
     /// Its resident memory now, in bytes (`VmRSS` in /proc).

@@ -7,6 +7,7 @@ pub mod ext;
 pub mod hostile;
 pub mod magnet;
 pub mod meta_peer;
+pub mod net;
 pub mod peer;
 pub mod run;
 pub mod tracker;

@@ -38,9 +38,12 @@ pub struct ScriptedPeer {
 }
 
 impl ScriptedPeer {
-    /// Connects to `addr` and exchanges handshakes for `info_hash`.
+    /// Connects to `addr` and exchanges handshakes for `info_hash`. It
+    /// connects from 127.0.4.1, not 127.0.0.1: bans are by IP, and the
+    /// honest sessions of a test use 127.0.0.1.
     pub fn connect(addr: SocketAddr, info_hash: InfoHash, piece_count: u32) -> ScriptedPeer {
-        let mut stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).unwrap();
+        let from = std::net::Ipv4Addr::new(127, 0, 4, 1);
+        let mut stream = super::net::connect_from(from, addr).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let ours = Handshake::new(info_hash, PeerId(*b"-XX0001-scriptedpeer"));
         stream.write_all(&ours.encode()).unwrap();

@@ -22,6 +22,7 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         save_torrent: None,
         mode,
         port: 0,
+        bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
         peers,
         live_progress: false,
         tracker_timeout: Duration::from_secs(5),
@@ -139,14 +140,33 @@ impl Binary {
         log_dir: &Path,
         env: &[(&str, &str)],
     ) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
+        command
+            .env_remove("RUST_LOG")
+            .args(args)
+            .envs(env.iter().copied());
+        Binary::spawn_command(command, log_dir)
+    }
+
+    /// Like [`Binary::spawn`], with at most `nofile` open files (`ulimit
+    /// -n`, which lowers the soft and the hard limit).
+    pub fn spawn_with_nofile(nofile: u64, args: &[impl AsRef<OsStr>], log_dir: &Path) -> Binary {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(args)
+            .env_remove("RUST_LOG");
+        Binary::spawn_command(command, log_dir)
+    }
+
+    fn spawn_command(mut command: Command, log_dir: &Path) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -198,9 +218,9 @@ impl Binary {
     }
 
     /// CPU time the process has used so far (user and system), from
-    /// `/proc/PID/stat`, in clock ticks of 10 ms.
+    /// `/proc/PID/stat`, in clock ticks of 10 ms; zero once it is gone.
     pub fn cpu_time(&self) -> Duration {
-        cpu_time_of(self.child.id())
+        super::net::cpu_time(self.child.id()).unwrap_or_default()
     }
 
     /// What the process wrote to stderr so far.
@@ -214,22 +234,6 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// CPU time (user and system) process `pid` has used, from `/proc/PID/stat`
-/// (fields 14 and 15, in ticks of 1/100 s on Linux); zero once it is gone.
-pub fn cpu_time_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name, in parentheses, may hold spaces: count after it.
-    let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
 }
 
 fn rand_suffix() -> u32 {

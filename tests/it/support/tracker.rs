@@ -35,6 +35,34 @@ impl TestTracker {
 
     /// A tracker whose answers carry `min interval` (seconds), when given.
     pub fn start_with_min_interval(min_interval: Option<i64>) -> TestTracker {
+        TestTracker::start_with(min_interval, Extra::default())
+    }
+
+    /// A tracker that adds `extra` (IPv4) addresses to every answer, the
+    /// peers that announced coming after the first `swarm_at` of them.
+    pub fn start_with_extra_peers(extra: &[SocketAddr], swarm_at: usize) -> TestTracker {
+        let compact = |addrs: &[SocketAddr]| -> Vec<u8> {
+            addrs
+                .iter()
+                .flat_map(|a| match a {
+                    SocketAddr::V4(a) => {
+                        [a.ip().octets().as_slice(), &a.port().to_be_bytes()].concat()
+                    }
+                    SocketAddr::V6(_) => panic!("compact peers are IPv4"),
+                })
+                .collect()
+        };
+        let swarm_at = swarm_at.min(extra.len());
+        TestTracker::start_with(
+            None,
+            Extra {
+                before: compact(&extra[..swarm_at]),
+                after: compact(&extra[swarm_at..]),
+            },
+        )
+    }
+
+    fn start_with(min_interval: Option<i64>, extra: Extra) -> TestTracker {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let announces = Arc::new(Mutex::new(Vec::new()));
@@ -42,7 +70,7 @@ impl TestTracker {
         let thread = {
             let announces = Arc::clone(&announces);
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || serve(&server, &announces, &stop, min_interval))
+            std::thread::spawn(move || serve(&server, &announces, &stop, min_interval, &extra))
         };
         TestTracker {
             url: format!("http://127.0.0.1:{port}/announce"),
@@ -71,11 +99,19 @@ impl Drop for TestTracker {
     }
 }
 
+/// Compact peers put around the announced ones in every answer.
+#[derive(Default)]
+struct Extra {
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
 fn serve(
     server: &tiny_http::Server,
     announces: &Mutex<Vec<Announce>>,
     stop: &AtomicBool,
     min_interval: Option<i64>,
+    extra: &Extra,
 ) {
     // Peers per info-hash: (address, peer id), so a re-announce replaces itself.
     let mut swarms: HashMap<Vec<u8>, Vec<SocketAddr>> = HashMap::new();
@@ -87,14 +123,17 @@ fn serve(
             Ok(announce) => {
                 let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, announce.port));
                 let swarm = swarms.entry(announce.info_hash.clone()).or_default();
-                let peers: Vec<u8> = swarm
+                let swarm_peers = swarm.iter().filter(|p| **p != addr).flat_map(|p| {
+                    let mut c = vec![127, 0, 0, 1];
+                    c.extend(p.port().to_be_bytes());
+                    c
+                });
+                let peers: Vec<u8> = extra
+                    .before
                     .iter()
-                    .filter(|p| **p != addr)
-                    .flat_map(|p| {
-                        let mut c = vec![127, 0, 0, 1];
-                        c.extend(p.port().to_be_bytes());
-                        c
-                    })
+                    .copied()
+                    .chain(swarm_peers)
+                    .chain(extra.after.iter().copied())
                     .collect();
                 swarm.retain(|p| *p != addr);
                 if announce.event.as_deref() != Some("stopped") {
