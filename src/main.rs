@@ -1,5 +1,6 @@
-//! The `bittorrent` command: parse arguments, set up logging, run a session,
-//! print the error chain once and choose the exit code.
+//! The `bittorrent` command: parse arguments, set up logging, raise the
+//! limit on open files, run a session, print the error chain once and
+//! choose the exit code.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
+    // Many-file torrents and many peers need descriptors; the soft limit
+    // (often 1024) may be raised to the hard one by anyone.
+    let limit = bittorrent::storage::raise_open_file_limit();
+    log::debug!("open file limit: {limit:?}");
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -46,7 +51,16 @@ fn print_error(label: Option<&str>, e: &bittorrent::Error) {
     }
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        eprintln!("caused by: {cause}");
+        match cause.downcast_ref::<std::io::Error>() {
+            // Whatever was being done, the cause is the limit, not the
+            // port or the file that was being opened.
+            Some(io) if bittorrent::storage::too_many_open(io) => {
+                let limit = bittorrent::storage::open_file_limit()
+                    .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+                eprintln!("caused by: too many open files (limit {limit})");
+            }
+            _ => eprintln!("caused by: {cause}"),
+        }
         source = cause.source();
     }
 }

@@ -1,13 +1,20 @@
 //! The torrent's files on disk: creating them, positional reads and writes of
 //! content ranges, and checking existing data against the piece hashes.
 //!
+//! Opening follows the rules of `storage::open`: in download mode nothing below
+//! DEST is reached through a symbolic link, and existing files that cannot
+//! be the torrent's data (longer, hard-linked, not regular files) are
+//! refused unless [`Allow`] says otherwise. Which files stay open is
+//! decided in `storage::handles`: all of them when they fit in the torrent's budget of
+//! descriptors, else a least-recently-used cache that reopens on demand.
+//!
 //! [`Storage`] is shared (`Arc`) between the piece manager, which writes
 //! verified pieces, and peer threads, which read pieces they serve. Positional
 //! I/O (`read_at`/`write_at`) needs no lock and no shared file cursor. In seed
 //! mode files are opened read-only, so seeding can never change the content.
 //!
 //! Direct writes (Linux, downloads; [`Storage::enable_direct_writes`]): a
-//! second handle on each file, opened with `O_DIRECT`, writes verified pieces
+//! second handle on each file (counted in the budget), opened with `O_DIRECT`, writes verified pieces
 //! from the thread's aligned buffer straight to the disk, past the page cache.
 //! A buffered write copies every byte into fresh page-cache memory, which the
 //! kernel must find, zero-fill on some machines (virtual ones that hand freed
@@ -23,16 +30,28 @@
 //! `EINVAL`.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use sha1::{Digest, Sha1};
 
 use crate::layout::{FileSpan, Layout, file_spans, segments};
 use crate::metainfo::Metainfo;
+use crate::untrusted;
+
+mod handles;
+mod open;
+#[cfg(test)]
+mod tests;
+
+pub use handles::{file_handle_budget, open_file_limit, raise_open_file_limit, too_many_open};
+pub use open::Allow;
+
+use handles::{Handle, Handles, OpenFile};
+use open::{Base, FileId, Place};
 
 /// A storage failure, with the path it concerns.
 #[derive(Debug)]
@@ -41,13 +60,15 @@ pub struct StorageError {
     pub path: PathBuf,
     /// What was being done.
     pub action: &'static str,
-    /// The underlying error.
+    /// The underlying error, or why the file was refused.
     pub source: io::Error,
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot {} {}", self.action, self.path.display())
+        // The path holds names from the torrent.
+        let path = untrusted::show(&self.path.to_string_lossy());
+        write!(f, "cannot {} {path}", self.action)
     }
 }
 
@@ -66,12 +87,39 @@ pub enum Access {
     ReadOnly,
 }
 
+/// How to open a torrent's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// Download or seed.
+    pub access: Access,
+    /// What a download may do to existing files.
+    pub allow: Allow,
+    /// Most descriptors the files may hold at once ([`file_handle_budget`]).
+    pub max_open_fds: usize,
+    /// Whether [`Storage::enable_direct_writes`] will be called: each file
+    /// then needs two descriptors.
+    pub direct_io: bool,
+}
+
+impl StorageOptions {
+    /// `access` with nothing extra allowed and a generous budget.
+    pub fn new(access: Access) -> StorageOptions {
+        StorageOptions {
+            access,
+            allow: Allow::default(),
+            max_open_fds: file_handle_budget(None, 0),
+            direct_io: true,
+        }
+    }
+}
+
+/// One file of the torrent.
 struct StoredFile {
-    path: PathBuf,
-    /// `None` for BEP 47 padding files, which read as zeros and are never written.
-    handle: Option<File>,
-    /// The same file opened for direct writes, when enabled and supported.
-    direct: Option<File>,
+    place: Place,
+    /// `None` for BEP 47 padding files, which read as zeros and are never
+    /// opened nor written.
+    id: Option<FileId>,
+    length: u64,
 }
 
 /// Alignment of direct writes: offset, length and memory address. 4 KiB
@@ -88,25 +136,69 @@ pub struct Storage {
     layout: Layout,
     spans: Vec<FileSpan>,
     files: Vec<StoredFile>,
+    base: Base,
+    handles: Handles,
     access: Access,
     had_data: bool,
+    /// Handles the cache opens get a direct one too.
+    direct_on_reopen: bool,
     /// Direct writes are in use (cleared when the file system refuses one).
     direct: AtomicBool,
 }
 
 impl Storage {
-    /// Opens the content of `meta` at `root`: the file itself for a single-file
-    /// torrent, the folder for a multi-file one.
-    ///
-    /// With [`Access::ReadWrite`] missing folders and files are created (zero-length
-    /// files too) and each file is sized to its length (sparse where the file
-    /// system allows).
+    /// Opens the content of `meta` at `root` (the file itself for a
+    /// single-file torrent, the folder for a multi-file one) with default
+    /// [`StorageOptions`].
     ///
     /// # Errors
-    /// [`StorageError`] naming the path that could not be created or opened, or
-    /// whose length is wrong in read-only mode.
+    /// As [`Storage::open_with`].
     pub fn open(meta: &Metainfo, root: &Path, access: Access) -> Result<Storage, StorageError> {
+        Storage::open_with(meta, root, StorageOptions::new(access))
+    }
+
+    /// Opens the content of `meta` at `root`: the file itself for a
+    /// single-file torrent, the folder for a multi-file one.
+    ///
+    /// With [`Access::ReadWrite`] the parent of `root` is DEST: it is created
+    /// if missing, and below it missing folders and files are created
+    /// (zero-length files too) and each file is sized to its length (sparse
+    /// where the file system allows); nothing below DEST is reached through
+    /// a symbolic link.
+    ///
+    /// # Errors
+    /// [`StorageError`] naming the path that could not be created or
+    /// opened, that was refused (a symbolic link below DEST, a hard link, a
+    /// longer file, what is not a regular file), or whose length is wrong in
+    /// read-only mode.
+    pub fn open_with(
+        meta: &Metainfo,
+        root: &Path,
+        options: StorageOptions,
+    ) -> Result<Storage, StorageError> {
+        let access = options.access;
+        let (base, name) = match access {
+            Access::ReadOnly => (Base::Paths, None),
+            Access::ReadWrite => {
+                let name = root.file_name().ok_or_else(|| {
+                    error(
+                        root,
+                        "use",
+                        io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+                    )
+                })?;
+                let dest = root
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                (Base::beneath(dest)?, Some(name))
+            }
+        };
+        let opened_count = meta.files.iter().filter(|f| !f.padding).count();
+        let per_file = 1 + usize::from(options.direct_io && access == Access::ReadWrite);
+        let pinned = opened_count.saturating_mul(per_file) <= options.max_open_fds;
         let mut files = Vec::with_capacity(meta.files.len());
+        let mut open_files = Vec::new();
         let mut had_data = access == Access::ReadOnly;
         for entry in &meta.files {
             let path = if meta.multi_file {
@@ -114,48 +206,103 @@ impl Storage {
             } else {
                 root.to_path_buf()
             };
-            had_data |= fs::metadata(&path).is_ok_and(|m| m.len() > 0);
-            let handle = if entry.padding {
+            let mut below = Vec::new();
+            if let Some(name) = name {
+                below.push(name.to_os_string());
+                if meta.multi_file {
+                    below.extend(entry.path.components().filter_map(|c| match c {
+                        Component::Normal(part) => Some(part.to_os_string()),
+                        _ => None,
+                    }));
+                }
+            }
+            let place = Place { path, below };
+            let id = if entry.padding {
+                if pinned {
+                    open_files.push(None);
+                }
                 None
             } else {
-                Some(open_file(&path, entry.length, access)?)
+                let opened = open::open_first(&base, &place, entry.length, options.allow)?;
+                had_data |= opened.old_len > 0;
+                if pinned {
+                    open_files.push(Some(OpenFile {
+                        file: opened.file,
+                        direct: None,
+                    }));
+                }
+                Some(opened.id)
             };
             files.push(StoredFile {
-                path,
-                handle,
-                direct: None,
+                place,
+                id,
+                length: entry.length,
             });
         }
+        let handles = if pinned {
+            Handles::Pinned(open_files)
+        } else {
+            log::debug!(
+                "{opened_count} files, at most {} descriptors: files are opened on demand",
+                options.max_open_fds
+            );
+            Handles::cached(files.len(), options.max_open_fds)
+        };
         Ok(Storage {
             layout: meta.layout,
             spans: file_spans(meta.files.iter().map(|f| f.length)),
             files,
+            base,
+            handles,
             access,
             had_data,
+            direct_on_reopen: false,
             direct: AtomicBool::new(false),
         })
     }
 
     /// Opens every file a second time for direct writes (see the module
-    /// docs), and turns readahead off on the reading handles. Returns how
-    /// many files will be written directly: none where the platform or the
-    /// file system does not support it, which is not an error.
+    /// docs), and turns readahead off on the reading handles; with the
+    /// handle cache, files are opened so from now on. Returns how many files
+    /// will be written directly: none where the platform or the file system
+    /// does not support it, which is not an error.
     pub fn enable_direct_writes(&mut self) -> usize {
-        let mut enabled = 0;
         if self.access == Access::ReadOnly {
             return 0;
         }
-        for file in &mut self.files {
-            let Some(handle) = &file.handle else {
-                continue;
-            };
-            if handle.metadata().is_ok_and(|m| m.len() == 0) {
-                // Zero-length files are never written.
-                continue;
+        let mut enabled = 0;
+        match &mut self.handles {
+            Handles::Pinned(open_files) => {
+                for (stored, open) in self.files.iter().zip(open_files.iter_mut()) {
+                    let (Some(open), Some(id)) = (open, stored.id) else {
+                        continue;
+                    };
+                    // Zero-length files are never written.
+                    if stored.length == 0 {
+                        continue;
+                    }
+                    if let Some(direct) =
+                        open::open_direct(&self.base, &stored.place, id, &open.file)
+                    {
+                        open.direct = Some(direct);
+                        enabled += 1;
+                    }
+                }
             }
-            if let Some(direct) = open_direct(&file.path, handle) {
-                file.direct = Some(direct);
-                enabled += 1;
+            Handles::Cached(_) => {
+                let written = self.files.iter().filter(|f| f.id.is_some() && f.length > 0);
+                // One file tells whether the file system takes O_DIRECT.
+                let probe = written.clone().next().and_then(|stored| {
+                    let id = stored.id?;
+                    let reader = open::reopen(&self.base, &stored.place, id).ok()?;
+                    open::open_direct(&self.base, &stored.place, id, &reader)
+                });
+                if probe.is_some() {
+                    enabled = written.count();
+                    self.direct_on_reopen = true;
+                    // Reopened with direct handles and readahead off.
+                    self.handles.close_cached();
+                }
             }
         }
         self.direct.store(enabled > 0, Ordering::Relaxed);
@@ -173,6 +320,21 @@ impl Storage {
         &self.layout
     }
 
+    /// The open handles of file `index` (not a padding file); `write` when
+    /// they are for a write.
+    fn handle(&self, index: usize, write: bool) -> Result<Handle<'_>, StorageError> {
+        self.handles.get(index, write, || {
+            let stored = &self.files[index];
+            let id = stored.id.expect("padding files are never opened");
+            let file = open::reopen(&self.base, &stored.place, id)?;
+            let direct =
+                (self.direct_on_reopen && stored.length > 0 && self.direct.load(Ordering::Relaxed))
+                    .then(|| open::open_direct(&self.base, &stored.place, id, &file))
+                    .flatten();
+            Ok(OpenFile { file, direct })
+        })
+    }
+
     /// Reads `buf.len()` bytes of content starting at content offset `offset`.
     ///
     /// # Errors
@@ -181,13 +343,15 @@ impl Storage {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         for seg in segments(&self.spans, offset, buf.len()) {
             let out = &mut buf[seg.range_offset..seg.range_offset + seg.len];
-            let file = &self.files[seg.file];
-            match &file.handle {
-                Some(handle) => handle
-                    .read_exact_at(out, seg.file_offset)
-                    .map_err(|e| error(&file.path, "read", e))?,
-                None => out.fill(0),
+            let stored = &self.files[seg.file];
+            if stored.id.is_none() {
+                out.fill(0);
+                continue;
             }
+            self.handle(seg.file, false)?
+                .file
+                .read_exact_at(out, seg.file_offset)
+                .map_err(|e| error(&stored.place.path, "read", e))?;
         }
         Ok(())
     }
@@ -198,22 +362,25 @@ impl Storage {
     /// [`StorageError`] for the file whose write failed (for example a full disk).
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         for seg in segments(&self.spans, offset, data.len()) {
-            let file = &self.files[seg.file];
-            let Some(handle) = &file.handle else {
+            let stored = &self.files[seg.file];
+            if stored.id.is_none() {
                 continue;
-            };
+            }
+            let path = &stored.place.path;
+            let handle = self.handle(seg.file, true)?;
             let mut bytes = &data[seg.range_offset..seg.range_offset + seg.len];
             let mut at = seg.file_offset;
-            if let Some(direct) = &file.direct {
+            if let Some(direct) = &handle.direct {
                 let written = self
                     .write_direct(direct, bytes, at)
-                    .map_err(|e| error(&file.path, "write", e))?;
+                    .map_err(|e| error(path, "write", e))?;
                 bytes = &bytes[written..];
                 at += written as u64;
             }
             handle
+                .file
                 .write_all_at(bytes, at)
-                .map_err(|e| error(&file.path, "write", e))?;
+                .map_err(|e| error(path, "write", e))?;
         }
         Ok(())
     }
@@ -268,17 +435,17 @@ impl Storage {
         self.write_at(self.layout.piece_offset(index), data)
     }
 
-    /// Flushes written data to the disk.
+    /// Flushes written data to the disk, that of files whose handle the
+    /// cache has closed since too.
     ///
     /// # Errors
     /// [`StorageError`] for the file whose sync failed.
     pub fn sync(&self) -> Result<(), StorageError> {
-        for file in &self.files {
-            if let Some(handle) = &file.handle {
-                handle
-                    .sync_all()
-                    .map_err(|e| error(&file.path, "sync", e))?;
-            }
+        for index in self.handles.written() {
+            self.handle(index, false)?
+                .file
+                .sync_all()
+                .map_err(|e| error(&self.files[index].place.path, "sync", e))?;
         }
         Ok(())
     }
@@ -345,215 +512,5 @@ fn error(path: &Path, action: &'static str, source: io::Error) -> StorageError {
         path: path.to_path_buf(),
         action,
         source,
-    }
-}
-
-/// `path` opened for direct writes, if the platform and file system allow;
-/// then readahead is turned off on `reader`, its reading handle, so that
-/// reading one piece does not cache blocks of the next, which may be written
-/// directly.
-#[cfg(target_os = "linux")]
-fn open_direct(path: &Path, reader: &File) -> Option<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let direct = OpenOptions::new()
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path)
-        .ok()?;
-    rustix::fs::fadvise(reader, 0, None, rustix::fs::Advice::Random).ok()?;
-    Some(direct)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_direct(_path: &Path, _reader: &File) -> Option<File> {
-    None
-}
-
-fn open_file(path: &Path, length: u64, access: Access) -> Result<File, StorageError> {
-    match access {
-        Access::ReadOnly => {
-            let file = File::open(path).map_err(|e| error(path, "open", e))?;
-            let actual = file
-                .metadata()
-                .map_err(|e| error(path, "read metadata of", e))?
-                .len();
-            if actual != length {
-                return Err(error(
-                    path,
-                    "seed",
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("file is {actual} bytes, the torrent says {length}"),
-                    ),
-                ));
-            }
-            Ok(file)
-        }
-        Access::ReadWrite => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent).map_err(|e| error(parent, "create folder", e))?;
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| error(path, "create", e))?;
-            let actual = file
-                .metadata()
-                .map_err(|e| error(path, "read metadata of", e))?
-                .len();
-            if actual != length {
-                // Growing makes a sparse file; shrinking drops bytes past the
-                // torrent's end, which can never belong to it.
-                file.set_len(length).map_err(|e| error(path, "resize", e))?;
-            }
-            Ok(file)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn multi_meta(lengths: &[u64], piece_len: u64, data: &[u8]) -> Metainfo {
-        let mut files = String::new();
-        for (i, len) in lengths.iter().enumerate() {
-            files += &format!("d6:lengthi{len}e4:pathl3:dir4:f{i:03}ee");
-        }
-        let hashes: Vec<u8> = data
-            .chunks(piece_len as usize)
-            .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
-            .collect();
-        let mut bytes = format!(
-            "d4:infod5:filesl{files}e4:name4:root12:piece lengthi{piece_len}e6:pieces{}:",
-            hashes.len()
-        )
-        .into_bytes();
-        bytes.extend(&hashes);
-        bytes.extend(b"ee");
-        Metainfo::from_bytes(&bytes).unwrap()
-    }
-
-    fn content(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 % 251) as u8).collect()
-    }
-
-    #[test]
-    fn writes_pieces_across_files_and_reads_them_back() {
-        let data = content(100);
-        let meta = multi_meta(&[10, 0, 45, 45], 32, &data);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let storage = Storage::open(&meta, &root, Access::ReadWrite).unwrap();
-        assert_eq!(fs::metadata(root.join("dir/f001")).unwrap().len(), 0);
-        for index in 0..4u32 {
-            let start = index as usize * 32;
-            storage
-                .write_piece(index, &data[start..(start + 32).min(100)])
-                .unwrap();
-        }
-        let mut back = Vec::new();
-        storage.read_piece(1, &mut back).unwrap();
-        assert_eq!(back, &data[32..64]);
-        let on_disk: Vec<u8> = (0..4)
-            .flat_map(|i| fs::read(root.join(format!("dir/f{i:03}"))).unwrap())
-            .collect();
-        assert_eq!(on_disk, data);
-    }
-
-    #[test]
-    fn direct_writes_put_every_byte_in_place_across_aligned_and_unaligned_files() {
-        // Files that start and end on and off 4 KiB boundaries, so pieces
-        // are written partly direct and partly through the page cache.
-        let lengths = [5000, 0, 70_000, 12_288, 3];
-        let data = content(lengths.iter().sum::<u64>() as usize);
-        let meta = multi_meta(&lengths, 16384, &data);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let mut storage = Storage::open(&meta, &root, Access::ReadWrite).unwrap();
-        let direct = storage.enable_direct_writes();
-        // Where the file system refuses O_DIRECT (tmpfs on old kernels) this
-        // checks the fallback instead.
-        eprintln!("{direct} of 4 non-empty files opened for direct writes");
-        let count = meta.layout.piece_count();
-        // Out of order, as a swarm delivers them.
-        for index in (0..count).rev() {
-            let start = index as usize * 16384;
-            let end = (start + 16384).min(data.len());
-            storage.write_piece(index, &data[start..end]).unwrap();
-        }
-        storage.sync().unwrap();
-        let mut back = Vec::new();
-        for index in 0..count {
-            storage.read_piece(index, &mut back).unwrap();
-            let start = index as usize * 16384;
-            assert_eq!(
-                back,
-                data[start..(start + 16384).min(data.len())],
-                "piece {index}"
-            );
-        }
-        let on_disk: Vec<u8> = (0..lengths.len())
-            .flat_map(|i| fs::read(root.join(format!("dir/f{i:03}"))).unwrap())
-            .collect();
-        assert_eq!(on_disk, data);
-    }
-
-    #[test]
-    fn seeding_storage_never_opens_files_for_writing() {
-        let data = content(8192);
-        let meta = multi_meta(&[8192], 4096, &data);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(root.join("dir")).unwrap();
-        fs::write(root.join("dir/f000"), &data).unwrap();
-        let mut storage = Storage::open(&meta, &root, Access::ReadOnly).unwrap();
-        assert_eq!(storage.enable_direct_writes(), 0);
-        assert!(storage.write_piece(0, &data[..4096]).is_err());
-    }
-
-    #[test]
-    fn check_finds_exactly_the_correct_pieces() {
-        let data = content(100);
-        let meta = multi_meta(&[60, 40], 16, &data);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(root.join("dir")).unwrap();
-        let mut first = data[..60].to_vec();
-        first[20] ^= 0xff; // corrupt piece 1
-        fs::write(root.join("dir/f000"), first).unwrap();
-        fs::write(root.join("dir/f001"), &data[60..]).unwrap();
-        let storage = Storage::open(&meta, &root, Access::ReadOnly).unwrap();
-        let have = storage.check(&meta.piece_hashes, 2, &|_| {}).unwrap();
-        let expected: Vec<bool> = (0..7).map(|i| i != 1).collect();
-        assert_eq!(have, expected);
-    }
-
-    #[test]
-    fn read_only_open_of_missing_file_names_it() {
-        let data = content(20);
-        let meta = multi_meta(&[20], 16, &data);
-        let dir = tempfile::tempdir().unwrap();
-        let e = Storage::open(&meta, dir.path(), Access::ReadOnly)
-            .err()
-            .unwrap();
-        assert_eq!(e.action, "open");
-        assert!(e.to_string().contains("f000"), "{e}");
-    }
-
-    #[test]
-    fn read_only_open_of_wrong_length_is_error() {
-        let data = content(20);
-        let meta = multi_meta(&[20], 16, &data);
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("dir")).unwrap();
-        fs::write(dir.path().join("dir/f000"), b"short").unwrap();
-        let e = Storage::open(&meta, dir.path(), Access::ReadOnly)
-            .err()
-            .unwrap();
-        assert!(e.source.to_string().contains("5 bytes"), "{}", e.source);
     }
 }

@@ -27,6 +27,8 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         tracker_timeout: Duration::from_secs(5),
         upload_slots: bittorrent::choker::DEFAULT_UPLOAD_SLOTS,
         direct_io: true,
+        allow_hard_links: false,
+        allow_overwrite: false,
         max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
     }
 }
