@@ -9,6 +9,10 @@ use bittorrent::piece_manager::Outcome;
 use bittorrent::session::{Config, Mode, Session, ShutdownHandle};
 use clap::Parser;
 
+/// The fewest open files a run needs: the standard streams, the listen
+/// socket and the one that wakes it, DEST, a few files, a peer or two.
+const MIN_OPEN_FILES: u64 = 32;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Without -v only warnings are logged, plus the periodic progress lines
@@ -26,6 +30,16 @@ fn main() -> ExitCode {
     // (often 1024) may be raised to the hard one by anyone.
     let limit = bittorrent::storage::raise_open_file_limit();
     log::debug!("open file limit: {limit:?}");
+    if let Some(limit) = limit.filter(|&n| n < MIN_OPEN_FILES) {
+        // Below this, some descriptor the run cannot do without (DEST, a
+        // file, the socket that wakes the listener at exit) would fail
+        // somewhere at random.
+        eprintln!(
+            "error: too many open files (limit {limit}): bittorrent needs at least \
+             {MIN_OPEN_FILES}; raise the limit with ulimit -n"
+        );
+        return ExitCode::FAILURE;
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {

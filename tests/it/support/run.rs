@@ -141,14 +141,31 @@ impl Binary {
         log_dir: &Path,
         env: &[(&str, &str)],
     ) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
+        command.args(args).envs(env.iter().copied());
+        Binary::spawn_command(command, log_dir)
+    }
+
+    /// Like [`Binary::spawn`], under a limit of `nofile` open files (soft
+    /// and hard, as `ulimit -n` sets them; `bash` sets it, then execs the
+    /// binary, so the child is the binary itself).
+    pub fn spawn_with_fd_limit(args: &[impl AsRef<OsStr>], log_dir: &Path, nofile: u64) -> Binary {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(args);
+        Binary::spawn_command(command, log_dir)
+    }
+
+    fn spawn_command(mut command: Command, log_dir: &Path) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
-            .args(args)
+        let child = command
             .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
