@@ -63,8 +63,8 @@ pub fn open_file_limit() -> Option<u64> {
 
 /// How many descriptors one torrent's files may hold under `limit` (the
 /// soft `RLIMIT_NOFILE`) when up to `max_peers` connections are open: half
-/// of what is left after the connections and [`RESERVED_FDS`] (the other
-/// half for other torrents and slack), between 4 and 512.
+/// of what is left after the connections and 64 other descriptors (the
+/// other half for other torrents and slack), between 4 and 512.
 pub fn file_handle_budget(limit: Option<u64>, max_peers: usize) -> usize {
     let Some(limit) = limit else {
         return MAX_FILE_FDS;
