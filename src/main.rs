@@ -68,7 +68,7 @@ fn print_error(label: Option<&str>, e: &bittorrent::Error) {
         match cause.downcast_ref::<std::io::Error>() {
             // Whatever was being done, the cause is the limit, not the
             // port or the file that was being opened.
-            Some(io) if bittorrent::storage::too_many_open(io) => {
+            Some(io) if io.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => {
                 let limit = bittorrent::storage::open_file_limit()
                     .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
                 eprintln!("caused by: too many open files (limit {limit})");
