@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 
 use super::*;
 use crate::metainfo::Metainfo;
-use handles::Handles;
+use handles::{Handles, OpenFile};
 
 fn multi_meta(lengths: &[u64], piece_len: u64, data: &[u8]) -> Metainfo {
     let mut files = String::new();
@@ -371,4 +371,40 @@ fn the_budget_leaves_room_for_peers_and_stays_within_bounds() {
     assert_eq!(file_handle_budget(Some(16), 50), 4);
     assert_eq!(file_handle_budget(None, 50), 512);
     assert_eq!(file_handle_budget(Some(1 << 20), 50), 512);
+}
+
+#[test]
+fn the_handle_cache_gives_back_its_oldest_handle_when_the_process_is_out_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let handles = Handles::cached(3, 8);
+    let opened = std::cell::Cell::new(0);
+    let open_ok = || {
+        opened.set(opened.get() + 1);
+        Ok(OpenFile {
+            file: tempfile::tempfile_in(dir.path()).unwrap(),
+            direct: None,
+        })
+    };
+    drop(handles.get(0, false, open_ok).unwrap());
+    drop(handles.get(1, false, open_ok).unwrap());
+    let mut emfile_once = true;
+    let third = handles.get(2, true, || {
+        if std::mem::take(&mut emfile_once) {
+            return Err(error(
+                Path::new("f2"),
+                "open",
+                io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error()),
+            ));
+        }
+        open_ok()
+    });
+    assert!(third.is_ok());
+    drop(third);
+    assert_eq!(handles.open_fds(), 2, "file 0 was closed to make room");
+    assert_eq!(opened.get(), 3);
+    drop(handles.get(1, false, open_ok).unwrap());
+    assert_eq!(opened.get(), 3, "file 1 stayed open");
+    drop(handles.get(0, false, open_ok).unwrap());
+    assert_eq!(opened.get(), 4, "file 0 was reopened");
+    assert_eq!(handles.written(), [2]);
 }
