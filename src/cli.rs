@@ -122,6 +122,18 @@ pub struct Args {
     #[arg(long)]
     pub no_direct_io: bool,
 
+    /// Download into files that have other names too (hard links), which
+    /// changes their content under every name. By default such a file is
+    /// refused. (A symbolic link below DEST is always refused.)
+    #[arg(long)]
+    pub allow_hard_links: bool,
+
+    /// Cut an existing file that is longer than the torrent's file to the
+    /// torrent's length, losing its end. By default such a file, which
+    /// cannot be the torrent's data, is refused and left as it is.
+    #[arg(long)]
+    pub allow_overwrite: bool,
+
     /// Write the torrent's metainfo to FILE as a .torrent that other
     /// clients open (for a magnet link, once the metadata is fetched). One
     /// torrent only.
@@ -170,6 +182,8 @@ impl Args {
             upload_slots: self.upload_slots,
             max_peers: self.max_peers,
             direct_io: !self.no_direct_io,
+            allow_hard_links: self.allow_hard_links,
+            allow_overwrite: self.allow_overwrite,
         })
     }
 }
@@ -235,6 +249,21 @@ mod tests {
         );
         let e = parse(&["--bind", "localhost:80"]).unwrap_err().to_string();
         assert!(e.contains("--bind") && e.contains("localhost:80"), "{e}");
+    }
+
+    #[test]
+    fn existing_files_are_protected_unless_a_flag_allows() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).unwrap().into_config().unwrap()
+        };
+        let default = parse(&[]);
+        assert!(!default.allow_hard_links && !default.allow_overwrite);
+        let hard = parse(&["--allow-hard-links"]);
+        assert!(hard.allow_hard_links && !hard.allow_overwrite);
+        let overwrite = parse(&["--allow-overwrite"]);
+        assert!(!overwrite.allow_hard_links && overwrite.allow_overwrite);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The `bittorrent` command: parse arguments, set up logging, run a session,
-//! print the error chain once and choose the exit code.
+//! The `bittorrent` command: parse arguments, set up logging, raise the
+//! limit on open files, run a session, print the error chain once and
+//! choose the exit code.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,10 @@ use bittorrent::cli::Args;
 use bittorrent::piece_manager::Outcome;
 use bittorrent::session::{Config, Mode, Session, ShutdownHandle};
 use clap::Parser;
+
+/// The fewest open files a run needs: the standard streams, the listen
+/// socket and the one that wakes it, DEST, a few files, a peer or two.
+const MIN_OPEN_FILES: u64 = 32;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -21,6 +26,20 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
+    // Many-file torrents and many peers need descriptors; the soft limit
+    // (often 1024) may be raised to the hard one by anyone.
+    let limit = bittorrent::storage::raise_open_file_limit();
+    log::debug!("open file limit: {limit:?}");
+    if let Some(limit) = limit.filter(|&n| n < MIN_OPEN_FILES) {
+        // Below this, some descriptor the run cannot do without (DEST, a
+        // file, the socket that wakes the listener at exit) would fail
+        // somewhere at random.
+        eprintln!(
+            "error: too many open files (limit {limit}): bittorrent needs at least \
+             {MIN_OPEN_FILES}; raise the limit with ulimit -n"
+        );
+        return ExitCode::FAILURE;
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -46,7 +65,16 @@ fn print_error(label: Option<&str>, e: &bittorrent::Error) {
     }
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        eprintln!("caused by: {cause}");
+        match cause.downcast_ref::<std::io::Error>() {
+            // Whatever was being done, the cause is the limit, not the
+            // port or the file that was being opened.
+            Some(io) if io.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => {
+                let limit = bittorrent::storage::open_file_limit()
+                    .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+                eprintln!("caused by: too many open files (limit {limit})");
+            }
+            _ => eprintln!("caused by: {cause}"),
+        }
         source = cause.source();
     }
 }

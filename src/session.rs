@@ -29,6 +29,7 @@ use crate::peer::wire::PeerId;
 use crate::piece_manager::{Event, Outcome};
 use crate::progress::total_bar;
 use crate::stats::Stats;
+use crate::storage::Allow;
 use crate::torrent::{Options, Placement, Source, Torrent};
 
 /// What the run does with the content.
@@ -73,6 +74,10 @@ pub struct Config {
     pub max_peers: usize,
     /// Write downloaded pieces past the page cache where possible.
     pub direct_io: bool,
+    /// Write to downloaded files that have other names too (hard links).
+    pub allow_hard_links: bool,
+    /// Cut existing files that are longer than the torrent's.
+    pub allow_overwrite: bool,
     /// Write the metainfo as a `.torrent` file here (one torrent only).
     pub save_torrent: Option<PathBuf>,
 }
@@ -301,6 +306,10 @@ impl Session {
             upload_slots: config.upload_slots,
             max_peers: config.max_peers,
             direct_io: config.direct_io,
+            allow: Allow {
+                hard_links: config.allow_hard_links,
+                overwrite: config.allow_overwrite,
+            },
             save_torrent: config.save_torrent.clone(),
             labelled: several,
         };

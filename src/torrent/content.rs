@@ -1,6 +1,7 @@
 //! A torrent's content on disk, once its metadata is known: opening (or
-//! creating) the files, checking what exists of them, and writing the
-//! metainfo as a `.torrent` (`--save-torrent`).
+//! creating) the files with the run's rules (what existing files may be
+//! changed, how many descriptors they may hold), checking what exists of
+//! them, and writing the metainfo as a `.torrent` (`--save-torrent`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::error::Error;
 use crate::metainfo::Metainfo;
 use crate::progress::check_bar;
 use crate::stats::Stats;
-use crate::storage::{Access, Storage};
+use crate::storage::{self, Access, Storage, StorageOptions};
 
 /// Content opened and checked.
 pub(super) struct Prepared {
@@ -40,7 +41,13 @@ pub(super) fn prepare(
     );
     let (root, access) = placement.root(&meta.name);
     let seeding = access == Access::ReadOnly;
-    let mut storage = Storage::open(meta, &root, access)?;
+    let storage_options = StorageOptions {
+        access,
+        allow: options.allow,
+        max_open_fds: storage::file_handle_budget(storage::open_file_limit(), options.max_peers),
+        direct_io: options.direct_io,
+    };
+    let mut storage = Storage::open_with(meta, &root, storage_options)?;
     let have = check_existing(&storage, meta, options.live_progress)?;
     if options.direct_io && !seeding {
         let direct = storage.enable_direct_writes();

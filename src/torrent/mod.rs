@@ -42,7 +42,7 @@ use crate::peer_table::PeerTable;
 use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
 use crate::stats::Stats;
-use crate::storage::Access;
+use crate::storage::{Access, Allow};
 use crate::tracker::{
     self, AnnounceRequest, Announcer, FirstAnnounce, TrackerCommand, TrackerList,
 };
@@ -112,6 +112,9 @@ pub struct Options {
     pub max_peers: usize,
     /// Write pieces past the page cache where possible.
     pub direct_io: bool,
+    /// What downloads may do to existing files (`--allow-hard-links`,
+    /// `--allow-overwrite`).
+    pub allow: Allow,
     /// Write the metainfo here once known.
     pub save_torrent: Option<PathBuf>,
     /// Label progress lines with the torrent's name (several torrents).

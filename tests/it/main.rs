@@ -48,6 +48,11 @@ mod several;
 /// allocate past the bounds; encode and decode round-trip.
 mod props;
 
+/// Files on disk: links below DEST are never followed, hard links, longer
+/// files and FIFOs are refused, 2,000 files download under a small limit
+/// of open files.
+mod disk_safety;
+
 /// The extension protocol on the download side: the remote's `reqq` is
 /// honoured.
 mod extension;

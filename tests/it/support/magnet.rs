@@ -173,7 +173,7 @@ impl Seeder {
         args.extend(["-s", arg(path), "--port", "0", "--no-progress", "-v"]);
         args.extend(extra);
         let mut binary = match nofile {
-            Some(nofile) => Binary::spawn_with_nofile(nofile, &args, log_dir),
+            Some(nofile) => Binary::spawn_with_fd_limit(&args, log_dir, nofile),
             None => Binary::spawn(&args, log_dir),
         };
         let deadline = Instant::now() + TIMEOUT;

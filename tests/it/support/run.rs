@@ -28,6 +28,8 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         tracker_timeout: Duration::from_secs(5),
         upload_slots: bittorrent::choker::DEFAULT_UPLOAD_SLOTS,
         direct_io: true,
+        allow_hard_links: false,
+        allow_overwrite: false,
         max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
     }
 }
@@ -141,23 +143,20 @@ impl Binary {
         env: &[(&str, &str)],
     ) -> Binary {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
-        command
-            .env_remove("RUST_LOG")
-            .args(args)
-            .envs(env.iter().copied());
+        command.args(args).envs(env.iter().copied());
         Binary::spawn_command(command, log_dir)
     }
 
-    /// Like [`Binary::spawn`], with at most `nofile` open files (`ulimit
-    /// -n`, which lowers the soft and the hard limit).
-    pub fn spawn_with_nofile(nofile: u64, args: &[impl AsRef<OsStr>], log_dir: &Path) -> Binary {
+    /// Like [`Binary::spawn`], under a limit of `nofile` open files (soft
+    /// and hard, as `ulimit -n` sets them; `bash` sets it, then execs the
+    /// binary, so the child is the binary itself).
+    pub fn spawn_with_fd_limit(args: &[impl AsRef<OsStr>], log_dir: &Path, nofile: u64) -> Binary {
         let mut command = Command::new("bash");
         command
             .arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_bittorrent"))
-            .args(args)
-            .env_remove("RUST_LOG");
+            .args(args);
         Binary::spawn_command(command, log_dir)
     }
 
@@ -167,6 +166,7 @@ impl Binary {
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let child = command
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -1,0 +1,516 @@
+//! The torrent's files on disk: creating them, positional reads and writes of
+//! content ranges, and checking existing data against the piece hashes.
+//!
+//! Opening follows the rules of `storage::open`: in download mode nothing below
+//! DEST is reached through a symbolic link, and existing files that cannot
+//! be the torrent's data (longer, hard-linked, not regular files) are
+//! refused unless [`Allow`] says otherwise. Which files stay open is
+//! decided in `storage::handles`: all of them when they fit in the torrent's budget of
+//! descriptors, else a least-recently-used cache that reopens on demand.
+//!
+//! [`Storage`] is shared (`Arc`) between the piece manager, which writes
+//! verified pieces, and peer threads, which read pieces they serve. Positional
+//! I/O (`read_at`/`write_at`) needs no lock and no shared file cursor. In seed
+//! mode files are opened read-only, so seeding can never change the content.
+//!
+//! Direct writes (Linux, downloads; [`Storage::enable_direct_writes`]): a
+//! second handle on each file (counted in the budget), opened with `O_DIRECT`, writes verified pieces
+//! from the thread's aligned buffer straight to the disk, past the page cache.
+//! A buffered write copies every byte into fresh page-cache memory, which the
+//! kernel must find, zero-fill on some machines (virtual ones that hand freed
+//! memory back to the host pay about 3 CPU seconds per GiB for it), and then
+//! write back anyway; and it evicts the user's cached files to hold data
+//! nobody reads soon. Only whole aligned blocks go direct: the part of a write
+//! that starts unaligned, and the last bytes of one that ends unaligned,
+//! are written buffered. No page-cache page ever holds both kinds: a direct
+//! block belongs to one piece, which nobody reads before it is written, and
+//! readahead (which would cache blocks of pieces still to come) is turned off
+//! on the reading handle. A file system that refuses `O_DIRECT` gets
+//! buffered writes, as does every file once one direct write fails with
+//! `EINVAL`.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use sha1::{Digest, Sha1};
+
+use crate::layout::{FileSpan, Layout, file_spans, segments};
+use crate::metainfo::Metainfo;
+use crate::untrusted;
+
+mod handles;
+mod open;
+#[cfg(test)]
+mod tests;
+
+pub use handles::{file_handle_budget, open_file_limit, raise_open_file_limit, too_many_open};
+pub use open::Allow;
+
+use handles::{Handle, Handles, OpenFile};
+use open::{Base, FileId, Place};
+
+/// A storage failure, with the path it concerns.
+#[derive(Debug)]
+pub struct StorageError {
+    /// The file or folder involved.
+    pub path: PathBuf,
+    /// What was being done.
+    pub action: &'static str,
+    /// The underlying error, or why the file was refused.
+    pub source: io::Error,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The path holds names from the torrent.
+        let path = untrusted::show(&self.path.to_string_lossy());
+        write!(f, "cannot {} {path}", self.action)
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Whether files may be created and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Download: create missing folders and files, read and write.
+    ReadWrite,
+    /// Seed: open existing files read-only; a missing or short file is an error.
+    ReadOnly,
+}
+
+/// How to open a torrent's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// Download or seed.
+    pub access: Access,
+    /// What a download may do to existing files.
+    pub allow: Allow,
+    /// Most descriptors the files may hold at once ([`file_handle_budget`]).
+    pub max_open_fds: usize,
+    /// Whether [`Storage::enable_direct_writes`] will be called: each file
+    /// then needs two descriptors.
+    pub direct_io: bool,
+}
+
+impl StorageOptions {
+    /// `access` with nothing extra allowed and a generous budget.
+    pub fn new(access: Access) -> StorageOptions {
+        StorageOptions {
+            access,
+            allow: Allow::default(),
+            max_open_fds: file_handle_budget(None, 0),
+            direct_io: true,
+        }
+    }
+}
+
+/// One file of the torrent.
+struct StoredFile {
+    place: Place,
+    /// `None` for BEP 47 padding files, which read as zeros and are never
+    /// opened nor written.
+    id: Option<FileId>,
+    length: u64,
+}
+
+/// Alignment of direct writes: offset, length and memory address. 4 KiB
+/// suits disks with 512-byte and 4 KiB sectors alike.
+const DIRECT_ALIGN: usize = 4096;
+
+thread_local! {
+    /// Each writing thread's aligned buffer for direct writes (one piece).
+    static DIRECT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The files of one torrent, addressed as one concatenated byte range.
+pub struct Storage {
+    layout: Layout,
+    spans: Vec<FileSpan>,
+    files: Vec<StoredFile>,
+    base: Base,
+    handles: Handles,
+    access: Access,
+    had_data: bool,
+    /// Handles the cache opens get a direct one too.
+    direct_on_reopen: bool,
+    /// Direct writes are in use (cleared when the file system refuses one).
+    direct: AtomicBool,
+}
+
+impl Storage {
+    /// Opens the content of `meta` at `root` (the file itself for a
+    /// single-file torrent, the folder for a multi-file one) with default
+    /// [`StorageOptions`].
+    ///
+    /// # Errors
+    /// As [`Storage::open_with`].
+    pub fn open(meta: &Metainfo, root: &Path, access: Access) -> Result<Storage, StorageError> {
+        Storage::open_with(meta, root, StorageOptions::new(access))
+    }
+
+    /// Opens the content of `meta` at `root`: the file itself for a
+    /// single-file torrent, the folder for a multi-file one.
+    ///
+    /// With [`Access::ReadWrite`] the parent of `root` is DEST: it is created
+    /// if missing, and below it missing folders and files are created
+    /// (zero-length files too) and each file is sized to its length (sparse
+    /// where the file system allows); nothing below DEST is reached through
+    /// a symbolic link.
+    ///
+    /// # Errors
+    /// [`StorageError`] naming the path that could not be created or
+    /// opened, that was refused (a symbolic link below DEST, a hard link, a
+    /// longer file, what is not a regular file), or whose length is wrong in
+    /// read-only mode.
+    pub fn open_with(
+        meta: &Metainfo,
+        root: &Path,
+        options: StorageOptions,
+    ) -> Result<Storage, StorageError> {
+        let access = options.access;
+        let (base, name) = match access {
+            Access::ReadOnly => (Base::Paths, None),
+            Access::ReadWrite => {
+                let name = root.file_name().ok_or_else(|| {
+                    error(
+                        root,
+                        "use",
+                        io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+                    )
+                })?;
+                let dest = root
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                (Base::beneath(dest)?, Some(name))
+            }
+        };
+        let opened_count = meta.files.iter().filter(|f| !f.padding).count();
+        let per_file = 1 + usize::from(options.direct_io && access == Access::ReadWrite);
+        let pinned = opened_count.saturating_mul(per_file) <= options.max_open_fds;
+        let mut files = Vec::with_capacity(meta.files.len());
+        let mut open_files = Vec::new();
+        let mut had_data = access == Access::ReadOnly;
+        for entry in &meta.files {
+            let path = if meta.multi_file {
+                root.join(&entry.path)
+            } else {
+                root.to_path_buf()
+            };
+            let mut below = Vec::new();
+            if let Some(name) = name {
+                below.push(name.to_os_string());
+                if meta.multi_file {
+                    below.extend(entry.path.components().filter_map(|c| match c {
+                        Component::Normal(part) => Some(part.to_os_string()),
+                        _ => None,
+                    }));
+                }
+            }
+            let place = Place { path, below };
+            let id = if entry.padding {
+                if pinned {
+                    open_files.push(None);
+                }
+                None
+            } else {
+                let opened = open::open_first(&base, &place, entry.length, options.allow)?;
+                had_data |= opened.old_len > 0;
+                if pinned {
+                    open_files.push(Some(OpenFile {
+                        file: opened.file,
+                        direct: None,
+                    }));
+                }
+                Some(opened.id)
+            };
+            files.push(StoredFile {
+                place,
+                id,
+                length: entry.length,
+            });
+        }
+        let handles = if pinned {
+            Handles::Pinned(open_files)
+        } else {
+            log::debug!(
+                "{opened_count} files, at most {} descriptors: files are opened on demand",
+                options.max_open_fds
+            );
+            Handles::cached(files.len(), options.max_open_fds)
+        };
+        Ok(Storage {
+            layout: meta.layout,
+            spans: file_spans(meta.files.iter().map(|f| f.length)),
+            files,
+            base,
+            handles,
+            access,
+            had_data,
+            direct_on_reopen: false,
+            direct: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens every file a second time for direct writes (see the module
+    /// docs), and turns readahead off on the reading handles; with the
+    /// handle cache, files are opened so from now on. Returns how many files
+    /// will be written directly: none where the platform or the file system
+    /// does not support it, which is not an error.
+    pub fn enable_direct_writes(&mut self) -> usize {
+        if self.access == Access::ReadOnly {
+            return 0;
+        }
+        let mut enabled = 0;
+        match &mut self.handles {
+            Handles::Pinned(open_files) => {
+                for (stored, open) in self.files.iter().zip(open_files.iter_mut()) {
+                    let (Some(open), Some(id)) = (open, stored.id) else {
+                        continue;
+                    };
+                    // Zero-length files are never written.
+                    if stored.length == 0 {
+                        continue;
+                    }
+                    if let Some(direct) =
+                        open::open_direct(&self.base, &stored.place, id, &open.file)
+                    {
+                        open.direct = Some(direct);
+                        enabled += 1;
+                    }
+                }
+            }
+            Handles::Cached(_) => {
+                let written = self.files.iter().filter(|f| f.id.is_some() && f.length > 0);
+                // One file tells whether the file system takes O_DIRECT.
+                let probe = written.clone().next().and_then(|stored| {
+                    let id = stored.id?;
+                    let reader = open::reopen(&self.base, &stored.place, id).ok()?;
+                    open::open_direct(&self.base, &stored.place, id, &reader)
+                });
+                if probe.is_some() {
+                    enabled = written.count();
+                    self.direct_on_reopen = true;
+                    // Reopened with direct handles and readahead off.
+                    self.handles.close_cached();
+                }
+            }
+        }
+        self.direct.store(enabled > 0, Ordering::Relaxed);
+        enabled
+    }
+
+    /// Whether any file held data before [`Storage::open`]: only then is a
+    /// check of existing pieces worth its reads.
+    pub fn had_data(&self) -> bool {
+        self.had_data
+    }
+
+    /// The layout this storage was opened with.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The open handles of file `index` (not a padding file); `write` when
+    /// they are for a write.
+    fn handle(&self, index: usize, write: bool) -> Result<Handle<'_>, StorageError> {
+        self.handles.get(index, write, || {
+            let stored = &self.files[index];
+            let id = stored.id.expect("padding files are never opened");
+            let file = open::reopen(&self.base, &stored.place, id)?;
+            let direct =
+                (self.direct_on_reopen && stored.length > 0 && self.direct.load(Ordering::Relaxed))
+                    .then(|| open::open_direct(&self.base, &stored.place, id, &file))
+                    .flatten();
+            Ok(OpenFile { file, direct })
+        })
+    }
+
+    /// Reads `buf.len()` bytes of content starting at content offset `offset`.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose read failed (a file shorter than
+    /// expected reads as an `UnexpectedEof` error).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        for seg in segments(&self.spans, offset, buf.len()) {
+            let out = &mut buf[seg.range_offset..seg.range_offset + seg.len];
+            let stored = &self.files[seg.file];
+            if stored.id.is_none() {
+                out.fill(0);
+                continue;
+            }
+            self.handle(seg.file, false)?
+                .file
+                .read_exact_at(out, seg.file_offset)
+                .map_err(|e| error(&stored.place.path, "read", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at content offset `offset`; padding files are skipped.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose write failed (for example a full disk).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        for seg in segments(&self.spans, offset, data.len()) {
+            let stored = &self.files[seg.file];
+            if stored.id.is_none() {
+                continue;
+            }
+            let path = &stored.place.path;
+            let handle = self.handle(seg.file, true)?;
+            let mut bytes = &data[seg.range_offset..seg.range_offset + seg.len];
+            let mut at = seg.file_offset;
+            if let Some(direct) = &handle.direct {
+                let written = self
+                    .write_direct(direct, bytes, at)
+                    .map_err(|e| error(path, "write", e))?;
+                bytes = &bytes[written..];
+                at += written as u64;
+            }
+            handle
+                .file
+                .write_all_at(bytes, at)
+                .map_err(|e| error(path, "write", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole aligned blocks at the start of `bytes` (which go to
+    /// file offset `at`) with the direct handle, and returns how many bytes
+    /// that was: none when `at` is unaligned or direct writes are off.
+    fn write_direct(&self, direct: &File, bytes: &[u8], at: u64) -> io::Result<usize> {
+        let len = bytes.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        if len == 0
+            || !at.is_multiple_of(DIRECT_ALIGN as u64)
+            || !self.direct.load(Ordering::Relaxed)
+        {
+            return Ok(0);
+        }
+        let result = DIRECT_BUF.with_borrow_mut(|buf| {
+            if buf.len() < len + DIRECT_ALIGN {
+                buf.resize(len + DIRECT_ALIGN, 0);
+            }
+            let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+            let aligned = &mut buf[start..start + len];
+            aligned.copy_from_slice(&bytes[..len]);
+            direct.write_all_at(aligned, at)
+        });
+        match result {
+            Ok(()) => Ok(len),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // The file system wants another alignment, or no direct I/O
+                // at all: buffered writes from now on.
+                log::debug!("direct write refused ({e}); writing through the page cache");
+                self.direct.store(false, Ordering::Relaxed);
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the whole of piece `index` into `buf` (resized to the piece's length).
+    ///
+    /// # Errors
+    /// As [`Storage::read_at`].
+    pub fn read_piece(&self, index: u32, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+        buf.resize(self.layout.piece_size(index) as usize, 0);
+        self.read_at(self.layout.piece_offset(index), buf)
+    }
+
+    /// Writes a complete, verified piece.
+    ///
+    /// # Errors
+    /// As [`Storage::write_at`].
+    pub fn write_piece(&self, index: u32, data: &[u8]) -> Result<(), StorageError> {
+        self.write_at(self.layout.piece_offset(index), data)
+    }
+
+    /// Flushes written data to the disk, that of files whose handle the
+    /// cache has closed since too.
+    ///
+    /// # Errors
+    /// [`StorageError`] for the file whose sync failed.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for index in self.handles.written() {
+            self.handle(index, false)?
+                .file
+                .sync_all()
+                .map_err(|e| error(&self.files[index].place.path, "sync", e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks every piece on disk against `hashes` on `threads` threads and
+    /// returns which pieces are present and correct. `on_piece` is called after
+    /// each piece with the number checked so far (for a progress display).
+    ///
+    /// A piece that cannot be read (file too short) counts as missing; other read
+    /// errors are returned.
+    ///
+    /// # Errors
+    /// The first [`StorageError`] other than a short read.
+    pub fn check(
+        &self,
+        hashes: &[[u8; 20]],
+        threads: usize,
+        on_piece: &(dyn Fn(u32) + Sync),
+    ) -> Result<Vec<bool>, StorageError> {
+        let count = self.layout.piece_count();
+        let next = AtomicU32::new(0);
+        let done = AtomicU32::new(0);
+        let results = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut found = Vec::new();
+                        let mut buf = Vec::new();
+                        loop {
+                            // Pieces are handed out one at a time, so both threads
+                            // read the files roughly in order.
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            if index >= count {
+                                return Ok(found);
+                            }
+                            let ok = match self.read_piece(index, &mut buf) {
+                                Ok(()) => Sha1::digest(&buf)[..] == hashes[index as usize],
+                                Err(e) if e.source.kind() == io::ErrorKind::UnexpectedEof => false,
+                                Err(e) => return Err(e),
+                            };
+                            if ok {
+                                found.push(index);
+                            }
+                            on_piece(done.fetch_add(1, Ordering::Relaxed) + 1);
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("check thread panicked"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let mut have = vec![false; count as usize];
+        for index in results.into_iter().flatten() {
+            have[index as usize] = true;
+        }
+        Ok(have)
+    }
+}
+
+fn error(path: &Path, action: &'static str, source: io::Error) -> StorageError {
+    StorageError {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
