@@ -158,6 +158,9 @@ pub struct Client {
     router: Arc<Router>,
     budget: Arc<ConnectionBudget>,
     listener: Option<JoinHandle<()>>,
+    /// The listening socket, shared with the `listener` thread so that
+    /// dropping the client can wake its `accept()`.
+    socket: Arc<TcpListener>,
     stop: Arc<AtomicBool>,
 }
 
@@ -181,8 +184,10 @@ impl Client {
         log::info!("listening on {listen_addr}");
         let router = Arc::new(Router::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let listener = Arc::new(listener);
         let thread = {
             let (router, stop) = (Arc::clone(&router), Arc::clone(&stop));
+            let listener = Arc::clone(&listener);
             thread::Builder::new()
                 .name("listener".into())
                 .spawn(move || accept_loop(&listener, &router, &stop))
@@ -194,6 +199,7 @@ impl Client {
             router,
             budget: ConnectionBudget::new(max_peers),
             listener: Some(thread),
+            socket: listener,
             stop,
         })
     }
@@ -220,16 +226,24 @@ impl Client {
 }
 
 impl Drop for Client {
-    /// Stops the listener: a blocked `accept()` is woken by connecting to it.
+    /// Stops the listener. On Linux, shutting the listening socket down
+    /// wakes a blocked `accept()` (with `EINVAL`); elsewhere, and as a
+    /// fallback, connecting to it does. Connecting alone is not enough: a
+    /// process out of file descriptors cannot open the socket to connect
+    /// with, and its `accept()` would then wait for ever.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let ip = match self.listen_addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let wake = SocketAddr::new(ip, self.listen_addr.port());
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let woken = cfg!(target_os = "linux")
+            && rustix::net::shutdown(&*self.socket, rustix::net::Shutdown::Read).is_ok();
+        if !woken {
+            let ip = match self.listen_addr.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            let wake = SocketAddr::new(ip, self.listen_addr.port());
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        }
         if let Some(thread) = self.listener.take() {
             let _ = thread.join();
         }
@@ -442,6 +456,24 @@ mod tests {
         ));
         router.unregister(InfoHash([1; 20]));
         assert!(matches!(router.route(&handshake(1)), Route::Unknown(_)));
+    }
+
+    #[test]
+    fn dropping_the_client_stops_its_listener_at_once() {
+        let client = Client::start(IpAddr::from([127, 0, 0, 1]), 0, 10, PeerId([7; 20])).unwrap();
+        let addr = client.listen_addr();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            drop(client);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the listener stopped");
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "nobody listens on {addr} any more"
+        );
     }
 
     #[test]
