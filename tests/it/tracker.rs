@@ -272,26 +272,25 @@ fn silent_trackers_hold_up_neither_the_download_nor_the_exit() {
 
 /// Regression: an announce URL with a port that is not a port
 /// (`:99999`, `:x`) quietly became port 80.
+/// Runs the binary on a small torrent announcing to `url` only, with no
+/// peer; returns its status and stderr.
+fn download_announcing_to(url: &str) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let torrent =
+        write_single_file(dir.path(), "f.bin", &content(1000, 1), 16384, Some(url)).torrent;
+    let dest = dir.path().join("out");
+    let args = [torrent.to_str().unwrap(), "-d", dest.to_str().unwrap()];
+    let args = [&args[..], &["--port", "0", "--no-progress"]].concat();
+    run_binary(&args, dir.path())
+}
+
 #[test]
 fn an_announce_url_with_a_bad_port_is_refused_with_a_clear_error() {
     for (url, port) in [
         ("http://127.0.0.1:99999/announce", "99999"),
         ("http://127.0.0.1:x/announce", "x"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let torrent =
-            write_single_file(dir.path(), "f.bin", &content(1000, 1), 16384, Some(url)).torrent;
-        let (status, stderr) = run_binary(
-            &[
-                torrent.to_str().unwrap(),
-                "-d",
-                dir.path().join("out").to_str().unwrap(),
-                "--port",
-                "0",
-                "--no-progress",
-            ],
-            dir.path(),
-        );
+        let (status, stderr) = download_announcing_to(url);
         assert!(!status.success(), "{url}: {stderr}");
         assert!(
             stderr.contains(&format!("port \"{port}\" is not a number from 1 to 65535")),
@@ -312,26 +311,7 @@ fn a_huge_failure_reason_full_of_escapes_is_capped_and_escaped() {
     body.extend(&reason);
     body.push(b'e');
     let tracker = CannedTracker::start(body);
-    let dir = tempfile::tempdir().unwrap();
-    let torrent = write_single_file(
-        dir.path(),
-        "f.bin",
-        &content(1000, 1),
-        16384,
-        Some(&tracker.url),
-    )
-    .torrent;
-    let (status, stderr) = run_binary(
-        &[
-            torrent.to_str().unwrap(),
-            "-d",
-            dir.path().join("out").to_str().unwrap(),
-            "--port",
-            "0",
-            "--no-progress",
-        ],
-        dir.path(),
-    );
+    let (status, stderr) = download_announcing_to(&tracker.url);
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("tracker refused the announce"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "an escape reached stderr");
