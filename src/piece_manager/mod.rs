@@ -377,7 +377,9 @@ impl PieceManager {
         if let Some(slot) = self.peers.remove(&key) {
             self.picker.add_peer_pieces(&slot.has, -1);
             for held in &slot.assigned {
-                self.picker.release(held.index);
+                if !held.charge.probe {
+                    self.picker.release(held.index);
+                }
                 self.inherited.remove(&(key, held.index));
                 self.budget.release(held.charge);
             }
@@ -399,7 +401,9 @@ impl PieceManager {
                 continue;
             };
             let charge = slot.assigned.swap_remove(pos).charge;
-            self.picker.release(index);
+            if !charge.probe {
+                self.picker.release(index);
+            }
             let done = matches!(
                 self.picker.state(index),
                 PieceState::Have | PieceState::Verifying
@@ -587,12 +591,20 @@ impl PieceManager {
         let layout = *self.storage.layout();
         if slot.proven {
             for held in slot.assigned.iter_mut().filter(|h| h.charge.probe) {
+                if !matches!(
+                    self.picker.state(held.index),
+                    PieceState::Missing | PieceState::InFlight(_)
+                ) {
+                    // Delivered by another peer: the `have` cancels the probe.
+                    continue;
+                }
                 let size = layout.piece_size(held.index);
                 let Some(whole) = self.budget.grow(held.charge, size) else {
                     self.starved = true;
                     return;
                 };
                 held.charge = whole;
+                self.picker.assign(held.index);
                 self.table.send(key, PeerCommand::Grow(held.index));
             }
         }
@@ -609,7 +621,12 @@ impl PieceManager {
             .chain(slot.avoid.iter().copied())
             .collect();
         while slot.assigned.len() < target {
-            let Some(index) = self.picker.pick(&slot.has, &skip) else {
+            let picked = if slot.proven {
+                self.picker.pick(&slot.has, &skip)
+            } else {
+                self.picker.pick_probe(&slot.has, &skip)
+            };
+            let Some(index) = picked else {
                 break;
             };
             let size = layout.piece_size(index);
@@ -621,10 +638,14 @@ impl PieceManager {
                 None => self.budget.probe(size),
             };
             let Some(charge) = charge else {
+                // (Never with kept blocks: their charge goes with them.)
                 self.starved = true;
                 break;
             };
-            self.picker.assign(index);
+            if !charge.probe {
+                // A probe leaves its piece to others (see `pick_probe`).
+                self.picker.assign(index);
+            }
             slot.assigned.push(Held { index, charge });
             skip.push(index);
             let partial = kept.map(|kept| {

@@ -47,3 +47,7 @@ mod props;
 /// The extension protocol on the download side: the remote's `reqq` is
 /// honoured.
 mod extension;
+
+/// Peak memory of the binary, with one-byte pieces and with 64 MiB pieces
+/// among forty junk peers, under the bound the README states.
+mod memory;
