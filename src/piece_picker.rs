@@ -437,6 +437,10 @@ mod tests {
         assert_eq!(picker.pick_probe(&all, &[]), Some(0));
         assert_eq!(picker.pick_probe(&all, &[0]), Some(1));
         picker.verifying(0);
-        assert_eq!(picker.pick_probe(&all, &[1]), None, "not a piece being verified");
+        assert_eq!(
+            picker.pick_probe(&all, &[1]),
+            None,
+            "not a piece being verified"
+        );
     }
 }
