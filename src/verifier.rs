@@ -13,7 +13,11 @@
 //! blaming its senders) is its decision. The manager also keeps the pieces
 //! waiting here bounded: it assigns no new piece to any peer while
 //! [`Verifier::backlog_limit`] pieces are with the workers, so a disk slower
-//! than the network slows the peers down instead of filling memory.
+//! than the network slows the peers down instead of filling memory. (These
+//! pieces count in the manager's byte budget too, see
+//! [`crate::piece_manager::budget`].) A piece is written in chunks of at most
+//! [`WRITE_CHUNK_LEN`], so each worker's direct-write buffer stays that size
+//! whatever the piece length.
 
 use std::io;
 use std::sync::Arc;
