@@ -446,10 +446,6 @@ impl PieceManager {
             }
             None => Vec::new(),
         };
-        if std::mem::take(&mut self.starved) {
-            // The buffer is free: the peers held back for it may go on.
-            self.assign_all();
-        }
         if self.verifying.len() + 1 == self.verifier.backlog_limit() {
             // Assignments were held back for the workers: resume them.
             self.assign_all();
@@ -502,6 +498,10 @@ impl PieceManager {
         }
         for key in changed {
             self.assign(key);
+        }
+        if std::mem::take(&mut self.starved) {
+            // The piece's buffer is free: the peers held back for it may go on.
+            self.assign_all();
         }
         Ok(())
     }

@@ -2,9 +2,10 @@
 //!
 //! Two directions:
 //! - [`HostilePeer`] listens on loopback (127.0.0.1 unless told) and is
-//!   dialled by a downloader under test (given as a `--peer`). It answers the handshake properly
-//!   (same info-hash), claims every piece, usually unchokes, and then
-//!   misbehaves as its [`Behaviour`] says: one function per misbehaviour.
+//!   dialled by a downloader under test (given as a `--peer`). It answers
+//!   the handshake properly (same info-hash), claims every piece, usually
+//!   unchokes, and then misbehaves as its [`Behaviour`] says: one function
+//!   per misbehaviour.
 //! - [`RequestFlood`] dials a seeder under test and floods it with requests
 //!   ([`Flood`]).
 //!
