@@ -29,7 +29,9 @@
 //! content is known ([`peer::fetching`]).
 //!
 //! A block's journey: the [`piece_manager`] assigns piece `i` to a peer thread
-//! ([`peer::PeerCommand::Download`]); the thread ([`peer::conn`]) keeps many
+//! ([`peer::PeerCommand::Download`]) while its byte budget of piece buffers
+//! allows ([`piece_manager::budget`]; a peer not proven yet gets a probe of
+//! the piece's first blocks); the thread ([`peer::conn`]) keeps many
 //! 16 KiB requests in flight ([`peer::pipeline`], never more than the
 //! remote's `reqq`), copies each arriving block straight from its read
 //! buffer into the piece's buffer, and when the last block lands sends the whole

@@ -155,6 +155,19 @@ impl PiecePicker {
             .map(|(_, i)| i)
     }
 
+    /// A piece for a probe (the first blocks of a piece, from a peer not
+    /// proven yet): what [`PiecePicker::pick`] would give, or else any piece
+    /// in flight that the peer has and is not fetching. A probe does not
+    /// hold its piece (the caller does not [`PiecePicker::assign`] it), so
+    /// many peers may probe the same piece while a proven one fetches it.
+    pub fn pick_probe(&mut self, peer_has: &Bitfield, already: &[u32]) -> Option<u32> {
+        self.pick(peer_has, already).or_else(|| {
+            peer_has.iter().find(|&i| {
+                matches!(self.state[i as usize], PieceState::InFlight(_)) && !already.contains(&i)
+            })
+        })
+    }
+
     /// Records that one more peer fetches piece `index`.
     pub fn assign(&mut self, index: u32) {
         let s = &mut self.state[index as usize];
@@ -409,5 +422,25 @@ mod tests {
             "a late failure cannot undo a verified piece"
         );
         assert_eq!(p.have_count(), 2);
+    }
+
+    #[test]
+    fn a_probe_is_given_a_piece_in_flight_when_none_is_missing() {
+        let mut picker = PiecePicker::with_rng(&[false, false], fastrand::Rng::with_seed(1));
+        let all = Bitfield::from_bools(&[true, true]);
+        picker.add_peer_pieces(&all, 1);
+        for _ in 0..MAX_HOLDERS {
+            picker.assign(0);
+            picker.assign(1);
+        }
+        assert_eq!(picker.pick(&all, &[]), None, "every piece has its holders");
+        assert_eq!(picker.pick_probe(&all, &[]), Some(0));
+        assert_eq!(picker.pick_probe(&all, &[0]), Some(1));
+        picker.verifying(0);
+        assert_eq!(
+            picker.pick_probe(&all, &[1]),
+            None,
+            "not a piece being verified"
+        );
     }
 }

@@ -13,7 +13,11 @@
 //! blaming its senders) is its decision. The manager also keeps the pieces
 //! waiting here bounded: it assigns no new piece to any peer while
 //! [`Verifier::backlog_limit`] pieces are with the workers, so a disk slower
-//! than the network slows the peers down instead of filling memory.
+//! than the network slows the peers down instead of filling memory. (These
+//! pieces count in the manager's byte budget too, see
+//! [`crate::piece_manager::budget`].) A piece is written in chunks of at most
+//! [`WRITE_CHUNK_LEN`], so each worker's direct-write buffer stays that size
+//! whatever the piece length.
 
 use std::io;
 use std::sync::Arc;
@@ -38,20 +42,22 @@ pub fn backlog_limit(threads: usize, piece_len: usize) -> usize {
 /// Most bytes of idle piece buffers kept for reuse (see [`pool_capacity`]).
 pub const POOL_BYTES: usize = 32 * 1024 * 1024;
 
-/// How many idle piece buffers of `piece_len` bytes the pool keeps: three
-/// times the workers' backlog, within [`POOL_BYTES`] (but never fewer than
-/// the backlog). Pieces in flight swing by more than the backlog alone as
-/// the workers fall behind and catch up; a pool of just the backlog freed
-/// about half of all piece buffers and allocated them again (1 GiB in 1 MiB
-/// pieces from four seeders: 540 fresh buffers, 90,000 page faults, a
+/// Bytes of idle piece buffers of `piece_len` bytes the pool keeps: three
+/// times the workers' backlog, within [`POOL_BYTES`] (so none at all for
+/// pieces larger than that). Pieces in flight swing by more than the backlog
+/// alone as the workers fall behind and catch up; a pool of just the backlog
+/// freed about half of all piece buffers and allocated them again (1 GiB in
+/// 1 MiB pieces from four seeders: 540 fresh buffers, 90,000 page faults, a
 /// quarter more system time). Keeping them costs no more at the peak,
 /// which is when every buffer is in use.
 pub fn pool_capacity(threads: usize, piece_len: usize) -> usize {
-    let backlog = backlog_limit(threads, piece_len);
-    (3 * backlog)
-        .min(POOL_BYTES / piece_len.max(1))
-        .max(backlog)
+    let backlog_len = backlog_limit(threads, piece_len).saturating_mul(piece_len.max(1));
+    backlog_len.saturating_mul(3).min(POOL_BYTES)
 }
+
+/// Most bytes written with one call to the storage: its direct writes go
+/// through a per-thread aligned buffer of this size, not of a whole piece.
+pub const WRITE_CHUNK_LEN: usize = 4 * 1024 * 1024;
 
 /// A finished piece to verify and, if it is right, write.
 #[derive(Debug)]
@@ -168,7 +174,7 @@ fn work(
             .get(index as usize)
             .is_some_and(|expected| Sha1::digest(&data)[..] == expected[..]);
         let result = if matches {
-            storage.write_piece(index, &data).map(|()| true)
+            write_piece(storage, index, &data).map(|()| true)
         } else {
             Ok(false)
         };
@@ -183,6 +189,17 @@ fn work(
             return;
         }
     }
+}
+
+/// Writes piece `index` in chunks of at most [`WRITE_CHUNK_LEN`] bytes (a
+/// multiple of the direct-write alignment, so each chunk starts aligned when
+/// the piece does).
+fn write_piece(storage: &Storage, index: u32, data: &[u8]) -> Result<(), StorageError> {
+    let offset = storage.layout().piece_offset(index);
+    for (n, chunk) in data.chunks(WRITE_CHUNK_LEN).enumerate() {
+        storage.write_at(offset + (n * WRITE_CHUNK_LEN) as u64, chunk)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -219,14 +236,12 @@ mod tests {
     fn the_pool_keeps_three_backlogs_within_its_bytes() {
         const MIB: usize = 1024 * 1024;
         assert_eq!(backlog_limit(2, MIB), 8);
-        assert_eq!(pool_capacity(2, MIB), 24);
-        assert_eq!(pool_capacity(2, 16 * 1024), 3 * 512);
-        assert_eq!(pool_capacity(2, 2 * MIB), 16, "32 MiB of 2 MiB pieces");
-        assert_eq!(
-            pool_capacity(2, 16 * MIB),
-            backlog_limit(2, 16 * MIB),
-            "never fewer than the backlog"
-        );
+        assert_eq!(pool_capacity(2, MIB), 24 * MIB);
+        assert_eq!(pool_capacity(1, 16 * 1024), 12 * MIB);
+        assert_eq!(pool_capacity(2, 2 * MIB), 32 * MIB, "at most 32 MiB");
+        assert_eq!(pool_capacity(4, 64 * MIB), 32 * MIB, "no 64 MiB piece");
+        // The old pool counted buffers: 25 million slots for 1-byte pieces.
+        assert_eq!(pool_capacity(2, 1), 3 * 8 * MIB);
     }
 
     #[test]

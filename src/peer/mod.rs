@@ -83,6 +83,10 @@ pub enum PeerCommand {
     RequestMetadata(u32),
     /// Fetch a piece and report it when complete.
     Download(PieceJob),
+    /// The manager now grants the whole of piece `index`, assigned as a
+    /// probe ([`PieceJob::probe`]): fetch the rest of it. Ignored when the
+    /// piece is no longer being fetched.
+    Grow(u32),
     /// We now have piece `index`: tell the remote, and stop fetching it if we were.
     Have(u32),
     /// Stop uploading to the remote (send `choke`).
@@ -100,6 +104,10 @@ pub struct PieceJob {
     pub index: u32,
     /// Blocks a previous peer delivered before it choked us or left.
     pub partial: Option<Partial>,
+    /// Fetch only the first few blocks, into a small buffer, until
+    /// [`PeerCommand::Grow`] comes: a peer that has not shown it sends
+    /// blocks costs a few KiB, not a piece (see [`pipeline`]).
+    pub probe: bool,
 }
 
 /// The blocks of a piece received so far.

@@ -13,6 +13,12 @@
 //! - A block for a piece we cancelled (endgame) or were choked out of may
 //!   still arrive for a while and is ignored; any other block we did not ask
 //!   for is a protocol violation.
+//! - A piece assigned as a probe ([`PieceJob::probe`], to a peer that has not
+//!   shown yet that it sends blocks) is fetched only up to [`PROBE_BLOCKS`]
+//!   blocks, into a buffer of just those blocks; when they have all arrived
+//!   ([`BlockOutcome::Probed`]) it waits for the manager to grant the whole
+//!   piece ([`Pipeline::grow`]). So a peer that never sends a block holds
+//!   [`PROBE_BLOCKS`] blocks of memory, not a piece of up to 64 MiB.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +36,8 @@ pub const START_PIPELINE: usize = 64;
 /// The pipeline holds what the peer delivers in this many seconds: enough
 /// to cover the round trip and the remote's disk with room to spare.
 pub const PIPELINE_SECONDS: u64 = 2;
+/// Blocks of a probe piece fetched before the manager grants the rest.
+pub const PROBE_BLOCKS: u32 = 4;
 /// Requests outstanding with no block arriving for this long: the peer is
 /// snubbed, and its pieces go to other peers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +82,12 @@ pub enum BlockOutcome {
         /// The piece's bytes.
         data: Vec<u8>,
     },
+    /// Stored, and the last of a probe piece's first [`PROBE_BLOCKS`]
+    /// blocks: the peer sends blocks; the rest waits for [`Pipeline::grow`].
+    Probed {
+        /// Piece index.
+        index: u32,
+    },
     /// A block we no longer wanted (cancelled, choked out of, or a
     /// duplicate): ignored.
     Ignored,
@@ -94,13 +108,28 @@ struct Job {
     blocks: Vec<BlockState>,
     /// Blocks not yet received.
     remaining: usize,
+    /// Only the first [`PROBE_BLOCKS`] blocks may be requested, and `data`
+    /// holds only them.
+    probe: bool,
 }
 
 impl Job {
     /// A job for `piece`, starting from the blocks other peers delivered.
+    /// (A piece of at most [`PROBE_BLOCKS`] blocks, or one with blocks
+    /// already, is fetched whole even when assigned as a probe.)
     fn new(piece: PieceJob, layout: &Layout) -> Job {
         let size = layout.piece_size(piece.index) as usize;
         let block_count = layout.block_count(piece.index) as usize;
+        let probe = piece.probe && piece.partial.is_none() && block_count > PROBE_BLOCKS as usize;
+        if probe {
+            return Job {
+                index: piece.index,
+                data: vec![0; (PROBE_BLOCKS * BLOCK_LEN) as usize],
+                blocks: vec![BlockState::Wanted; block_count],
+                remaining: block_count,
+                probe,
+            };
+        }
         let (data, blocks) = match piece.partial {
             Some(p) if p.data.len() == size && p.received.len() == block_count => {
                 let blocks = p
@@ -127,11 +156,29 @@ impl Job {
             data,
             blocks,
             remaining,
+            probe,
         }
     }
 
-    /// The piece handed back: with its received blocks, if any arrived.
+    /// The blocks that may be requested now.
+    fn requestable(&mut self) -> &mut [BlockState] {
+        let end = if self.probe {
+            PROBE_BLOCKS as usize
+        } else {
+            self.blocks.len()
+        };
+        &mut self.blocks[..end]
+    }
+
+    /// The piece handed back: with its received blocks, if any arrived
+    /// (those of a probe are too few to keep).
     fn into_returned(self) -> Returned {
+        if self.probe {
+            return Returned {
+                index: self.index,
+                partial: None,
+            };
+        }
         let received: Vec<bool> = self
             .blocks
             .iter()
@@ -198,6 +245,25 @@ impl Pipeline {
         self.jobs.iter().any(|j| j.index == index)
     }
 
+    /// Whether piece `index` is being fetched here as a probe.
+    pub fn is_probe(&self, index: u32) -> bool {
+        self.jobs.iter().any(|j| j.index == index && j.probe)
+    }
+
+    /// Fetches the whole of probe piece `index` from now on, into `buffer`
+    /// (of the piece's size), where the probe's blocks are copied. Returns
+    /// `buffer` when `index` is not a probe here.
+    pub fn grow(&mut self, index: u32, mut buffer: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(job) = self.jobs.iter_mut().find(|j| j.index == index && j.probe) else {
+            return Some(buffer);
+        };
+        let probed = job.data.len().min(buffer.len());
+        buffer[..probed].copy_from_slice(&job.data[..probed]);
+        job.data = buffer;
+        job.probe = false;
+        None
+    }
+
     /// Whether any piece is assigned.
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
@@ -226,7 +292,8 @@ impl Pipeline {
         let mut new = Vec::new();
         let depth = self.depth();
         'jobs: for job in &mut self.jobs {
-            for (block, state) in job.blocks.iter_mut().enumerate() {
+            let index = job.index;
+            for (block, state) in job.requestable().iter_mut().enumerate() {
                 if self.in_flight + new.len() >= depth {
                     break 'jobs;
                 }
@@ -234,9 +301,9 @@ impl Pipeline {
                     *state = BlockState::Requested;
                     let block = block as u32;
                     new.push(BlockRequest {
-                        index: job.index,
+                        index,
                         begin: block * BLOCK_LEN,
-                        length: self.layout.block_size(job.index, block),
+                        length: self.layout.block_size(index, block),
                     });
                 }
             }
@@ -287,6 +354,14 @@ impl Pipeline {
         job.remaining -= 1;
         self.in_flight -= 1;
         self.last_progress = now;
+        if job.probe {
+            let probed = job.requestable().iter().all(|&b| b == BlockState::Received);
+            return Ok(if probed {
+                BlockOutcome::Probed { index }
+            } else {
+                BlockOutcome::Stored
+            });
+        }
         if job.remaining > 0 {
             return Ok(BlockOutcome::Stored);
         }

@@ -83,6 +83,10 @@ pub enum PeerEvent {
         /// The remote is too slow to be given more than one piece at a time.
         snubbed: bool,
     },
+    /// The first blocks of a piece assigned as a probe arrived: the remote
+    /// sends blocks, and may be granted the whole piece
+    /// ([`PeerCommand::Grow`](crate::peer::PeerCommand::Grow)).
+    Probed(u32),
     /// A complete piece, not yet verified.
     Piece {
         /// Piece index.

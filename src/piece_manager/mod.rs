@@ -10,8 +10,12 @@
 //! never blocks sending to one (command channels are unbounded), so peers may
 //! block on the bounded event channel without any risk of deadlock. Nor does
 //! it block handing pieces to the workers: while too many wait for them, it
-//! assigns no new pieces, which slows the peers instead.
+//! assigns no new pieces, which slows the peers instead. The bytes of piece
+//! buffers outstanding (assigned, kept, with the workers) stay within its
+//! [`budget`], whatever the piece length and the number of peers.
 
+mod assign;
+pub mod budget;
 mod events;
 mod slot;
 
@@ -24,15 +28,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 
+use budget::{Budget, Charge};
 pub use events::{Event, Outcome, PeerEvent, Returned};
 use slot::PeerSlot;
 
 use crate::bitfield::Bitfield;
-use crate::blame::{self, Blame, Verdict};
+use crate::blame::{Blame, Verdict};
 use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
 use crate::layout::BLOCK_LEN;
-use crate::peer::pipeline::pipeline_for_rate;
-use crate::peer::{Loaded, Partial, PeerCommand, PeerKey, PieceJob};
+use crate::peer::{Loaded, Partial, PeerCommand, PeerKey};
 use crate::peer_table::PeerTable;
 use crate::piece_picker::{PiecePicker, PieceState};
 use crate::progress::{Progress, Snapshot};
@@ -61,10 +65,12 @@ pub struct ManagerConfig {
     pub max_peers: usize,
 }
 
-/// The kept blocks of an unfinished piece and the peers that sent them.
+/// The kept blocks of an unfinished piece, the peers that sent them, and
+/// what their buffer is charged.
 struct Kept {
     partial: Partial,
     senders: Vec<SocketAddr>,
+    charge: Charge,
 }
 
 /// The manager's state; [`PieceManager::run`] is the thread's body.
@@ -73,8 +79,13 @@ pub struct PieceManager {
     loaded: Arc<Loaded>,
     storage: Arc<Storage>,
     verifier: Verifier,
-    /// Pieces with the workers, and the peers whose blocks they are made of.
-    verifying: HashMap<u32, Vec<SocketAddr>>,
+    /// Pieces with the workers, the peers whose blocks they are made of,
+    /// and what their buffers are charged.
+    verifying: HashMap<u32, (Vec<SocketAddr>, Charge)>,
+    /// Bytes of piece buffers outstanding, and their limit.
+    budget: Budget,
+    /// An assignment was held back for the budget: retry when it frees.
+    starved: bool,
     picker: PiecePicker,
     have: Bitfield,
     /// The peers whose handshake was accepted.
@@ -120,6 +131,8 @@ impl PieceManager {
             storage,
             verifier,
             verifying: HashMap::new(),
+            budget: Budget::new(layout.piece_len()),
+            starved: false,
             picker: PiecePicker::new(have),
             have: Bitfield::from_bools(have),
             peers: HashMap::new(),
@@ -218,6 +231,9 @@ impl PieceManager {
     /// Periodic work: progress, rates, choking, dialling, asking for peers.
     fn tick(&mut self, now: Instant) {
         self.progress.update(&self.snapshot());
+        if std::mem::take(&mut self.starved) {
+            self.assign_all();
+        }
         let elapsed_ms = (now.duration_since(self.last_rate_sample).as_millis() as u64).max(1);
         self.last_rate_sample = now;
         for (key, slot) in &mut self.peers {
@@ -336,12 +352,19 @@ impl PieceManager {
                 if snubbed {
                     debug!("{}: snubbed, its pieces go to other peers", slot.addr);
                     slot.snubbed = true;
+                    slot.proven = false;
                     slot.avoid.extend(returned.iter().map(|r| r.index));
                     let excess = slot.avoid.len().saturating_sub(AVOID_MAX);
                     slot.avoid.drain(..excess);
                 }
                 self.take_back(key, returned);
                 self.assign_all();
+            }
+            PeerEvent::Probed(_) => {
+                let slot = self.peers.get_mut(&key).expect("checked above");
+                slot.proven = true;
+                slot.snubbed = false;
+                self.assign(key);
             }
             PeerEvent::Piece { index, data } => self.on_piece(key, index, data),
         }
@@ -353,50 +376,18 @@ impl PieceManager {
         let now = Instant::now();
         if let Some(slot) = self.peers.remove(&key) {
             self.picker.add_peer_pieces(&slot.has, -1);
-            for &index in &slot.assigned {
-                self.picker.release(index);
-                self.inherited.remove(&(key, index));
+            for held in &slot.assigned {
+                if !held.charge.probe {
+                    self.picker.release(held.index);
+                }
+                self.inherited.remove(&(key, held.index));
+                self.budget.release(held.charge);
             }
             self.choker.remove(key);
             self.rechoke(now);
         }
         self.table.dial_more(now);
         self.assign_all();
-    }
-
-    /// Takes back pieces a peer gives up, keeping any blocks it received so
-    /// the next peer finishes the piece instead of starting over.
-    fn take_back(&mut self, key: PeerKey, returned: Vec<Returned>) {
-        let slot = self.peers.get_mut(&key).expect("caller checked the key");
-        for Returned { index, partial } in returned {
-            let (senders, inherited_count) =
-                self.inherited.remove(&(key, index)).unwrap_or_default();
-            let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
-                continue;
-            };
-            slot.assigned.swap_remove(pos);
-            self.picker.release(index);
-            let Some(partial) = partial else {
-                continue;
-            };
-            let done = matches!(
-                self.picker.state(index),
-                PieceState::Have | PieceState::Verifying
-            );
-            if done || self.blame.is_whole_only(index) {
-                continue;
-            }
-            let received = partial.received_count();
-            let senders = blame::contributors(senders, slot.addr, received, inherited_count);
-            let better = self
-                .partials
-                .get(&index)
-                .is_none_or(|kept| kept.partial.received_count() < partial.received_count());
-            if better {
-                self.partials.insert(index, Kept { partial, senders });
-                self.picker.set_partial(index, true);
-            }
-        }
     }
 
     /// A peer delivered a whole piece: the workers verify and write it,
@@ -409,20 +400,24 @@ impl PieceManager {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let slot = self.peers.get_mut(&key).expect("caller checked the key");
         slot.snubbed = false;
-        let Some(pos) = slot.assigned.iter().position(|&i| i == index) else {
+        slot.proven = true;
+        let Some(pos) = slot.position(index) else {
             debug!(
                 "{}: piece {index} was not assigned to it, ignoring",
                 slot.addr
             );
+            self.loaded.buffers.give(data);
             return;
         };
-        slot.assigned.swap_remove(pos);
+        let charge = slot.assigned.swap_remove(pos).charge;
         let addr = slot.addr;
         if matches!(
             self.picker.state(index),
             PieceState::Have | PieceState::Verifying
         ) {
             // Endgame: another peer delivered it first.
+            self.budget.release(charge);
+            self.loaded.buffers.give(data);
             self.assign(key);
             return;
         }
@@ -431,7 +426,7 @@ impl PieceManager {
             senders.push(addr);
         }
         self.picker.verifying(index);
-        self.verifying.insert(index, senders);
+        self.verifying.insert(index, (senders, charge));
         self.verifier.submit(Job { key, index, data });
         self.assign(key);
     }
@@ -444,7 +439,13 @@ impl PieceManager {
             len,
             result,
         } = checked;
-        let senders = self.verifying.remove(&index).unwrap_or_default();
+        let senders = match self.verifying.remove(&index) {
+            Some((senders, charge)) => {
+                self.budget.release(charge);
+                senders
+            }
+            None => Vec::new(),
+        };
         if self.verifying.len() + 1 == self.verifier.backlog_limit() {
             // Assignments were held back for the workers: resume them.
             self.assign_all();
@@ -452,8 +453,7 @@ impl PieceManager {
         if !result? {
             self.picker.failed(index);
             // Any blocks kept for it are suspect too.
-            self.partials.remove(&index);
-            self.picker.set_partial(index, false);
+            self.drop_partial(index);
             match self.blame.failed(index, &senders) {
                 Verdict::Counted { addr, .. } => {
                     warn!("piece {index} failed hash check (from {addr})");
@@ -473,7 +473,7 @@ impl PieceManager {
         self.blame.verified(index);
         self.inherited.retain(|&(_, i), _| i != index);
         self.picker.complete(index);
-        self.partials.remove(&index);
+        self.drop_partial(index);
         self.have.set(index);
         let stats = &self.table.ctx().stats;
         stats.have_pieces.fetch_add(1, Ordering::Relaxed);
@@ -488,8 +488,9 @@ impl PieceManager {
         );
         let mut changed = Vec::new();
         for (&other, slot) in &mut self.peers {
-            if let Some(pos) = slot.assigned.iter().position(|&i| i == index) {
-                slot.assigned.swap_remove(pos);
+            if let Some(pos) = slot.position(index) {
+                // The peer drops its copy when it reads the `have`.
+                self.budget.release(slot.assigned.swap_remove(pos).charge);
                 changed.push(other);
             }
             self.table.send(other, PeerCommand::Have(index));
@@ -497,52 +498,11 @@ impl PieceManager {
         for key in changed {
             self.assign(key);
         }
+        if std::mem::take(&mut self.starved) {
+            // The piece's buffer is free: the peers held back for it may go on.
+            self.assign_all();
+        }
         Ok(())
-    }
-
-    fn assign_all(&mut self) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.assign(key);
-        }
-    }
-
-    /// Gives an unchoked peer pieces until it has enough to keep its request
-    /// pipeline full at its current rate (one at a time while it is snubbed).
-    fn assign(&mut self, key: PeerKey) {
-        if self.verifying.len() >= self.verifier.backlog_limit() {
-            // The workers are behind: no new pieces until they catch up.
-            return;
-        }
-        let Some(slot) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if !slot.unchoked {
-            return;
-        }
-        let target = if slot.snubbed {
-            1
-        } else {
-            pipeline_for_rate(slot.down_rate, slot.sample.0 > 0).div_ceil(self.blocks_per_piece) + 1
-        };
-        // What the peer fetches already, and what it gave up when snubbed.
-        let mut skip: Vec<u32> = slot.assigned.iter().chain(&slot.avoid).copied().collect();
-        while slot.assigned.len() < target {
-            let Some(index) = self.picker.pick(&slot.has, &skip) else {
-                break;
-            };
-            self.picker.assign(index);
-            slot.assigned.push(index);
-            skip.push(index);
-            let partial = self.partials.remove(&index).map(|kept| {
-                self.picker.set_partial(index, false);
-                let count = kept.partial.received_count();
-                self.inherited.insert((key, index), (kept.senders, count));
-                kept.partial
-            });
-            self.table
-                .send(key, PeerCommand::Download(PieceJob { index, partial }));
-        }
     }
 
     /// Applies the choker's choice: unchokes the chosen peers, chokes the rest.

@@ -4,7 +4,15 @@
 
 use std::net::SocketAddr;
 
+use super::budget::Charge;
 use crate::bitfield::Bitfield;
+
+/// A piece assigned to a peer, and what its buffer is charged.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub(super) index: u32,
+    pub(super) charge: Charge,
+}
 
 /// What the manager knows of a peer whose handshake it accepted.
 pub(super) struct PeerSlot {
@@ -18,7 +26,10 @@ pub(super) struct PeerSlot {
     pub(super) am_choking: bool,
     /// The remote stopped sending blocks: one piece at a time for it.
     pub(super) snubbed: bool,
-    pub(super) assigned: Vec<u32>,
+    /// The remote sent blocks since it connected or was snubbed: it gets
+    /// whole pieces; until then, probes (see [`super::budget`]).
+    pub(super) proven: bool,
+    pub(super) assigned: Vec<Held>,
     /// Pieces it gave back when snubbed: they go to other peers.
     pub(super) avoid: Vec<u32>,
     /// Counters at the last one-second sample, and the rate from them.
@@ -38,6 +49,7 @@ impl PeerSlot {
             interested: false,
             am_choking: true,
             snubbed: false,
+            proven: false,
             assigned: Vec::new(),
             avoid: Vec::new(),
             sample: (0, 0),
@@ -45,5 +57,10 @@ impl PeerSlot {
             choke_sample: (0, 0),
             choke_rate: 0,
         }
+    }
+
+    /// Where piece `index` is in [`PeerSlot::assigned`].
+    pub(super) fn position(&self, index: u32) -> Option<usize> {
+        self.assigned.iter().position(|h| h.index == index)
     }
 }

@@ -73,3 +73,7 @@ mod bans;
 /// Connection slots: silent, dripping and idle connections do not keep an
 /// honest peer from being served or dialled; `--bind` listens on one address.
 mod slots;
+
+/// Peak memory of the binary, with one-byte pieces and with 64 MiB pieces
+/// among forty junk peers, under the bound the README states.
+mod memory;

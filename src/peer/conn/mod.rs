@@ -358,6 +358,17 @@ impl<'a> Conn<'a> {
                     self.pipeline.add(self.with_buffer(piece));
                 }
             }
+            PeerCommand::Grow(index) => {
+                if self.pipeline.is_probe(index) {
+                    let buffer = self
+                        .loaded
+                        .buffers
+                        .take(self.layout.piece_size(index) as usize);
+                    if let Some(unused) = self.pipeline.grow(index, buffer) {
+                        self.loaded.buffers.give(unused);
+                    }
+                }
+            }
             PeerCommand::Have(index) => {
                 self.we_have.set(index);
                 if !self.they_have.has(index) {
@@ -391,14 +402,16 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
-    /// `piece`, with a recycled buffer to fetch it into if it has none.
+    /// `piece`, with a recycled buffer to fetch it into if it has none
+    /// (a probe gets a small one of its own, see [`Pipeline`]).
     fn with_buffer(&self, mut piece: PieceJob) -> PieceJob {
-        if piece.partial.is_none() {
+        let blocks = self.layout.block_count(piece.index);
+        let probing = piece.probe && blocks > super::pipeline::PROBE_BLOCKS;
+        if piece.partial.is_none() && !probing {
             let size = self.layout.piece_size(piece.index) as usize;
-            let blocks = self.layout.block_count(piece.index) as usize;
             piece.partial = Some(Partial {
                 data: self.loaded.buffers.take(size),
-                received: vec![false; blocks],
+                received: vec![false; blocks as usize],
             });
         }
         piece
@@ -553,6 +566,7 @@ impl<'a> Conn<'a> {
             BlockOutcome::Completed { index, data } => {
                 self.send_event(PeerEvent::Piece { index, data })
             }
+            BlockOutcome::Probed { index } => self.send_event(PeerEvent::Probed(index)),
             _ => Ok(()),
         }
     }

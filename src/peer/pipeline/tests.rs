@@ -11,6 +11,7 @@ fn job(index: u32) -> PieceJob {
     PieceJob {
         index,
         partial: None,
+        probe: false,
     }
 }
 
@@ -112,6 +113,7 @@ fn a_partial_piece_resumes_with_only_its_missing_blocks() {
             data,
             received: vec![false, true, false],
         }),
+        probe: false,
     });
     let requests = p.next_requests(now);
     let begins: Vec<u32> = requests.iter().map(|r| r.begin).collect();
@@ -225,4 +227,100 @@ fn the_memory_of_given_up_pieces_stays_bounded() {
     p.next_requests(now + LATE_BLOCK_GRACE * 2);
     p.cancel_piece(0, now + LATE_BLOCK_GRACE * 2);
     assert_eq!(p.dropped.len(), 1, "old entries are forgotten");
+}
+
+/// 2 pieces of 10 blocks (160 KiB).
+fn big_layout() -> Layout {
+    Layout::new(2 * 10 * 16384, 10 * 16384).unwrap()
+}
+
+fn probe(index: u32) -> PieceJob {
+    PieceJob {
+        index,
+        partial: None,
+        probe: true,
+    }
+}
+
+#[test]
+fn a_probe_fetches_its_first_blocks_into_a_small_buffer_then_grows() {
+    let now = Instant::now();
+    let mut p = Pipeline::new(big_layout(), now);
+    p.add(probe(1));
+    assert!(p.is_probe(1));
+    assert_eq!(
+        p.jobs[0].data.len(),
+        (PROBE_BLOCKS * BLOCK_LEN) as usize,
+        "a probe holds its blocks, not the piece"
+    );
+    let requests = p.next_requests(now);
+    let begins: Vec<u32> = requests.iter().map(|r| r.begin).collect();
+    assert_eq!(
+        begins,
+        (0..PROBE_BLOCKS).map(|b| b * BLOCK_LEN).collect::<Vec<_>>()
+    );
+    assert!(p.next_requests(now).is_empty(), "no more until it grows");
+    for (n, r) in requests.iter().enumerate() {
+        let outcome = p.on_block(1, r.begin, &[n as u8 + 1; 16384], now).unwrap();
+        if n + 1 < requests.len() {
+            assert_eq!(outcome, BlockOutcome::Stored);
+        } else {
+            assert_eq!(outcome, BlockOutcome::Probed { index: 1 });
+        }
+    }
+    assert!(
+        !p.timed_out(now + REQUEST_TIMEOUT),
+        "nothing is outstanding"
+    );
+    assert_eq!(p.grow(1, vec![0; 10 * 16384]), None);
+    assert!(!p.is_probe(1));
+    let rest = p.next_requests(now);
+    assert_eq!(rest.len(), 10 - PROBE_BLOCKS as usize);
+    let mut last = None;
+    for r in &rest {
+        last = Some(p.on_block(1, r.begin, &[9; 16384], now).unwrap());
+    }
+    let Some(BlockOutcome::Completed { index: 1, data }) = last else {
+        panic!("the piece completes: {last:?}");
+    };
+    for n in 0..PROBE_BLOCKS as usize {
+        assert!(
+            data[n * 16384..(n + 1) * 16384]
+                .iter()
+                .all(|&b| b == n as u8 + 1)
+        );
+    }
+    assert!(
+        data[(PROBE_BLOCKS * BLOCK_LEN) as usize..]
+            .iter()
+            .all(|&b| b == 9)
+    );
+}
+
+#[test]
+fn a_probe_given_back_keeps_no_blocks_and_growing_it_then_does_nothing() {
+    let now = Instant::now();
+    let mut p = Pipeline::new(big_layout(), now);
+    p.add(probe(0));
+    let requests = p.next_requests(now);
+    p.on_block(0, requests[0].begin, &[1; 16384], now).unwrap();
+    let (cancels, returned) = p.cancel_all(now);
+    assert_eq!(cancels.len(), PROBE_BLOCKS as usize - 1);
+    assert_eq!(returned.len(), 1);
+    assert!(
+        returned[0].partial.is_none(),
+        "a probe's blocks are not kept"
+    );
+    let buffer = vec![0; 10 * 16384];
+    assert_eq!(p.grow(0, buffer).map(|b| b.len()), Some(10 * 16384));
+    assert!(p.is_empty());
+}
+
+#[test]
+fn a_piece_of_few_blocks_assigned_as_a_probe_is_fetched_whole() {
+    let now = Instant::now();
+    let mut p = Pipeline::new(layout(), now);
+    p.add(probe(0));
+    assert!(!p.is_probe(0), "3 blocks are no more than a probe");
+    assert_eq!(p.next_requests(now).len(), 3);
 }

@@ -1,10 +1,11 @@
 //! Scripted hostile peers over loopback, for the tests in `hostile.rs`.
 //!
 //! Two directions:
-//! - [`HostilePeer`] listens on 127.0.0.1 and is dialled by a downloader
-//!   under test (given as a `--peer`). It answers the handshake properly
-//!   (same info-hash), claims every piece, usually unchokes, and then
-//!   misbehaves as its [`Behaviour`] says: one function per misbehaviour.
+//! - [`HostilePeer`] listens on loopback (127.0.0.1 unless told) and is
+//!   dialled by a downloader under test (given as a `--peer`). It answers
+//!   the handshake properly (same info-hash), claims every piece, usually
+//!   unchokes, and then misbehaves as its [`Behaviour`] says: one function
+//!   per misbehaviour.
 //! - [`RequestFlood`] dials a seeder under test and floods it with requests
 //!   ([`Flood`]).
 //!
@@ -241,7 +242,7 @@ impl Drop for Worker {
 }
 
 /// A misbehaving remote peer that the session under test dials: a listener
-/// on 127.0.0.1 whose every connection plays one [`Behaviour`]. Dropping it
+/// on loopback whose every connection plays one [`Behaviour`]. Dropping it
 /// stops and joins its threads.
 pub struct HostilePeer {
     addr: SocketAddr,
@@ -250,13 +251,20 @@ pub struct HostilePeer {
 }
 
 impl HostilePeer {
-    /// Listens on a free port of 127.0.0.1; each accepted connection (on its
-    /// own thread) plays `behaviour` for `torrent`.
+    /// Listens on a free port of a loopback address of its own (127.2.x.y);
+    /// each accepted connection (on its own thread) plays `behaviour` for
+    /// `torrent`.
     pub fn start(torrent: &Torrent, behaviour: Behaviour) -> HostilePeer {
         // Its own loopback address: bans are by IP, and the good seeder
         // comes from 127.0.0.1.
-        let ip = own_loopback_ip(2);
-        let listener = TcpListener::bind((ip, 0)).expect("binding a loopback address");
+        HostilePeer::start_on(own_loopback_ip(2).octets(), torrent, behaviour)
+    }
+
+    /// As [`HostilePeer::start`], on loopback address `ip` (127.0.0.2, ...),
+    /// so that each scripted peer has an address of its own.
+    pub fn start_on(ip: [u8; 4], torrent: &Torrent, behaviour: Behaviour) -> HostilePeer {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
+            .unwrap_or_else(|e| panic!("binding {ip:?}:0: {e}"));
         let addr = listener.local_addr().expect("listener address");
         // Polled, so the stop flag is seen without waking a blocked accept().
         listener
@@ -914,6 +922,11 @@ impl Conn {
     /// least one, or empty when `until` passes.
     fn next_requests(&mut self, until: Instant) -> Step<Vec<(u32, u32, u32)>> {
         loop {
+            // Callers loop on this until they have their requests: past the
+            // connection's deadline it must end them, not return at once.
+            if self.should_stop() {
+                return Err(End::Stopped);
+            }
             let requests: Vec<(u32, u32, u32)> = self
                 .next_messages()?
                 .into_iter()
