@@ -24,9 +24,10 @@ const MIB: u64 = 1024 * 1024;
 /// The README's allowance for the binary itself (code, libraries, the
 /// threads other than the peers', the logger), debug build included.
 const BASE_LEN: u64 = 16 * MIB;
-/// The README's allowance per connection: a 256 KiB read buffer, queued
-/// output and requests, its thread's stack.
-const PER_PEER_LEN: u64 = 2 * MIB;
+/// The README's allowance per connection: a 256 KiB read buffer, about
+/// 1 MiB of queued output, up to 16,384 queued requests with their index
+/// (about 1.3 MiB), its thread's stack.
+const PER_PEER_LEN: u64 = 3 * MIB;
 /// Longest a download here may take (the scripted peers stop after it).
 const DOWNLOAD_TIMEOUT: Duration = TIMEOUT;
 
