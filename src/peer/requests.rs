@@ -10,6 +10,12 @@
 //! and the queue is compacted once cancelled entries outnumber live ones, so
 //! it never holds more than about twice the live requests.
 //!
+//! The map costs about 50 bytes a request, four times the queue itself, and
+//! most remotes never cancel (libtorrent cancels only in its endgame): it is
+//! built from the queue by the first cancel, in one pass, and dropped when
+//! the queue empties. A flood of cancels pays that pass once per queue
+//! filled, so each request costs O(1) in all.
+//!
 //! Pure data structure: no sockets, no storage.
 
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +31,8 @@ const COMPACT_ABOVE: usize = 64;
 pub struct RequestQueue {
     /// Each entry with the generation of its request when it was queued.
     order: VecDeque<(Request, u32)>,
-    keys: HashMap<Request, Key>,
+    /// Built by the first cancel; until then every entry is live.
+    keys: Option<HashMap<Request, Key>>,
     /// Entries of `order` that were cancelled and not yet skipped.
     cancelled_len: usize,
 }
@@ -60,17 +67,25 @@ impl RequestQueue {
     /// Queues `request` behind the others. The same block asked twice is
     /// served twice, as BEP 3 does not forbid it.
     pub fn push(&mut self, request: Request) {
-        let key = self.keys.entry(request).or_default();
-        key.live += 1;
-        key.stored += 1;
-        self.order.push_back((request, key.generation));
+        let generation = match &mut self.keys {
+            Some(keys) => {
+                let key = keys.entry(request).or_default();
+                key.live += 1;
+                key.stored += 1;
+                key.generation
+            }
+            None => 0,
+        };
+        self.order.push_back((request, generation));
     }
 
     /// The oldest request still wanted, removed from the queue.
     pub fn pop(&mut self) -> Option<Request> {
+        let Some(keys) = &mut self.keys else {
+            return self.order.pop_front().map(|(request, _)| request);
+        };
         while let Some((request, generation)) = self.order.pop_front() {
-            let key = self
-                .keys
+            let key = keys
                 .get_mut(&request)
                 .expect("every queued entry has its key");
             key.stored -= 1;
@@ -79,20 +94,37 @@ impl RequestQueue {
                 key.live -= 1;
             }
             if key.stored == 0 {
-                self.keys.remove(&request);
+                keys.remove(&request);
             }
             if live {
+                if self.order.is_empty() {
+                    self.keys = None;
+                }
                 return Some(request);
             }
             self.cancelled_len -= 1;
         }
+        self.keys = None;
         None
     }
 
     /// Forgets every queued copy of `request` (BEP 3 `cancel`); a cancel
     /// for a block not queued does nothing.
     pub fn cancel(&mut self, request: Request) {
-        let Some(key) = self.keys.get_mut(&request) else {
+        if self.order.is_empty() {
+            return;
+        }
+        let order = &self.order;
+        let keys = self.keys.get_or_insert_with(|| {
+            let mut keys = HashMap::<Request, Key>::with_capacity(order.len());
+            for (request, _) in order {
+                let key = keys.entry(*request).or_default();
+                key.live += 1;
+                key.stored += 1;
+            }
+            keys
+        });
+        let Some(key) = keys.get_mut(&request) else {
             return;
         };
         key.generation = key.generation.wrapping_add(1);
@@ -108,17 +140,19 @@ impl RequestQueue {
     /// Forgets every request (we choked the remote, or it lost interest).
     pub fn clear(&mut self) {
         self.order.clear();
-        self.keys.clear();
+        self.keys = None;
         self.cancelled_len = 0;
     }
 
     /// Drops the cancelled entries, keeping the live ones in order: O(n),
     /// done once per n/2 cancels at most.
     fn compact(&mut self) {
-        let keys = &self.keys;
+        let Some(keys) = &mut self.keys else {
+            return;
+        };
         self.order
             .retain(|(request, generation)| keys[request].generation == *generation);
-        self.keys.retain(|_, key| {
+        keys.retain(|_, key| {
             key.stored = key.live;
             key.live > 0
         });
@@ -200,6 +234,25 @@ mod tests {
         }
         let served: Vec<u32> = drain(&mut queue).iter().map(|r| r.0).collect();
         assert_eq!(served, (0..16_384).step_by(100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_index_is_built_by_the_first_cancel_and_dropped_when_the_queue_empties() {
+        let mut queue = RequestQueue::new();
+        queue.push((0, 0, 16384));
+        queue.push((1, 0, 16384));
+        assert!(queue.keys.is_none(), "no cancel yet, no index");
+        queue.cancel((9, 0, 16384));
+        assert!(queue.keys.is_some());
+        queue.push((2, 0, 16384));
+        queue.cancel((1, 0, 16384));
+        assert_eq!(drain(&mut queue), [(0, 0, 16384), (2, 0, 16384)]);
+        assert!(queue.keys.is_none(), "an empty queue keeps no index");
+        queue.cancel((0, 0, 16384));
+        assert!(
+            queue.keys.is_none(),
+            "a cancel with nothing queued builds nothing"
+        );
     }
 
     #[test]
