@@ -56,6 +56,21 @@
 //! received, go to others). Why a connection ended is a type
 //! ([`peer::Disconnect`]): its variant, not its text, decides a ban.
 //!
+//! What a hostile peer, tracker or torrent can do is bounded where it
+//! enters. The [`client`] gives each handshake one deadline, caps pending
+//! handshakes and incoming connections per IP, keeps a fifth of the budget
+//! for our own dials, and backs off when `accept()` runs out of
+//! descriptors; the [`peer_table`] evicts idle incoming peers when a
+//! useful one needs the slot, and bans by IP, never by the peer id a remote
+//! chooses; the [`peer_list`] keeps a bounded number of addresses in a
+//! queue by retry time. [`storage`] reaches every file below `DEST` from
+//! `DEST`'s descriptor without following a symbolic link, refuses hard
+//! links, longer unrelated files and FIFOs, and keeps a bounded cache of
+//! open files. A `.torrent` that is not a regular file, or is larger than
+//! [`metainfo::MAX_METAINFO_LEN`], is refused before it is read
+//! ([`session`]); the [`metainfo`] loader refuses clashing paths and reads
+//! only the keys it uses.
+//!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
 //! [`magnet`], [`peer::wire`], [`peer::ext`], and the URL and response half
 //! of [`tracker::http`]. Text that comes from outside is capped and escaped
