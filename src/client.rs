@@ -12,7 +12,8 @@
 //! Nothing a remote does can hold the listener: the whole handshake has one
 //! deadline ([`HANDSHAKE_TIMEOUT`], however slowly the bytes drip), at most
 //! [`MAX_PENDING_HANDSHAKES`] are read at once and at most
-//! [`MAX_PENDING_PER_IP`] from one IP, and when `accept()` fails (out of
+//! [`MAX_PENDING_PER_IP`] from one IP (when all places are taken, one
+//! pending for over a second gives way to a newcomer), and when `accept()` fails (out of
 //! file descriptors) the listener backs off, up to [`MAX_ACCEPT_BACKOFF`],
 //! logging once per streak of failures, instead of spinning.
 
@@ -294,7 +295,7 @@ fn accept_loop(listener: &TcpListener, router: &Arc<Router>, stop: &AtomicBool) 
                 continue;
             }
         };
-        let Some(slot) = pending.take(addr.ip()) else {
+        let Some(slot) = pending.take(addr.ip(), stream.try_clone().ok(), Instant::now()) else {
             debug!("{addr}: too many handshakes in progress from it or in all, closing");
             continue;
         };
@@ -342,54 +343,94 @@ impl Failing {
     }
 }
 
-/// Handshakes being read: in all and per IP.
+/// Handshakes being read: in all and per IP. When every place is taken, a
+/// handshake pending for [`PENDING_EVICT_AFTER`] gives its place up to a
+/// newcomer (its connection is shut down): an honest remote sends its
+/// handshake within a round trip, so only slow or silent ones lose it, and
+/// drippers from many addresses cannot keep newcomers out for the whole
+/// handshake deadline.
 #[derive(Debug, Default)]
 struct Pending {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    state: Mutex<PendingState>,
 }
+
+#[derive(Debug, Default)]
+struct PendingState {
+    per_ip: HashMap<IpAddr, usize>,
+    /// Each pending handshake by id: its IP, since when, and a handle on
+    /// its socket to shut it down with.
+    entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
+    next_id: u64,
+}
+
+/// A handshake pending this long may lose its place to a newcomer.
+const PENDING_EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// One handshake's place in [`Pending`], given back on drop.
 struct PendingSlot {
     pending: Arc<Pending>,
-    ip: IpAddr,
+    id: u64,
+}
+
+impl PendingState {
+    fn forget(&mut self, id: u64) -> Option<(IpAddr, Instant, Option<TcpStream>)> {
+        let entry = self.entries.remove(&id)?;
+        if let Some(count) = self.per_ip.get_mut(&entry.0) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&entry.0);
+            }
+        }
+        Some(entry)
+    }
 }
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.per_ip
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A place for a handshake from `ip`, unless that IP or everyone has
-    /// too many.
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
-        let mut per_ip = self.lock();
-        let total: usize = per_ip.values().sum();
-        let from_ip = per_ip.entry(ip).or_default();
-        if total >= MAX_PENDING_HANDSHAKES || *from_ip >= MAX_PENDING_PER_IP {
-            if *from_ip == 0 {
-                per_ip.remove(&ip);
-            }
+    /// A place for a handshake from `ip` at `now`, unless that IP has too
+    /// many, or every place is taken by handshakes younger than
+    /// [`PENDING_EVICT_AFTER`]. `closer` shuts the connection down if it
+    /// loses its place.
+    fn take(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        closer: Option<TcpStream>,
+        now: Instant,
+    ) -> Option<PendingSlot> {
+        let mut state = self.lock();
+        if state.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
             return None;
         }
-        *from_ip += 1;
+        if state.entries.len() >= MAX_PENDING_HANDSHAKES {
+            let (&oldest, &(_, since, _)) =
+                state.entries.iter().min_by_key(|(_, entry)| entry.1)?;
+            if now.saturating_duration_since(since) < PENDING_EVICT_AFTER {
+                return None;
+            }
+            if let Some((evicted, _, Some(stream))) = state.forget(oldest) {
+                debug!("{evicted}: handshake too slow, giving its place to {ip}");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        *state.per_ip.entry(ip).or_default() += 1;
+        state.entries.insert(id, (ip, now, closer));
         Some(PendingSlot {
             pending: Arc::clone(self),
-            ip,
+            id,
         })
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut per_ip = self.pending.lock();
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
+        self.pending.lock().forget(self.id);
     }
 }
 
@@ -499,18 +540,60 @@ mod tests {
     #[test]
     fn pending_handshakes_are_capped_per_ip_and_in_all() {
         let pending = Arc::new(Pending::default());
+        let now = Instant::now();
         let ip = |last: u8| IpAddr::from([127, 0, 0, last]);
-        let one: Vec<PendingSlot> = std::iter::from_fn(|| pending.take(ip(5))).collect();
+        let one: Vec<PendingSlot> = std::iter::from_fn(|| pending.take(ip(5), None, now)).collect();
         assert_eq!(one.len(), MAX_PENDING_PER_IP);
-        assert!(pending.take(ip(1)).is_some(), "another IP still gets in");
+        assert!(
+            pending.take(ip(1), None, now).is_some(),
+            "another IP still gets in"
+        );
         drop(one);
         let mut all = Vec::new();
         for last in 10..=255 {
-            all.extend(pending.take(ip(last)));
+            all.extend(pending.take(ip(last), None, now));
         }
         assert_eq!(all.len(), MAX_PENDING_HANDSHAKES);
         drop(all);
-        assert!(pending.lock().is_empty(), "every slot came back");
+        let state = pending.lock();
+        assert!(
+            state.entries.is_empty() && state.per_ip.is_empty(),
+            "every slot came back"
+        );
+    }
+
+    #[test]
+    fn a_handshake_pending_for_a_second_gives_its_place_to_a_newcomer() {
+        let pending = Arc::new(Pending::default());
+        let start = Instant::now();
+        let ip = |n: usize| IpAddr::from([127, 0, 1, n as u8]);
+        // The oldest place is the one taken first.
+        let held: Vec<PendingSlot> = (0..MAX_PENDING_HANDSHAKES)
+            .map(|n| {
+                let at = start + Duration::from_millis(n as u64);
+                pending.take(ip(n / 4), None, at).expect("a free place")
+            })
+            .collect();
+        let newcomer = ip(200);
+        let soon = start + Duration::from_millis(500);
+        assert!(
+            pending.take(newcomer, None, soon).is_none(),
+            "young handshakes keep their places"
+        );
+        let later = start + PENDING_EVICT_AFTER + Duration::from_millis(50);
+        let slot = pending
+            .take(newcomer, None, later)
+            .expect("the oldest gave way");
+        {
+            let state = pending.lock();
+            assert_eq!(state.entries.len(), MAX_PENDING_HANDSHAKES);
+            assert_eq!(state.per_ip.get(&ip(0)), Some(&3), "the first IP lost one");
+        }
+        // The evicted one's own drop gives nothing back twice.
+        drop(held);
+        drop(slot);
+        assert!(pending.lock().entries.is_empty());
+        assert!(pending.lock().per_ip.is_empty());
     }
 
     #[test]

@@ -138,7 +138,19 @@ impl PeerTable {
     /// When the budget is spent and an address is due, an idle incoming
     /// connection is closed to make room for it.
     pub fn dial_more(&mut self, now: Instant) {
+        // Dials still connecting hold permits too: a torrent dialling many
+        // dead addresses would otherwise hold them all, and refuse every
+        // incoming connection, the peer it is looking for among them.
+        let most_half_open = (self.budget.max() / 2).max(1);
+        let mut half_open = self
+            .conns
+            .values()
+            .filter(|c| c.outgoing && c.peer_id.is_none())
+            .count();
         loop {
+            if half_open >= most_half_open {
+                break;
+            }
             let Some(permit) = self.budget.try_acquire() else {
                 if self.peer_list.is_due(now) {
                     self.evict_idle(now);
@@ -155,6 +167,7 @@ impl PeerTable {
                 continue;
             }
             self.spawn(addr, Origin::Outgoing(addr), permit);
+            half_open += 1;
         }
     }
 

@@ -124,7 +124,11 @@ fn a_tracker_answer_of_100000_unreachable_peers_costs_little() {
     // The honest seeder comes after 1,000 of them in the answer.
     let tracker = TestTracker::start_with_extra_peers(&unreachable, 1_000);
     let made = single_file(dir.path(), Some(&tracker.url));
-    let _seeder = Running::start(&config(&made.torrent, seed_from(&made.source), vec![]));
+    let seeder = Running::start(&config(&made.torrent, seed_from(&made.source), vec![]));
+    // A seeder announces in the background: the downloader's first answer
+    // must already hold it.
+    let seeder_port = seeder.addr.port();
+    poll_until(TIMEOUT, || !tracker.events_of(seeder_port).is_empty());
     let dest = dir.path().join("out");
     let args = [
         arg(&made.torrent),
@@ -143,7 +147,8 @@ fn a_tracker_answer_of_100000_unreachable_peers_costs_little() {
         most_threads = most_threads.max(held(pid).map_or(0, |h| h.threads));
         assert!(
             Instant::now() < deadline,
-            "no exit within {TIMEOUT:?} (cpu {cpu:?})"
+            "no exit within {TIMEOUT:?} (cpu {cpu:?}); stderr:\n{}",
+            tail(&child.stderr())
         );
         thread::sleep(Duration::from_millis(20));
     }

@@ -392,3 +392,37 @@ fn bind_listens_on_the_given_address_only() {
     let answer = exchange_handshakes(&mut stream, InfoHash(made.info_hash), peer_id(1), TIMEOUT);
     assert!(matches!(answer, Ok(Some(_))), "{answer:?}");
 }
+
+/// Drippers from eight IPs, four each, fill every pending-handshake place
+/// (32), reconnecting as soon as one is closed: a newcomer still gets in,
+/// since a handshake pending for over a second gives its place up.
+#[test]
+fn drippers_from_many_ips_filling_every_pending_handshake_do_not_lock_a_seeder() {
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let made = single_file(dir.path());
+    let seeder = Running::start(&config(&made.torrent, seed_from(&made.source), vec![]));
+    let attacks: Vec<Attack> = (0..8)
+        .map(|n| Attack::start(Ipv4Addr::new(127, 0, 0, 20 + n), seeder.addr, 4, dripping))
+        .collect();
+    wait_until("32 drippers", || {
+        attacks
+            .iter()
+            .map(|a| a.opened.load(Ordering::Relaxed))
+            .sum::<usize>()
+            >= 32
+    });
+    // Every place taken, and held past what an honest handshake needs.
+    wait_until("32 drippers held for 1.5 s", || {
+        let held: Vec<Instant> = attacks
+            .iter()
+            .flat_map(|a| a.open_since.lock().unwrap().clone())
+            .collect();
+        held.len() >= 32
+            && held
+                .iter()
+                .all(|t| t.elapsed() > Duration::from_millis(1500))
+    });
+    assert_served(&made, dir.path(), seeder.addr);
+    drop(attacks);
+}
