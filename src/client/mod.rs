@@ -3,7 +3,8 @@
 //! and the routing of incoming connections to the torrent whose info-hash
 //! their handshake names. Later the DHT node and global rate limits.
 //!
-//! The `listener` thread accepts; a short-lived `incoming ADDR` thread reads
+//! The `listener` thread (the `listener` submodule) accepts; a short-lived
+//! `incoming ADDR` thread reads
 //! the remote's 68-byte handshake and hands the stream to the torrent's
 //! manager ([`Event::Incoming`]); the peer thread that manager spawns
 //! answers the handshake. A handshake for an unknown info-hash is dropped
@@ -22,31 +23,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use log::{debug, warn};
+use log::debug;
 
 use crate::error::Error;
 use crate::metainfo::InfoHash;
-use crate::peer::open::read_exact_before;
-use crate::peer::wire::{self, Handshake, PeerId};
+use crate::peer::wire::{Handshake, PeerId};
 use crate::piece_manager::Event;
 
 /// How many ports after the requested one are tried.
 const PORT_TRIES: u16 = 10;
-/// Handshakes being read at once; more incoming connections wait in the
-/// kernel's accept queue.
-pub const MAX_PENDING_HANDSHAKES: usize = 32;
-/// Handshakes being read at once from one IP.
-pub const MAX_PENDING_PER_IP: usize = 4;
-/// How long an incoming connection may take to send its whole handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The first wait after `accept()` fails; it doubles while failures last.
-const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-/// The longest wait between two `accept()`s that fail.
-pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+mod listener;
+
+pub use listener::{
+    HANDSHAKE_TIMEOUT, MAX_ACCEPT_BACKOFF, MAX_PENDING_HANDSHAKES, MAX_PENDING_PER_IP,
+};
 /// The process-wide limit on peer connections, in both directions. A fifth
 /// of it is kept for our own dials: incoming connections alone never fill
 /// it, so peers we choose (from trackers, `--peer`) can always be dialled.
@@ -191,7 +185,7 @@ impl Client {
             let listener = Arc::clone(&listener);
             thread::Builder::new()
                 .name("listener".into())
-                .spawn(move || accept_loop(&listener, &router, &stop))
+                .spawn(move || listener::accept_loop(&listener, &router, &stop))
                 .map_err(|e| Error::Thread(format!("cannot start the listener: {e}")))?
         };
         Ok(Client {
@@ -271,203 +265,6 @@ fn bind_port(ip: IpAddr, port: u16) -> Result<TcpListener, Error> {
     })
 }
 
-/// The `listener` thread: each accepted connection gets a thread that reads
-/// its handshake and routes it.
-fn accept_loop(listener: &TcpListener, router: &Arc<Router>, stop: &AtomicBool) {
-    let pending = Arc::new(Pending::default());
-    let mut failing = Failing::default();
-    loop {
-        let accepted = listener.accept();
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let (stream, addr) = match accepted {
-            Ok(accepted) => {
-                failing.ended();
-                accepted
-            }
-            // The remote gave up before we took it: nothing is wrong here.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => {
-                // Out of file descriptors (or memory): retrying at once
-                // would fail again, at full speed.
-                thread::sleep(failing.failed(&e));
-                continue;
-            }
-        };
-        let Some(slot) = pending.take(addr.ip(), stream.try_clone().ok(), Instant::now()) else {
-            debug!("{addr}: too many handshakes in progress from it or in all, closing");
-            continue;
-        };
-        let router = Arc::clone(router);
-        // Detached: it ends within HANDSHAKE_TIMEOUT whatever the remote does.
-        let spawned = thread::Builder::new()
-            .name(format!("incoming {addr}"))
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _slot = slot;
-                route_incoming(stream, addr, &router);
-            });
-        if let Err(e) = spawned {
-            warn!("{addr}: cannot start a thread for the connection: {e}");
-        }
-    }
-}
-
-/// A streak of failed `accept()`s: its length and the next wait.
-#[derive(Debug, Default)]
-struct Failing {
-    count: u64,
-    wait: Duration,
-}
-
-impl Failing {
-    /// One more failure: logs the first of a streak, returns how long to wait.
-    fn failed(&mut self, e: &std::io::Error) -> Duration {
-        if self.count == 0 {
-            warn!("accepting connections failed: {e}; retrying less often until it works again");
-            self.wait = FIRST_ACCEPT_BACKOFF;
-        } else {
-            self.wait = (self.wait * 2).min(MAX_ACCEPT_BACKOFF);
-        }
-        self.count += 1;
-        self.wait
-    }
-
-    /// An `accept()` worked: ends the streak, if any.
-    fn ended(&mut self) {
-        if self.count > 0 {
-            log::info!("accepting connections again after {} failures", self.count);
-            self.count = 0;
-        }
-    }
-}
-
-/// Handshakes being read: in all and per IP. When every place is taken, a
-/// handshake pending for [`PENDING_EVICT_AFTER`] gives its place up to a
-/// newcomer (its connection is shut down): an honest remote sends its
-/// handshake within a round trip, so only slow or silent ones lose it, and
-/// drippers from many addresses cannot keep newcomers out for the whole
-/// handshake deadline.
-#[derive(Debug, Default)]
-struct Pending {
-    state: Mutex<PendingState>,
-}
-
-#[derive(Debug, Default)]
-struct PendingState {
-    per_ip: HashMap<IpAddr, usize>,
-    /// Each pending handshake by id: its IP, since when, and a handle on
-    /// its socket to shut it down with.
-    entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
-    next_id: u64,
-}
-
-/// A handshake pending this long may lose its place to a newcomer.
-const PENDING_EVICT_AFTER: Duration = Duration::from_secs(1);
-
-/// One handshake's place in [`Pending`], given back on drop.
-struct PendingSlot {
-    pending: Arc<Pending>,
-    id: u64,
-}
-
-impl PendingState {
-    fn forget(&mut self, id: u64) -> Option<(IpAddr, Instant, Option<TcpStream>)> {
-        let entry = self.entries.remove(&id)?;
-        if let Some(count) = self.per_ip.get_mut(&entry.0) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_ip.remove(&entry.0);
-            }
-        }
-        Some(entry)
-    }
-}
-
-impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A place for a handshake from `ip` at `now`, unless that IP has too
-    /// many, or every place is taken by handshakes younger than
-    /// [`PENDING_EVICT_AFTER`]. `closer` shuts the connection down if it
-    /// loses its place.
-    fn take(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        closer: Option<TcpStream>,
-        now: Instant,
-    ) -> Option<PendingSlot> {
-        let mut state = self.lock();
-        if state.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
-            return None;
-        }
-        if state.entries.len() >= MAX_PENDING_HANDSHAKES {
-            let (&oldest, &(_, since, _)) =
-                state.entries.iter().min_by_key(|(_, entry)| entry.1)?;
-            if now.saturating_duration_since(since) < PENDING_EVICT_AFTER {
-                return None;
-            }
-            if let Some((evicted, _, Some(stream))) = state.forget(oldest) {
-                debug!("{evicted}: handshake too slow, giving its place to {ip}");
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-            }
-        }
-        let id = state.next_id;
-        state.next_id += 1;
-        *state.per_ip.entry(ip).or_default() += 1;
-        state.entries.insert(id, (ip, now, closer));
-        Some(PendingSlot {
-            pending: Arc::clone(self),
-            id,
-        })
-    }
-}
-
-impl Drop for PendingSlot {
-    fn drop(&mut self) {
-        self.pending.lock().forget(self.id);
-    }
-}
-
-/// Reads the remote's handshake and hands the connection to its torrent.
-fn route_incoming(mut stream: TcpStream, addr: SocketAddr, router: &Router) {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    let mut bytes = [0u8; wire::HANDSHAKE_LEN];
-    let read = stream
-        .set_nodelay(true)
-        .and_then(|()| read_exact_before(&mut stream, &mut bytes, deadline));
-    if let Err(e) = read {
-        debug!("{addr}: no handshake: {e}");
-        return;
-    }
-    let handshake = match Handshake::decode(&bytes) {
-        Ok(handshake) => handshake,
-        Err(e) => {
-            debug!("{addr}: {e}, closing");
-            return;
-        }
-    };
-    match router.route(&handshake) {
-        Route::To(events_tx) => {
-            debug!("{addr}: incoming connection");
-            // Bounded: a torrent busy checking its data does not read its
-            // events, and this thread must end.
-            let event = Event::Incoming(Box::new(stream), handshake, addr);
-            if events_tx.send_timeout(event, HANDSHAKE_TIMEOUT).is_err() {
-                debug!("{addr}: its torrent is not taking connections, closing");
-            }
-        }
-        Route::Unknown(info_hash) => {
-            debug!("{addr}: handshake for unknown torrent {info_hash}, closing");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,76 +332,5 @@ mod tests {
         assert_eq!(incoming.len(), 8);
         let dials: Vec<Permit> = std::iter::from_fn(|| budget.try_acquire()).collect();
         assert_eq!(dials.len(), 2, "the kept slots are for dials");
-    }
-
-    #[test]
-    fn pending_handshakes_are_capped_per_ip_and_in_all() {
-        let pending = Arc::new(Pending::default());
-        let now = Instant::now();
-        let ip = |last: u8| IpAddr::from([127, 0, 0, last]);
-        let one: Vec<PendingSlot> = std::iter::from_fn(|| pending.take(ip(5), None, now)).collect();
-        assert_eq!(one.len(), MAX_PENDING_PER_IP);
-        assert!(
-            pending.take(ip(1), None, now).is_some(),
-            "another IP still gets in"
-        );
-        drop(one);
-        let mut all = Vec::new();
-        for last in 10..=255 {
-            all.extend(pending.take(ip(last), None, now));
-        }
-        assert_eq!(all.len(), MAX_PENDING_HANDSHAKES);
-        drop(all);
-        let state = pending.lock();
-        assert!(
-            state.entries.is_empty() && state.per_ip.is_empty(),
-            "every slot came back"
-        );
-    }
-
-    #[test]
-    fn a_handshake_pending_for_a_second_gives_its_place_to_a_newcomer() {
-        let pending = Arc::new(Pending::default());
-        let start = Instant::now();
-        let ip = |n: usize| IpAddr::from([127, 0, 1, n as u8]);
-        // The oldest place is the one taken first.
-        let held: Vec<PendingSlot> = (0..MAX_PENDING_HANDSHAKES)
-            .map(|n| {
-                let at = start + Duration::from_millis(n as u64);
-                pending.take(ip(n / 4), None, at).expect("a free place")
-            })
-            .collect();
-        let newcomer = ip(200);
-        let soon = start + Duration::from_millis(500);
-        assert!(
-            pending.take(newcomer, None, soon).is_none(),
-            "young handshakes keep their places"
-        );
-        let later = start + PENDING_EVICT_AFTER + Duration::from_millis(50);
-        let slot = pending
-            .take(newcomer, None, later)
-            .expect("the oldest gave way");
-        {
-            let state = pending.lock();
-            assert_eq!(state.entries.len(), MAX_PENDING_HANDSHAKES);
-            assert_eq!(state.per_ip.get(&ip(0)), Some(&3), "the first IP lost one");
-        }
-        // The evicted one's own drop gives nothing back twice.
-        drop(held);
-        drop(slot);
-        assert!(pending.lock().entries.is_empty());
-        assert!(pending.lock().per_ip.is_empty());
-    }
-
-    #[test]
-    fn failing_accepts_back_off_to_a_second_and_log_once_per_streak() {
-        let mut failing = Failing::default();
-        let e = std::io::Error::from_raw_os_error(24);
-        let waits: Vec<Duration> = (0..12).map(|_| failing.failed(&e)).collect();
-        assert_eq!(waits[0], FIRST_ACCEPT_BACKOFF);
-        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
-        assert_eq!(*waits.last().unwrap(), MAX_ACCEPT_BACKOFF);
-        failing.ended();
-        assert_eq!(failing.failed(&e), FIRST_ACCEPT_BACKOFF, "a new streak");
     }
 }
