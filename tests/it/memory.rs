@@ -76,16 +76,7 @@ fn torrent_of(dir: &Path, name: &str, data: Vec<u8>, piece_len: usize) -> (Strin
 
 /// The `VmHWM` of process `pid` in bytes, while it runs.
 fn high_water_mark(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib * 1024)
+    crate::support::net::status_bytes(pid, "VmHWM")
 }
 
 /// Runs the binary downloading `torrent` into `dest` from `peers`; returns

@@ -219,13 +219,7 @@ impl Seeder {
 
     /// Its resident memory now, in bytes (`VmRSS` in /proc).
     pub fn resident_len(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self._binary.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+        super::net::status_bytes(self._binary.id(), "VmRSS").unwrap_or(0)
     }
 }
 
@@ -269,17 +263,12 @@ pub fn wait_while_running(
 /// stderr and the largest peak seen, in bytes. An untouched allocation
 /// counts in `VmPeak` though not in the resident size.
 pub fn wait_sampling_vm_peak(mut child: Binary) -> (ExitStatus, String, u64) {
-    let status_path = format!("/proc/{}/status", child.id());
+    let pid = child.id();
     let deadline = Instant::now() + TIMEOUT;
     let mut peak = 0;
     while !child.has_exited() {
-        let status = std::fs::read_to_string(&status_path).unwrap_or_default();
-        if let Some(kib) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmPeak:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kib * 1024);
+        if let Some(bytes) = super::net::status_bytes(pid, "VmPeak") {
+            peak = peak.max(bytes);
         }
         assert!(
             Instant::now() < deadline,

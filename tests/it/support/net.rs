@@ -76,6 +76,21 @@ pub struct Held {
     pub maps: usize,
 }
 
+/// A size field of /proc/PID/status (`VmRSS`, `VmHWM`, `VmPeak`, given in
+/// kB), in bytes; `None` once the process has exited.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// What `pid` holds now; `None` once it has exited.
 pub fn held(pid: u32) -> Option<Held> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
