@@ -24,6 +24,8 @@ pub struct Stats {
     pub have_pieces: AtomicU32,
     /// Peers past the handshake.
     pub peers: AtomicU32,
+    /// Complete pieces that failed the hash check.
+    pub hash_failures: AtomicU32,
     /// Addresses banned for lying or breaking the protocol, in order.
     banned: Mutex<Vec<SocketAddr>>,
 }

@@ -467,6 +467,9 @@ impl PieceManager {
                     "piece {index} failed hash check (blocks from {senders:?}); fetching it whole from one peer"
                 ),
             }
+            // Counted once the verdict (and any ban) has taken effect.
+            let stats = &self.table.ctx().stats;
+            stats.hash_failures.fetch_add(1, Ordering::Relaxed);
             self.assign_all();
             return Ok(());
         }
