@@ -4,7 +4,7 @@
 //! [`session::Config`](crate::session::Config).
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ Examples:
   Two instances on one machine with no tracker:
     bittorrent demo.torrent -s demo.bin --port 7000
     bittorrent demo.torrent -d /tmp/out/ --peer 127.0.0.1:7000
+  (or over IPv6: --peer [::1]:7000)
 
   More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
@@ -76,18 +77,22 @@ pub struct Args {
     )]
     pub seed: Option<PathBuf>,
 
-    /// Port to listen on for incoming peers (if taken, the next free one is
-    /// used); 0 lets the system choose.
+    /// Port to listen on for incoming peers, over IPv4 and IPv6 (if taken
+    /// on either, the next port free on both is used); 0 lets the system
+    /// choose.
     #[arg(short = 'p', long, default_value_t = 6881, value_name = "N")]
     pub port: u16,
 
-    /// Listen on this address only (for example 127.0.0.1 for this machine
-    /// only, or :: for every IPv6 address) instead of every IPv4 address.
-    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
-    pub bind: IpAddr,
+    /// Listen on this address only: for example 127.0.0.1 or ::1 for this
+    /// machine only, 0.0.0.0 for every IPv4 address, :: for every IPv6
+    /// one. By default every IPv4 and every IPv6 address, on one port
+    /// (IPv4 alone on a machine without IPv6).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
 
-    /// A peer to connect to, besides the tracker's (repeatable).
-    /// Example: --peer 127.0.0.1:7000
+    /// A peer to connect to, besides the tracker's (repeatable): an IPv4
+    /// or bracketed IPv6 address, or a host name (its first address).
+    /// Examples: --peer 127.0.0.1:7000, --peer [::1]:7000
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
 
@@ -159,15 +164,11 @@ impl Args {
             (None, Some(path)) => Mode::Seed { path },
             _ => return Err("give exactly one of --download DEST or --seed PATH".into()),
         };
-        let mut peers = Vec::new();
-        for peer in &self.peers {
-            let addr = peer
-                .to_socket_addrs()
-                .map_err(|e| format!("bad --peer {peer:?}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("bad --peer {peer:?}: no address"))?;
-            peers.push(addr);
-        }
+        let peers = self
+            .peers
+            .iter()
+            .map(|peer| parse_peer(peer))
+            .collect::<Result<Vec<_>, _>>()?;
         let live_progress =
             self.verbose == 0 && !self.no_progress && std::io::stderr().is_terminal();
         Ok(Config {
@@ -186,6 +187,33 @@ impl Args {
             allow_overwrite: self.allow_overwrite,
         })
     }
+}
+
+/// The address a `--peer` names: `IPv4:PORT`, `[IPv6]:PORT` or
+/// `HOST:PORT` (resolved, its first address). An IPv4 address in IPv6 form
+/// (`[::ffff:127.0.0.1]:7000`) is taken as the IPv4 address it is, as the
+/// listener sees such peers.
+///
+/// # Errors
+/// A message naming the `--peer` and why it is not an address.
+pub fn parse_peer(peer: &str) -> Result<SocketAddr, String> {
+    // `::1:7000` is an IPv6 address, or `::1` and a port: RFC 3986 asks
+    // for brackets, and so do we rather than guess as the resolver would.
+    if peer.parse::<SocketAddr>().is_err()
+        && peer
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.contains(':'))
+    {
+        return Err(format!(
+            "bad --peer {peer:?}: an IPv6 address goes in brackets, as in [::1]:7000"
+        ));
+    }
+    let addr = peer
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --peer {peer:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad --peer {peer:?}: no address"))?;
+    Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
 }
 
 #[cfg(test)]
@@ -232,23 +260,63 @@ mod tests {
     }
 
     #[test]
-    fn bind_is_every_ipv4_address_unless_given() {
+    fn bind_is_both_families_unless_an_address_is_given() {
         let parse = |extra: &[&str]| {
             let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
             argv.extend(extra);
             Args::try_parse_from(argv).map(|args| args.into_config().unwrap().bind)
         };
-        assert_eq!(parse(&[]).unwrap(), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(parse(&[]).unwrap(), None);
         assert_eq!(
             parse(&["--bind", "127.0.0.1"]).unwrap(),
-            IpAddr::from([127, 0, 0, 1])
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            parse(&["--bind", "0.0.0.0"]).unwrap(),
+            Some(IpAddr::from([0, 0, 0, 0]))
         );
         assert_eq!(
             parse(&["--bind", "::1"]).unwrap(),
-            "::1".parse::<IpAddr>().unwrap()
+            Some("::1".parse::<IpAddr>().unwrap())
         );
         let e = parse(&["--bind", "localhost:80"]).unwrap_err().to_string();
         assert!(e.contains("--bind") && e.contains("localhost:80"), "{e}");
+        let e = parse(&["--bind", "[::1]"]).unwrap_err().to_string();
+        assert!(e.contains("--bind") && e.contains("[::1]"), "{e}");
+    }
+
+    #[test]
+    fn peers_are_ipv4_or_bracketed_ipv6_addresses() {
+        let v6: SocketAddr = "[::1]:7000".parse().unwrap();
+        assert_eq!(parse_peer("[::1]:7000"), Ok(v6));
+        assert_eq!(
+            parse_peer("127.0.0.1:7000"),
+            Ok(([127, 0, 0, 1], 7000).into())
+        );
+        assert_eq!(
+            parse_peer("[2001:db8::1]:51413"),
+            Ok("[2001:db8::1]:51413".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer("[::ffff:127.0.0.1]:7000"),
+            Ok(([127, 0, 0, 1], 7000).into()),
+            "a mapped IPv4 address is the IPv4 address"
+        );
+        for bad in [
+            "::1:7000",
+            "[::1]",
+            "[::1]:",
+            "[::1]:70000",
+            "[::1:7000",
+            "::1",
+        ] {
+            let e = parse_peer(bad).unwrap_err();
+            assert!(e.contains("--peer") && e.contains(bad), "{bad}: {e}");
+        }
+        let args =
+            Args::try_parse_from(["bittorrent", "a.torrent", "-d", "x", "--peer", "[::1]:7000"])
+                .unwrap();
+        assert_eq!(args.into_config().unwrap().peers, [v6]);
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub struct Config {
     /// Port to listen on; 0 lets the OS choose. A taken port falls back to the
     /// next free one.
     pub port: u16,
-    /// Address to listen on (`0.0.0.0`: every IPv4 address).
-    pub bind: std::net::IpAddr,
+    /// Address to listen on, or `None` for every IPv4 and every IPv6
+    /// address on one port (IPv4 alone on a machine without IPv6).
+    pub bind: Option<std::net::IpAddr>,
     /// Peers to dial besides the trackers', for every torrent.
     pub peers: Vec<SocketAddr>,
     /// Show live progress lines (on a terminal) instead of log lines.

@@ -1,9 +1,12 @@
-//! The `listener` thread of the [client](super): accepting connections,
-//! backing off while `accept()` fails, and the short-lived `incoming ADDR`
-//! threads that read each remote's handshake within one deadline and hand
-//! the stream to the torrent it names. Pending handshakes are capped in all
-//! and per IP; when every place is taken, one pending for over a second
-//! gives way to a newcomer.
+//! The `listener` threads of the [client](super), one per listening
+//! socket: accepting connections, backing off while `accept()` fails, and
+//! the short-lived `incoming ADDR` threads that read each remote's
+//! handshake within one deadline and hand the stream to the torrent it
+//! names. Pending handshakes are capped in all and per IP, across every
+//! socket (an IPv6 remote counts by its /64, the block one host or one
+//! home network gets); when every place is taken, one pending for over a
+//! second gives way to a newcomer. An IPv4 remote reaching an IPv6 socket
+//! (`--bind ::`) is seen by its IPv4 address, not the mapped IPv6 form.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -31,10 +34,14 @@ const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// The longest wait between two `accept()`s that fail.
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The `listener` thread: each accepted connection gets a thread that reads
-/// its handshake and routes it.
-pub(super) fn accept_loop(listener: &TcpListener, router: &Arc<Router>, stop: &AtomicBool) {
-    let pending = Arc::new(Pending::default());
+/// A `listener` thread: each accepted connection gets a thread that reads
+/// its handshake and routes it, if it gets a place in `pending`.
+pub(super) fn accept_loop(
+    listener: &TcpListener,
+    pending: &Arc<Pending>,
+    router: &Arc<Router>,
+    stop: &AtomicBool,
+) {
     let mut failing = Failing::default();
     loop {
         let accepted = listener.accept();
@@ -42,9 +49,12 @@ pub(super) fn accept_loop(listener: &TcpListener, router: &Arc<Router>, stop: &A
             return;
         }
         let (stream, addr) = match accepted {
-            Ok(accepted) => {
+            Ok((stream, addr)) => {
                 failing.ended();
-                accepted
+                (
+                    stream,
+                    SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+                )
             }
             // The remote gave up before we took it: nothing is wrong here.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
@@ -110,15 +120,16 @@ impl Failing {
 /// drippers from many addresses cannot keep newcomers out for the whole
 /// handshake deadline.
 #[derive(Debug, Default)]
-struct Pending {
+pub(super) struct Pending {
     state: Mutex<PendingState>,
 }
 
 #[derive(Debug, Default)]
 struct PendingState {
+    /// Pending handshakes by [`ip_key`].
     per_ip: HashMap<IpAddr, usize>,
-    /// Each pending handshake by id: its IP, since when, and a handle on
-    /// its socket to shut it down with.
+    /// Each pending handshake by id: its [`ip_key`], since when, and a
+    /// handle on its socket to shut it down with.
     entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
     next_id: u64,
 }
@@ -162,8 +173,9 @@ impl Pending {
         closer: Option<TcpStream>,
         now: Instant,
     ) -> Option<PendingSlot> {
+        let key = ip_key(ip);
         let mut state = self.lock();
-        if state.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
+        if state.per_ip.get(&key).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
             return None;
         }
         if state.entries.len() >= MAX_PENDING_HANDSHAKES {
@@ -173,14 +185,14 @@ impl Pending {
                 return None;
             }
             if let Some((evicted, _, Some(stream))) = state.forget(oldest) {
-                debug!("{evicted}: handshake too slow, giving its place to {ip}");
+                debug!("{evicted}: a handshake too slow, giving its place to {ip}");
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         }
         let id = state.next_id;
         state.next_id += 1;
-        *state.per_ip.entry(ip).or_default() += 1;
-        state.entries.insert(id, (ip, now, closer));
+        *state.per_ip.entry(key).or_default() += 1;
+        state.entries.insert(id, (key, now, closer));
         Some(PendingSlot {
             pending: Arc::clone(self),
             id,
@@ -191,6 +203,16 @@ impl Pending {
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         self.pending.lock().forget(self.id);
+    }
+}
+
+/// What the per-IP cap counts `ip` as: an IPv4 address itself, an IPv6
+/// one by its /64 (one host can pick any address of its /64, so counting
+/// addresses would not bound it).
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !((1u128 << 64) - 1)).into()),
     }
 }
 
@@ -289,6 +311,27 @@ mod tests {
         drop(slot);
         assert!(pending.lock().entries.is_empty());
         assert!(pending.lock().per_ip.is_empty());
+    }
+
+    #[test]
+    fn ipv6_remotes_are_capped_by_their_64_and_ipv4_ones_by_address() {
+        let pending = Arc::new(Pending::default());
+        let now = Instant::now();
+        let in_one_64: Vec<PendingSlot> = (1..=10u16)
+            .filter_map(|n| {
+                let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, n, 0, 0, n);
+                pending.take(ip.into(), None, now)
+            })
+            .collect();
+        assert_eq!(in_one_64.len(), MAX_PENDING_PER_IP);
+        let next_64 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1);
+        assert!(pending.take(next_64.into(), None, now).is_some());
+        assert_eq!(
+            ip_key("2001:db8:0:7:ffff:1:2:3".parse().unwrap()),
+            "2001:db8:0:7::".parse::<IpAddr>().unwrap()
+        );
+        let v4: IpAddr = [127, 0, 0, 9].into();
+        assert_eq!(ip_key(v4), v4);
     }
 
     #[test]

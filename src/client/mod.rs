@@ -1,10 +1,13 @@
 //! The process-level client, above the torrents: our peer id, the listen
-//! socket, the connection budget shared by every torrent (`--max-peers`),
+//! sockets, the connection budget shared by every torrent (`--max-peers`),
 //! and the routing of incoming connections to the torrent whose info-hash
 //! their handshake names. Later the DHT node and global rate limits.
 //!
-//! The `listener` thread (the `listener` submodule) accepts; a short-lived
-//! `incoming ADDR` thread reads
+//! By default the client listens on every IPv4 and every IPv6 address on
+//! one port (the `bind` submodule; IPv4 alone on a machine without IPv6,
+//! said once in the log), or on the one address `--bind` names. A
+//! `listener` thread per socket (the `listener` submodule) accepts; a
+//! short-lived `incoming ADDR` thread reads
 //! the remote's 68-byte handshake and hands the stream to the torrent's
 //! manager ([`Event::Incoming`]); the peer thread that manager spawns
 //! answers the handshake. A handshake for an unknown info-hash is dropped
@@ -26,16 +29,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use log::debug;
 
 use crate::error::Error;
 use crate::metainfo::InfoHash;
 use crate::peer::wire::{Handshake, PeerId};
 use crate::piece_manager::Event;
 
-/// How many ports after the requested one are tried.
-const PORT_TRIES: u16 = 10;
-
+mod bind;
 mod listener;
 
 pub use listener::{
@@ -149,54 +149,74 @@ impl Router {
 /// The running client.
 pub struct Client {
     our_id: PeerId,
-    listen_addr: SocketAddr,
+    /// Where the sockets listen, in the order of `sockets`: IPv4 first.
+    listen_addrs: Vec<SocketAddr>,
     router: Arc<Router>,
     budget: Arc<ConnectionBudget>,
-    listener: Option<JoinHandle<()>>,
-    /// The listening socket, shared with the `listener` thread so that
-    /// dropping the client can wake its `accept()`.
-    socket: Arc<TcpListener>,
+    /// One `listener` thread per socket.
+    listeners: Vec<JoinHandle<()>>,
+    /// The listening sockets, shared with the `listener` threads so that
+    /// dropping the client can wake their `accept()`.
+    sockets: Vec<Arc<TcpListener>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Client {
-    /// Binds the listen port (or the next free one) on address `bind`
-    /// (`0.0.0.0`: every IPv4 address) and starts accepting.
+    /// Binds the listen port (or the next free one) and starts accepting:
+    /// on address `bind` alone, or when it is `None` on every IPv4 and
+    /// every IPv6 address, one port number for both (IPv4 alone, with one
+    /// log line, on a machine without IPv6).
     ///
     /// # Errors
     /// [`Error::Listen`] when no port can be bound, [`Error::Thread`] when
-    /// the listener cannot start.
+    /// a listener thread cannot start.
     pub fn start(
-        bind: IpAddr,
+        bind: Option<IpAddr>,
         port: u16,
         max_peers: usize,
         our_id: PeerId,
     ) -> Result<Client, Error> {
-        let listener = bind_port(bind, port)?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|source| Error::Listen { port, source })?;
-        log::info!("listening on {listen_addr}");
-        let router = Arc::new(Router::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let listener = Arc::new(listener);
-        let thread = {
-            let (router, stop) = (Arc::clone(&router), Arc::clone(&stop));
-            let listener = Arc::clone(&listener);
-            thread::Builder::new()
-                .name("listener".into())
-                .spawn(move || listener::accept_loop(&listener, &router, &stop))
-                .map_err(|e| Error::Thread(format!("cannot start the listener: {e}")))?
-        };
-        Ok(Client {
+        let bound = bind::bind(bind, port)?;
+        if let Some(e) = &bound.no_ipv6 {
+            log::info!("no IPv6 on this machine ({e}): listening on IPv4 only");
+        }
+        let mut listen_addrs = Vec::new();
+        for socket in &bound.listeners {
+            let addr = socket
+                .local_addr()
+                .map_err(|source| Error::Listen { port, source })?;
+            log::info!("listening on {addr}");
+            listen_addrs.push(addr);
+        }
+        let mut client = Client {
             our_id,
-            listen_addr,
-            router,
+            listen_addrs,
+            router: Arc::new(Router::default()),
             budget: ConnectionBudget::new(max_peers),
-            listener: Some(thread),
-            socket: listener,
-            stop,
-        })
+            listeners: Vec::new(),
+            sockets: bound.listeners.into_iter().map(Arc::new).collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        // Shared by every socket: the caps are on the process.
+        let pending = Arc::new(listener::Pending::default());
+        for (n, socket) in client.sockets.iter().enumerate() {
+            let (router, stop) = (Arc::clone(&client.router), Arc::clone(&client.stop));
+            let (socket, pending) = (Arc::clone(socket), Arc::clone(&pending));
+            let name = if n == 0 {
+                "listener".into()
+            } else {
+                format!("listener {n}")
+            };
+            let thread = thread::Builder::new()
+                .name(name)
+                .spawn(move || listener::accept_loop(&socket, &pending, &router, &stop));
+            match thread {
+                Ok(thread) => client.listeners.push(thread),
+                // Dropping the client stops the threads already started.
+                Err(e) => return Err(Error::Thread(format!("cannot start the listener: {e}"))),
+            }
+        }
+        Ok(client)
     }
 
     /// Our peer id, the same for every torrent.
@@ -204,9 +224,17 @@ impl Client {
         self.our_id
     }
 
-    /// The address the listener is bound to.
+    /// The address the listener is bound to: the IPv4 one when it
+    /// listens on both families. Its port is the one for trackers and
+    /// peers, the same for every address.
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen_addr
+        self.listen_addrs[0]
+    }
+
+    /// Every address the client listens on, one per socket, all on the
+    /// port of [`Client::listen_addr`]: IPv4 first.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen_addrs
     }
 
     /// The routing table of incoming connections.
@@ -221,48 +249,30 @@ impl Client {
 }
 
 impl Drop for Client {
-    /// Stops the listener. On Linux, shutting the listening socket down
+    /// Stops the listeners. On Linux, shutting a listening socket down
     /// wakes a blocked `accept()` (with `EINVAL`); elsewhere, and as a
     /// fallback, connecting to it does. Connecting alone is not enough: a
     /// process out of file descriptors cannot open the socket to connect
     /// with, and its `accept()` would then wait for ever.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let woken = cfg!(target_os = "linux")
-            && rustix::net::shutdown(&*self.socket, rustix::net::Shutdown::Read).is_ok();
-        if !woken {
-            let ip = match self.listen_addr.ip() {
-                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                ip => ip,
-            };
-            let wake = SocketAddr::new(ip, self.listen_addr.port());
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        for (socket, addr) in self.sockets.iter().zip(&self.listen_addrs) {
+            let woken = cfg!(target_os = "linux")
+                && rustix::net::shutdown(&**socket, rustix::net::Shutdown::Read).is_ok();
+            if !woken {
+                let ip = match addr.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip => ip,
+                };
+                let wake = SocketAddr::new(ip, addr.port());
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            }
         }
-        if let Some(thread) = self.listener.take() {
+        for thread in self.listeners.drain(..) {
             let _ = thread.join();
         }
     }
-}
-
-fn bind_port(ip: IpAddr, port: u16) -> Result<TcpListener, Error> {
-    if port == 0 {
-        return TcpListener::bind((ip, 0)).map_err(|source| Error::Listen { port, source });
-    }
-    let mut last = None;
-    for candidate in port..=port.saturating_add(PORT_TRIES) {
-        match TcpListener::bind((ip, candidate)) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => {
-                debug!("port {candidate} unavailable: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(Error::Listen {
-        port,
-        source: last.expect("at least one port was tried"),
-    })
 }
 
 #[cfg(test)]
@@ -296,22 +306,54 @@ mod tests {
         assert!(matches!(router.route(&handshake(1)), Route::Unknown(_)));
     }
 
+    /// Where a test connects to reach `addr` (a wildcard: loopback).
+    fn loopback(addr: SocketAddr) -> SocketAddr {
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+            IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+            _ => addr,
+        }
+    }
+
     #[test]
-    fn dropping_the_client_stops_its_listener_at_once() {
-        let client = Client::start(IpAddr::from([127, 0, 0, 1]), 0, 10, PeerId([7; 20])).unwrap();
-        let addr = client.listen_addr();
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        thread::spawn(move || {
-            drop(client);
-            let _ = done_tx.send(());
-        });
-        done_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the listener stopped");
-        assert!(
-            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
-            "nobody listens on {addr} any more"
-        );
+    fn dropping_the_client_stops_its_listeners_at_once() {
+        for bind in [Some(IpAddr::from([127, 0, 0, 1])), None] {
+            let client = Client::start(bind, 0, 10, PeerId([7; 20])).unwrap();
+            let addrs: Vec<SocketAddr> = client
+                .listen_addrs()
+                .iter()
+                .copied()
+                .map(loopback)
+                .collect();
+            for &addr in &addrs {
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                    .unwrap_or_else(|e| panic!("{addr} listens first: {e}"));
+            }
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            thread::spawn(move || {
+                drop(client);
+                let _ = done_tx.send(());
+            });
+            done_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the listeners stopped");
+            for addr in addrs {
+                assert!(
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+                    "nobody listens on {addr} any more"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn by_default_the_client_listens_on_both_families_on_one_port() {
+        let client = Client::start(None, 0, 10, PeerId([7; 20])).unwrap();
+        let addrs = client.listen_addrs();
+        assert_eq!(addrs.len(), 2, "{addrs:?}");
+        assert_eq!(addrs[0], client.listen_addr());
+        assert_eq!(addrs[0], (Ipv4Addr::UNSPECIFIED, addrs[0].port()).into());
+        assert_eq!(addrs[1], (Ipv6Addr::UNSPECIFIED, addrs[0].port()).into());
     }
 
     #[test]

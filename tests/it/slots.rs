@@ -379,7 +379,7 @@ fn bind_listens_on_the_given_address_only() {
     let dir = tempfile::tempdir().unwrap();
     let made = single_file(dir.path());
     let mut seeding = config(&made.torrent, seed_from(&made.source), vec![]);
-    seeding.bind = Ipv4Addr::LOCALHOST.into();
+    seeding.bind = Some(Ipv4Addr::LOCALHOST.into());
     let seeder = Running::start(&seeding);
     let port = seeder.addr.port();
     let elsewhere = SocketAddr::from(([127, 0, 0, 2], port));

@@ -22,7 +22,7 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         save_torrent: None,
         mode,
         port: 0,
-        bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        bind: None,
         peers,
         live_progress: false,
         tracker_timeout: Duration::from_secs(5),
