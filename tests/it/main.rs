@@ -77,3 +77,8 @@ mod slots;
 /// Peak memory of the binary, with one-byte pieces and with 64 MiB pieces
 /// among forty junk peers, under the bound the README states.
 mod memory;
+
+/// IPv6 (BEP 7) over `::1`: `--bind ::1` and `--peer [::1]:PORT`, a
+/// default-bound session taking peers on both families at one port, a
+/// magnet's `x.pe=[::1]:PORT`.
+mod ipv6;

@@ -3,7 +3,7 @@
 //! CPU time from /proc.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use bittorrent::metainfo::InfoHash;
@@ -17,6 +17,22 @@ pub fn connect_from(from: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
     bind(&fd, &SocketAddrV4::new(from, 0))?;
     connect(&fd, &to)?;
     Ok(TcpStream::from(fd))
+}
+
+/// Where a test dials to reach a socket listening on `addr`: loopback of
+/// its family when it listens on every address (`0.0.0.0` or `::`), else
+/// `addr` itself.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// `port` on `::1`.
+pub fn on_ipv6_loopback(port: u16) -> SocketAddr {
+    (Ipv6Addr::LOCALHOST, port).into()
 }
 
 /// A handshake for `info_hash` with peer id `peer_id`.

@@ -64,7 +64,7 @@ impl Running {
         Running {
             handle: session.shutdown_handle(),
             stats: session.stats(),
-            addr: SocketAddr::from(([127, 0, 0, 1], session.listen_addr().port())),
+            addr: super::net::loopback(session.listen_addr()),
             session: Some(session),
         }
     }
