@@ -38,7 +38,8 @@ Examples:
   Two instances on one machine with no tracker:
     bittorrent demo.torrent -s demo.bin --port 7000
     bittorrent demo.torrent -d /tmp/out/ --peer 127.0.0.1:7000
-  (or over IPv6: --peer [::1]:7000)
+  or over IPv6 (quote the brackets in the shell):
+    bittorrent demo.torrent -d /tmp/out/ --peer '[::1]:7000'
 
   More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
@@ -91,8 +92,9 @@ pub struct Args {
     pub bind: Option<IpAddr>,
 
     /// A peer to connect to, besides the tracker's (repeatable): an IPv4
-    /// or bracketed IPv6 address, or a host name (its first address).
-    /// Examples: --peer 127.0.0.1:7000, --peer [::1]:7000
+    /// address, an IPv6 address in brackets (see the examples below), or a
+    /// host name (its first address), then the port. Example: --peer
+    /// 127.0.0.1:7000
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
 
