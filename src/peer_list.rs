@@ -390,4 +390,20 @@ mod tests {
         assert_eq!(list.next_to_dial(later), Some(addr(2)));
         assert_eq!(list.next_to_dial(later), Some(addr(1)));
     }
+
+    #[test]
+    fn an_address_keeps_the_source_it_was_first_heard_from() {
+        let mut list = PeerList::new();
+        let now = Instant::now();
+        assert!(list.add(addr(1), PeerSource::CommandLine, now));
+        assert!(!list.add(addr(1), PeerSource::Pex, now), "known already");
+        assert!(list.add(addr(2), PeerSource::Pex, now));
+        assert_eq!(list.source(addr(1)), Some(PeerSource::CommandLine));
+        assert_eq!(list.source(addr(2)), Some(PeerSource::Pex));
+        assert_eq!(list.source(addr(3)), None);
+        list.ban(addr(2).ip());
+        assert!(!list.add(addr(4), PeerSource::Pex, now), "a banned IP");
+        assert_eq!(PeerSource::Pex.to_string(), "PEX");
+        assert_eq!(PeerSource::CommandLine.to_string(), "command line");
+    }
 }

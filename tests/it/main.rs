@@ -77,3 +77,8 @@ mod slots;
 /// Peak memory of the binary, with one-byte pieces and with 64 MiB pieces
 /// among forty junk peers, under the bound the README states.
 mod memory;
+
+/// Peer exchange (BEP 11): a seeder named only by `ut_pex` completes a
+/// download; a seeder tells peers of each other; private torrents (BEP 27)
+/// and `--no-pex` neither offer nor act on it.
+mod pex;
