@@ -200,7 +200,7 @@ impl PeerTable {
         let from = conn.addr;
         if taken.over_bound > 0 {
             debug!(
-                "{from}: ignoring {} PEX addresses past its {} ",
+                "{from}: ignoring {} PEX addresses past its bound of {}",
                 taken.over_bound,
                 pex::MAX_LEARNED_PER_PEER
             );

@@ -357,4 +357,59 @@ mod tests {
         let message = PexMessage::decode(b"d7:dropped6:\x0a\x00\x00\x03\x00\x50eXYZ").unwrap();
         assert_eq!(message.dropped, vec![v4(3, 80)]);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_addr() -> impl Strategy<Value = SocketAddr> {
+            prop_oneof![
+                (any::<[u8; 4]>(), any::<u16>())
+                    .prop_map(|(ip, port)| SocketAddr::from((Ipv4Addr::from(ip), port))),
+                (any::<[u8; 16]>(), any::<u16>())
+                    .prop_map(|(ip, port)| SocketAddr::from((Ipv6Addr::from(ip), port))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { failure_persistence: None, ..Default::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_nor_exceed_the_entry_bound(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048)
+            ) {
+                if let Ok(message) = PexMessage::decode(&bytes) {
+                    prop_assert!(message.added.len() <= 2 * MAX_DECODED_ENTRIES);
+                    prop_assert!(message.dropped.len() <= 2 * MAX_DECODED_ENTRIES);
+                }
+                let mut wrapped = b"d5:added".to_vec();
+                wrapped.extend_from_slice(format!("{}:", bytes.len()).as_bytes());
+                wrapped.extend_from_slice(&bytes);
+                wrapped.push(b'e');
+                let message = PexMessage::decode(&wrapped).unwrap();
+                let expected = if bytes.len() % 6 == 0 { bytes.len() / 6 } else { 0 };
+                prop_assert_eq!(message.added.len(), expected.min(MAX_DECODED_ENTRIES));
+            }
+
+            #[test]
+            fn messages_round_trip_with_ipv4_first(
+                added in proptest::collection::vec((any_addr(), any::<u8>()), 0..60),
+                dropped in proptest::collection::vec(any_addr(), 0..60),
+            ) {
+                let message = PexMessage {
+                    added: added.iter().map(|&(addr, flags)| PexPeer { addr, flags }).collect(),
+                    dropped: dropped.clone(),
+                };
+                let decoded = PexMessage::decode(&encoded(&message)).unwrap();
+                let (mut v4, v6): (Vec<PexPeer>, Vec<PexPeer>) =
+                    message.added.iter().partition(|p| p.addr.is_ipv4());
+                v4.extend(v6);
+                prop_assert_eq!(decoded.added, v4);
+                let (mut d4, d6): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                    dropped.iter().partition(|a| a.is_ipv4());
+                d4.extend(d6);
+                prop_assert_eq!(decoded.dropped, d4);
+            }
+        }
+    }
 }
