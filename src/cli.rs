@@ -146,6 +146,12 @@ pub struct Args {
     /// torrent only.
     #[arg(long, value_name = "FILE")]
     pub save_torrent: Option<PathBuf>,
+
+    /// Turn peer exchange (BEP 11, ut_pex) off: peers come only from the
+    /// trackers, --peer and incoming connections. Private torrents never
+    /// use it.
+    #[arg(long)]
+    pub no_pex: bool,
 }
 
 /// Peer connections allowed unless `--max-peers` says otherwise.
@@ -187,6 +193,7 @@ impl Args {
             direct_io: !self.no_direct_io,
             allow_hard_links: self.allow_hard_links,
             allow_overwrite: self.allow_overwrite,
+            pex: !self.no_pex,
         })
     }
 }

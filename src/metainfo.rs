@@ -71,6 +71,10 @@ pub struct Metainfo {
     /// The exact bytes of the `info` dictionary, served to peers that fetch
     /// the metadata (BEP 9) and written by [`Metainfo::to_torrent_file`].
     pub info_bytes: Arc<[u8]>,
+    /// `private` = 1 in the info dictionary (BEP 27): peers come only from
+    /// the trackers (and `--peer`), never from peer exchange or the DHT.
+    /// Any other value, or none, is a public torrent.
+    pub private: bool,
 }
 
 /// Why a `.torrent` was refused.
@@ -164,7 +168,7 @@ impl Metainfo {
     ///
     /// Only the keys the client uses are read (`announce`, `announce-list`
     /// and `info`'s `name`, `piece length`, `pieces`, `length`, `files`, with
-    /// each file's `length`, `path` and `attr`); others are skipped unread,
+    /// each file's `length`, `path` and `attr`, and `private`); others are skipped unread,
     /// whatever they hold, and still count in the info-hash.
     ///
     /// # Errors
@@ -263,6 +267,11 @@ impl Metainfo {
             multi_file,
             layout,
             info_bytes,
+            // BEP 27 names only 1; a `private` of another type or value is
+            // not a reason to refuse the torrent.
+            private: info
+                .get("private")
+                .is_some_and(|v| v.length().ok() == Some(1)),
         })
     }
 

@@ -1,6 +1,8 @@
-//! The addresses we may dial: from the tracker and `--peer`, with a backoff
-//! for addresses that fail and a ban list for peers that lied or broke the
-//! protocol. Pure data structure: no sockets, time passed in.
+//! The addresses we may dial: from trackers, `--peer` (and a magnet's
+//! `x.pe`) and other peers' peer exchange (BEP 11), each tagged with its
+//! [`PeerSource`], with a backoff for addresses that fail and a ban list for
+//! peers that lied or broke the protocol. Pure data structure: no sockets,
+//! time passed in.
 //!
 //! An address is dialled at once when learned; one that cannot be reached
 //! (or drops us during the handshake) is tried again after
@@ -21,8 +23,33 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// Where we heard of a peer, for the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerSource {
+    /// A tracker's announce answer.
+    Tracker,
+    /// Another peer's `ut_pex` message (BEP 11).
+    Pex,
+    /// `--peer`, or a magnet link's `x.pe`.
+    CommandLine,
+    /// It connected to us.
+    Incoming,
+}
+
+impl fmt::Display for PeerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerSource::Tracker => "tracker",
+            PeerSource::Pex => "PEX",
+            PeerSource::CommandLine => "command line",
+            PeerSource::Incoming => "incoming",
+        })
+    }
+}
 
 /// Wait before the first retry of an address that failed.
 pub const FIRST_RETRY: Duration = Duration::from_secs(5);
@@ -48,6 +75,8 @@ struct Known {
     connected: bool,
     /// Which queue entry is current; older ones are skipped when popped.
     ticket: u64,
+    /// Where it was first heard of.
+    source: PeerSource,
 }
 
 /// Dialable addresses, their retry times, and the banned IPs.
@@ -69,15 +98,15 @@ impl PeerList {
         PeerList::default()
     }
 
-    /// Learns `addr` (from a tracker or the command line); an address
-    /// already known keeps its state, a banned one is ignored, and so is a
-    /// new one when [`MAX_KNOWN`] are known.
-    pub fn add(&mut self, addr: SocketAddr, now: Instant) {
+    /// Learns `addr` from `source`; an address already known keeps its
+    /// state (and source), a banned one is ignored, and so is a new one
+    /// when [`MAX_KNOWN`] are known. Returns whether it was new.
+    pub fn add(&mut self, addr: SocketAddr, source: PeerSource, now: Instant) -> bool {
         if self.banned.contains(&addr.ip())
             || self.known.contains_key(&addr)
             || self.known.len() >= MAX_KNOWN
         {
-            return;
+            return false;
         }
         let ticket = self.enqueue(addr, now);
         self.known.insert(
@@ -87,9 +116,16 @@ impl PeerList {
                 reconnects: 0,
                 connected: false,
                 ticket,
+                source,
             },
         );
         self.waiting += 1;
+        true
+    }
+
+    /// Where a known address was first heard of.
+    pub fn source(&self, addr: SocketAddr) -> Option<PeerSource> {
+        self.known.get(&addr).map(|k| k.source)
     }
 
     fn enqueue(&mut self, addr: SocketAddr, at: Instant) -> u64 {
@@ -236,8 +272,8 @@ mod tests {
     fn a_new_address_is_dialled_once_until_it_ends() {
         let mut list = PeerList::new();
         let now = Instant::now();
-        list.add(addr(1), now);
-        list.add(addr(1), now);
+        list.add(addr(1), PeerSource::Tracker, now);
+        list.add(addr(1), PeerSource::Tracker, now);
         assert_eq!(list.next_to_dial(now), Some(addr(1)));
         assert_eq!(list.next_to_dial(now), None, "already being dialled");
     }
@@ -246,7 +282,7 @@ mod tests {
     fn failed_addresses_are_retried_with_doubling_backoff_then_forgotten() {
         let mut list = PeerList::new();
         let mut now = Instant::now();
-        list.add(addr(1), now);
+        list.add(addr(1), PeerSource::Tracker, now);
         let mut backoff = FIRST_RETRY;
         for _ in 0..MAX_FAILURES - 1 {
             assert_eq!(list.next_to_dial(now), Some(addr(1)));
@@ -268,7 +304,7 @@ mod tests {
     fn a_peer_that_worked_is_dialled_again_after_a_pause() {
         let mut list = PeerList::new();
         let now = Instant::now();
-        list.add(addr(1), now);
+        list.add(addr(1), PeerSource::Tracker, now);
         list.next_to_dial(now);
         list.disconnected(addr(1), now);
         assert_eq!(list.next_to_dial(now), None);
@@ -291,17 +327,17 @@ mod tests {
     fn banned_addresses_are_never_dialled_nor_learned_again() {
         let mut list = PeerList::new();
         let now = Instant::now();
-        list.add(addr(1), now);
-        list.add(addr(2), now);
+        list.add(addr(1), PeerSource::Tracker, now);
+        list.add(addr(2), PeerSource::Tracker, now);
         list.ban(addr(1).ip());
-        list.add(addr(1), now);
-        list.add(addr(3), now);
+        list.add(addr(1), PeerSource::Tracker, now);
+        list.add(addr(3), PeerSource::Tracker, now);
         assert!(list.is_banned(addr(1)));
         assert!(list.is_banned(addr(3)), "every port of a banned IP");
         assert_eq!(list.next_to_dial(now + MAX_RETRY), None);
         assert!(!list.has_candidates());
         let other = SocketAddr::from(([127, 0, 0, 2], 1));
-        list.add(other, now);
+        list.add(other, PeerSource::Tracker, now);
         assert_eq!(list.next_to_dial(now), Some(other), "other IPs are not");
     }
 
@@ -311,7 +347,7 @@ mod tests {
         let now = Instant::now();
         let many = |i: usize| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1));
         for i in 0..100_000 {
-            list.add(many(i), now);
+            list.add(many(i), PeerSource::Tracker, now);
         }
         assert_eq!(list.len(), MAX_KNOWN);
         // The first ones learned are kept, and dialled in that order.
@@ -320,7 +356,7 @@ mod tests {
             list.failed(many(0), now);
         }
         assert_eq!(list.len(), MAX_KNOWN - 1, "forgotten after its failures");
-        list.add(many(MAX_KNOWN), now);
+        list.add(many(MAX_KNOWN), PeerSource::Tracker, now);
         assert_eq!(list.len(), MAX_KNOWN);
     }
 
@@ -329,7 +365,7 @@ mod tests {
         let mut list = PeerList::new();
         let now = Instant::now();
         for port in [5, 3, 9, 1] {
-            list.add(addr(port), now);
+            list.add(addr(port), PeerSource::Tracker, now);
         }
         let order: Vec<u16> = std::iter::from_fn(|| list.next_to_dial(now))
             .map(|a| a.port())
@@ -346,12 +382,28 @@ mod tests {
     fn addresses_that_never_failed_are_dialled_first() {
         let mut list = PeerList::new();
         let now = Instant::now();
-        list.add(addr(1), now);
+        list.add(addr(1), PeerSource::Tracker, now);
         list.next_to_dial(now);
         list.failed(addr(1), now);
-        list.add(addr(2), now);
+        list.add(addr(2), PeerSource::Tracker, now);
         let later = now + MAX_RETRY;
         assert_eq!(list.next_to_dial(later), Some(addr(2)));
         assert_eq!(list.next_to_dial(later), Some(addr(1)));
+    }
+
+    #[test]
+    fn an_address_keeps_the_source_it_was_first_heard_from() {
+        let mut list = PeerList::new();
+        let now = Instant::now();
+        assert!(list.add(addr(1), PeerSource::CommandLine, now));
+        assert!(!list.add(addr(1), PeerSource::Pex, now), "known already");
+        assert!(list.add(addr(2), PeerSource::Pex, now));
+        assert_eq!(list.source(addr(1)), Some(PeerSource::CommandLine));
+        assert_eq!(list.source(addr(2)), Some(PeerSource::Pex));
+        assert_eq!(list.source(addr(3)), None);
+        list.ban(addr(2).ip());
+        assert!(!list.add(addr(4), PeerSource::Pex, now), "a banned IP");
+        assert_eq!(PeerSource::Pex.to_string(), "PEX");
+        assert_eq!(PeerSource::CommandLine.to_string(), "command line");
     }
 }

@@ -13,6 +13,15 @@
 //! (the newcomer waits for its next try). Ended threads are joined as soon
 //! as they are known to have ended, so churn leaves no thread behind.
 //!
+//! Peer exchange (BEP 11) runs here too, since it is about connections:
+//! each connection whose remote offered `ut_pex` is told, about once a
+//! minute, which peers we are connected to ([`PeerTable::pex_tick`], policy
+//! in [`pex`]); what remotes tell us goes to the [`PeerList`] tagged
+//! [`PeerSource::Pex`] ([`PeerTable::on_pex`]). Only peers whose listen
+//! address we know are passed on: the ones we dialled, and incoming ones
+//! whose extended handshake gave their port. With peer exchange off
+//! (`--no-pex`, a private torrent) neither happens.
+//!
 //! Bans are by IP ([`PeerList::ban`]). A peer id is chosen by the remote, so
 //! it bans nobody, and a second connection with an id already connected is
 //! refused only when it comes from the same IP: whoever copies an honest
@@ -28,14 +37,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, unbounded};
 use log::{debug, info, warn};
 
+pub mod pex;
+
 use crate::client::{ConnectionBudget, Permit};
+use crate::peer::extensions::RemoteExtensions;
+use crate::peer::pex::{PexMessage, PexPeer, flags};
 use crate::peer::transport::Stream;
 use crate::peer::wire::{Handshake, PeerId};
 use crate::peer::{
     self, CommandSender, Disconnect, Origin, PeerCommand, PeerContext, PeerCounters, PeerKey,
 };
-use crate::peer_list::PeerList;
+use crate::peer_list::{PeerList, PeerSource};
 use crate::piece_manager::Event;
+use pex::{PexIn, PexOut};
 
 /// How long shutdown waits for peer threads to end.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
@@ -61,6 +75,17 @@ pub struct Connection {
     opened: Instant,
     /// Told to close to make room.
     evicted: bool,
+    /// Where we heard of it.
+    pub source: PeerSource,
+    /// Where it accepts connections: its address when we dialled it, else
+    /// its IP with the port its extended handshake gave, if any.
+    pub listen_addr: Option<SocketAddr>,
+    /// It has every piece (the manager says so).
+    pub seed: bool,
+    /// What it was told by peer exchange, once it offered `ut_pex`.
+    pex_out: Option<PexOut>,
+    /// What it told us.
+    pex_in: PexIn,
     _permit: Permit,
 }
 
@@ -126,10 +151,113 @@ impl PeerTable {
         }
     }
 
-    /// Learns addresses to dial.
-    pub fn add_addrs(&mut self, addrs: Vec<SocketAddr>, now: Instant) {
+    /// Learns addresses to dial, heard of from `source`.
+    pub fn add_addrs(&mut self, addrs: Vec<SocketAddr>, source: PeerSource, now: Instant) {
         for addr in addrs {
-            self.peer_list.add(addr, now);
+            self.peer_list.add(addr, source, now);
+        }
+    }
+
+    /// The remote's extended handshake: its listen port, for an incoming
+    /// peer, and whether it takes `ut_pex` messages.
+    pub fn on_extensions(&mut self, key: PeerKey, remote: &RemoteExtensions, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if !conn.outgoing
+            && let Some(port) = remote.listen_port.filter(|&p| p != 0)
+        {
+            conn.listen_addr = Some(SocketAddr::new(conn.addr.ip(), port));
+        }
+        match remote.ut_pex {
+            Some(_) if conn.pex_out.is_none() => conn.pex_out = Some(PexOut::new(now)),
+            Some(_) => {}
+            None => conn.pex_out = None,
+        }
+    }
+
+    /// Marks whether a peer has every piece (for the seed flag of PEX).
+    pub fn set_seed(&mut self, key: PeerKey, seed: bool) {
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.seed = seed;
+        }
+    }
+
+    /// A `ut_pex` message from a peer: its addresses join the peer list,
+    /// within the peer's bound ([`pex::MAX_LEARNED_PER_PEER`]). Ignored
+    /// while peer exchange is off.
+    pub fn on_pex(&mut self, key: PeerKey, message: &PexMessage, now: Instant) {
+        let our_port = self.ctx.listen_port;
+        let enabled = self.ctx.pex_enabled();
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if !enabled {
+            debug!("{}: peer exchange is off, ignoring its ut_pex", conn.addr);
+            return;
+        }
+        let taken = conn.pex_in.take(message, our_port);
+        let from = conn.addr;
+        if taken.over_bound > 0 {
+            debug!(
+                "{from}: ignoring {} PEX addresses past its bound of {}",
+                taken.over_bound,
+                pex::MAX_LEARNED_PER_PEER
+            );
+        }
+        let offered = taken.addrs.len();
+        let new = taken
+            .addrs
+            .into_iter()
+            .filter(|&addr| self.peer_list.add(addr, PeerSource::Pex, now))
+            .count();
+        debug!(
+            "{from}: PEX names {} peers and drops {}; {offered} kept, {new} new",
+            message.added.len(),
+            message.dropped.len()
+        );
+    }
+
+    /// Sends each peer that takes `ut_pex` the message due to it now, if
+    /// any: the connected peers with a known listen address it has not been
+    /// told of, and those gone that it was told of.
+    pub fn pex_tick(&mut self, now: Instant) {
+        if !self.ctx.pex_enabled() {
+            return;
+        }
+        let live: Vec<PexPeer> = self
+            .conns
+            .values()
+            .filter(|c| c.peer_id.is_some())
+            .filter_map(|c| {
+                let addr = c.listen_addr?;
+                let mut bits = 0;
+                if c.seed {
+                    bits |= flags::SEED;
+                }
+                if c.outgoing {
+                    bits |= flags::REACHABLE;
+                }
+                Some(PexPeer { addr, flags: bits })
+            })
+            .collect();
+        for conn in self.conns.values_mut() {
+            let Some(out) = conn.pex_out.as_mut().filter(|o| o.is_due(now)) else {
+                continue;
+            };
+            if conn.peer_id.is_none() {
+                continue;
+            }
+            let own: Vec<SocketAddr> = std::iter::once(conn.addr).chain(conn.listen_addr).collect();
+            if let Some(message) = out.next(now, &live, &own) {
+                debug!(
+                    "{}: PEX: {} added, {} dropped",
+                    conn.addr,
+                    message.added.len(),
+                    message.dropped.len()
+                );
+                let _ = conn.cmd_tx.send(PeerCommand::Pex(message));
+            }
         }
     }
 
@@ -231,6 +359,16 @@ impl PeerTable {
         let key = self.next_key;
         self.next_key += 1;
         let outgoing = matches!(origin, Origin::Outgoing(_));
+        let source = if outgoing {
+            let source = self
+                .peer_list
+                .source(addr)
+                .unwrap_or(PeerSource::CommandLine);
+            debug!("{addr}: dialling (from {source})");
+            source
+        } else {
+            PeerSource::Incoming
+        };
         let (cmd_tx, cmd_rx) = unbounded();
         let counters = Arc::new(PeerCounters::default());
         let ctx = Arc::clone(&self.ctx);
@@ -245,6 +383,11 @@ impl PeerTable {
                     counters,
                     opened: Instant::now(),
                     evicted: false,
+                    source,
+                    listen_addr: outgoing.then_some(addr),
+                    seed: false,
+                    pex_out: None,
+                    pex_in: PexIn::default(),
                     _permit: permit,
                 };
                 self.conns.insert(key, conn);
@@ -276,7 +419,7 @@ impl PeerTable {
         } else if let Some(conn) = self.conns.get_mut(&key) {
             conn.peer_id = Some(peer_id);
             self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
-            info!("{}: connected", conn.addr);
+            info!("{}: connected (from {})", conn.addr, conn.source);
             return true;
         }
         self.send(key, PeerCommand::Shutdown);

@@ -79,6 +79,8 @@ pub struct Config {
     pub allow_hard_links: bool,
     /// Cut existing files that are longer than the torrent's.
     pub allow_overwrite: bool,
+    /// Peer exchange (BEP 11) for torrents that are not private.
+    pub pex: bool,
     /// Write the metainfo as a `.torrent` file here (one torrent only).
     pub save_torrent: Option<PathBuf>,
 }
@@ -313,6 +315,7 @@ impl Session {
             },
             save_torrent: config.save_torrent.clone(),
             labelled: several,
+            pex: config.pex,
         };
         let placement = match (&config.mode, several) {
             (Mode::Download { dest }, _) => Placement::Download(dest.clone()),

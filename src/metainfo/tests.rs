@@ -444,3 +444,40 @@ fn padding_files_are_marked() {
     assert!(!m.files[0].padding);
     assert!(m.files[1].padding);
 }
+
+#[test]
+fn private_is_read_from_the_info_dictionary_only_when_it_is_1() {
+    let with = |private: &str| {
+        let info = format!(
+            "d6:lengthi1e4:name5:a.bin12:piece lengthi16384e{}{private}e",
+            pieces(1)
+        );
+        Metainfo::from_bytes(&torrent_with_info(&info)).unwrap()
+    };
+    assert!(with("7:privatei1e").private);
+    assert!(!with("").private, "absent: public");
+    for other in [
+        "7:privatei0e",
+        "7:privatei2e",
+        "7:privatei-1e",
+        "7:private1:1",
+    ] {
+        assert!(!with(other).private, "{other}");
+    }
+    // From peers (a magnet), the same dictionary says the same.
+    let info = format!(
+        "d6:lengthi1e4:name5:a.bin12:piece lengthi16384e{}7:privatei1ee",
+        pieces(1)
+    );
+    assert!(
+        Metainfo::from_info_bytes(info.as_bytes(), vec![])
+            .unwrap()
+            .private
+    );
+    // `private` outside `info` is not covered by the info-hash: ignored.
+    let outside = format!(
+        "d4:infod6:lengthi1e4:name5:a.bin12:piece lengthi16384e{}e7:privatei1ee",
+        pieces(1)
+    );
+    assert!(!Metainfo::from_bytes(outside.as_bytes()).unwrap().private);
+}

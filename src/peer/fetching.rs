@@ -24,7 +24,7 @@ use super::conn::{
     WRITE_WAIT, is_timeout,
 };
 use super::ext::MetadataMessage;
-use super::extensions::{self, Incoming, RemoteExtensions};
+use super::extensions::{self, Incoming, PexOffer, RemoteExtensions};
 use super::open::io_error;
 use super::transport::Stream;
 use super::wire::{Limits, Message};
@@ -70,7 +70,12 @@ pub fn run(
     let mut out = Vec::new();
     if extensions {
         let queue = MAX_QUEUED_REQUESTS as u32;
-        extensions::queue_our_handshake(&mut out, ctx.listen_port, queue, addr.ip(), None);
+        let pex = if ctx.pex_enabled() {
+            PexOffer::Offer
+        } else {
+            PexOffer::Omit
+        };
+        extensions::queue_our_handshake(&mut out, ctx.listen_port, queue, addr.ip(), None, pex);
     }
     stream
         .set_write_timeout(Some(WRITE_WAIT))
@@ -115,6 +120,12 @@ pub fn run(
                     if let Some(id) = remote.ut_metadata {
                         trace!("{addr}: request metadata piece {piece}");
                         extensions::queue_metadata_request(&mut out, id, piece);
+                    }
+                }
+                Ok(PeerCommand::Pex(message)) => {
+                    if let (Some(id), true) = (remote.ut_pex, ctx.pex_enabled()) {
+                        trace!("{addr}: send {message:?}");
+                        extensions::queue_pex(&mut out, id, &message);
                     }
                 }
                 Ok(PeerCommand::Shutdown) | Err(TryRecvError::Disconnected) => return Ok(None),
@@ -164,10 +175,14 @@ pub fn run(
             match message {
                 Message::KeepAlive => {}
                 Message::Extended { id, payload } => {
-                    match extensions::decode(id, payload, &mut remote)
+                    match extensions::decode(id, payload, &mut remote, ctx.pex_enabled())
                         .map_err(Violation::Extension)?
                     {
                         Incoming::Handshake => send(PeerEvent::Extensions(remote.clone()))?,
+                        Incoming::Pex(message) => send(PeerEvent::Pex(message))?,
+                        Incoming::PexIgnored => {
+                            debug!("{addr}: peer exchange is off, ignoring its ut_pex");
+                        }
                         Incoming::Metadata(MetadataMessage::Data {
                             piece,
                             total_size,

@@ -39,6 +39,7 @@ pub mod ext;
 pub mod extensions;
 pub mod fetching;
 pub mod open;
+pub mod pex;
 pub mod pipeline;
 pub mod reason;
 pub mod requests;
@@ -47,7 +48,7 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -93,6 +94,9 @@ pub enum PeerCommand {
     Choke,
     /// Start uploading to the remote (send `unchoke`).
     Unchoke,
+    /// Send the remote this `ut_pex` message (BEP 11); ignored unless its
+    /// extended handshake offered `ut_pex`.
+    Pex(pex::PexMessage),
     /// Close the connection.
     Shutdown,
 }
@@ -153,6 +157,22 @@ pub struct PeerContext {
     pub stats: Arc<Stats>,
     /// Events to the piece manager.
     pub events_tx: Sender<Event>,
+    /// Peer exchange (BEP 11) is on: `ut_pex` is offered and heard. Off
+    /// for `--no-pex` and private torrents (BEP 27), which a magnet's
+    /// torrent may turn out to be once its metadata arrives.
+    pub pex: AtomicBool,
+}
+
+impl PeerContext {
+    /// Whether peer exchange is on for the torrent.
+    pub fn pex_enabled(&self) -> bool {
+        self.pex.load(Ordering::Relaxed)
+    }
+
+    /// Turns peer exchange off for good (the torrent is private).
+    pub fn disable_pex(&self) {
+        self.pex.store(false, Ordering::Relaxed);
+    }
 }
 
 /// What a torrent's info dictionary brings, handed to each peer thread with

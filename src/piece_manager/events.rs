@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 
 use crate::bitfield::Bitfield;
 use crate::peer::extensions::RemoteExtensions;
+use crate::peer::pex::PexMessage;
 use crate::peer::transport::Stream;
 use crate::peer::wire::{Handshake, PeerId};
 use crate::peer::{Disconnect, Partial, PeerKey};
+use crate::peer_list::PeerSource;
 
 /// Everything a torrent's manager hears about, on one channel.
 pub enum Event {
@@ -22,8 +24,9 @@ pub enum Event {
     /// The client accepted a connection for this torrent and read the
     /// remote's handshake.
     Incoming(Stream, Handshake, SocketAddr),
-    /// Peer addresses to dial (from a tracker, `--peer` or `x.pe`).
-    Peers(Vec<SocketAddr>),
+    /// Peer addresses to dial, and where they come from (a tracker,
+    /// `--peer` or `x.pe`).
+    Peers(Vec<SocketAddr>, PeerSource),
     /// Stop the torrent (Ctrl-C, or the caller's shutdown handle).
     Shutdown,
 }
@@ -33,7 +36,7 @@ impl std::fmt::Debug for Event {
         match self {
             Event::Peer { key, event } => write!(f, "Peer({key}, {event:?})"),
             Event::Incoming(_, _, addr) => write!(f, "Incoming({addr})"),
-            Event::Peers(addrs) => write!(f, "Peers({addrs:?})"),
+            Event::Peers(addrs, source) => write!(f, "Peers({addrs:?}, from {source})"),
             Event::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -50,6 +53,8 @@ pub enum PeerEvent {
     },
     /// The remote's extended handshake (BEP 10), as far as it matters.
     Extensions(RemoteExtensions),
+    /// A `ut_pex` message (BEP 11): peers the remote knows.
+    Pex(PexMessage),
     /// A piece of the metadata (BEP 9), not yet checked.
     MetadataPiece {
         /// Metadata piece index.

@@ -218,9 +218,9 @@ impl PieceManager {
                 Ok(Event::Incoming(stream, handshake, addr)) => {
                     self.table.accept(stream, handshake, addr);
                 }
-                Ok(Event::Peers(addrs)) => {
+                Ok(Event::Peers(addrs, source)) => {
                     let now = Instant::now();
-                    self.table.add_addrs(addrs, now);
+                    self.table.add_addrs(addrs, source, now);
                     self.table.dial_more(now);
                 }
                 Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
@@ -260,6 +260,7 @@ impl PieceManager {
             }
             self.rechoke(now);
         }
+        self.table.pex_tick(now);
         self.table.dial_more(now);
         let connected = self.table.len();
         let asked_lately = self
@@ -311,17 +312,25 @@ impl PieceManager {
         }
         match event {
             PeerEvent::Connected { .. } | PeerEvent::Disconnected { .. } => {}
+            PeerEvent::Extensions(remote) => {
+                self.table.on_extensions(key, &remote, Instant::now());
+            }
+            PeerEvent::Pex(message) => {
+                let now = Instant::now();
+                self.table.on_pex(key, &message, now);
+                self.table.dial_more(now);
+            }
             // The metadata is known: late metadata messages change nothing.
-            PeerEvent::Extensions(_)
-            | PeerEvent::MetadataPiece { .. }
-            | PeerEvent::MetadataRejected(_) => {}
+            PeerEvent::MetadataPiece { .. } | PeerEvent::MetadataRejected(_) => {}
             PeerEvent::Bitfield(bits) => {
                 // A bitfield replaces what the peer had (it may come late).
                 let slot = self.peers.get_mut(&key).expect("checked above");
                 self.picker.add_peer_pieces(&slot.has, -1);
                 self.picker.add_peer_pieces(&bits, 1);
                 slot.has = bits;
-                if slot.has.is_complete() && self.picker.is_complete() {
+                let seed = slot.has.is_complete();
+                self.table.set_seed(key, seed);
+                if seed && self.picker.is_complete() {
                     // Two seeders have nothing to exchange.
                     self.table.send(key, PeerCommand::Shutdown);
                 }
@@ -330,6 +339,9 @@ impl PieceManager {
             PeerEvent::Have(index) => {
                 let slot = self.peers.get_mut(&key).expect("checked above");
                 if slot.has.set(index) {
+                    if slot.has.is_complete() {
+                        self.table.set_seed(key, true);
+                    }
                     self.picker.add_have(index);
                     self.assign(key);
                 }

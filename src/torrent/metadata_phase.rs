@@ -37,6 +37,7 @@ pub fn fetch(
     loop {
         let now = Instant::now();
         if now >= next_tick {
+            table.pex_tick(now);
             table.dial_more(now);
             for &key in &offering {
                 request(table, &mut fetch, key, now);
@@ -180,7 +181,7 @@ enum Left {
 /// The part of an event that is the same in every state before the piece
 /// manager: connections accepted and dialled, handshakes answered with
 /// [`PeerCommand::FetchMetadata`] (the peer then waits for the content),
-/// ended connections forgotten.
+/// ended connections forgotten, peer exchange heard.
 fn take(table: &mut PeerTable, event: Event, now: Instant) -> Left {
     match event {
         Event::Shutdown => Left::Stop,
@@ -188,8 +189,8 @@ fn take(table: &mut PeerTable, event: Event, now: Instant) -> Left {
             table.accept(stream, handshake, addr);
             Left::Taken
         }
-        Event::Peers(addrs) => {
-            table.add_addrs(addrs, now);
+        Event::Peers(addrs, source) => {
+            table.add_addrs(addrs, source, now);
             table.dial_more(now);
             Left::Taken
         }
@@ -209,6 +210,21 @@ fn take(table: &mut PeerTable, event: Event, now: Instant) -> Left {
             table.on_disconnected(key, &reason);
             table.dial_more(now);
             Left::Gone(key)
+        }
+        Event::Peer {
+            key,
+            event: PeerEvent::Pex(message),
+        } => {
+            table.on_pex(key, &message, now);
+            table.dial_more(now);
+            Left::Taken
+        }
+        Event::Peer {
+            key,
+            event: PeerEvent::Extensions(remote),
+        } => {
+            table.on_extensions(key, &remote, now);
+            Left::Peer(key, PeerEvent::Extensions(remote))
         }
         Event::Peer { key, event } => Left::Peer(key, event),
     }

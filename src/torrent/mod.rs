@@ -21,7 +21,7 @@ pub mod metadata_phase;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -38,6 +38,7 @@ use crate::error::Error;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, Metainfo};
 use crate::peer::{Loaded, PeerContext};
+use crate::peer_list::PeerSource;
 use crate::peer_table::PeerTable;
 use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
@@ -119,6 +120,8 @@ pub struct Options {
     pub save_torrent: Option<PathBuf>,
     /// Label progress lines with the torrent's name (several torrents).
     pub labelled: bool,
+    /// Peer exchange (BEP 11) for torrents that are not private (BEP 27).
+    pub pex: bool,
 }
 
 /// The visible state of a torrent.
@@ -191,6 +194,14 @@ impl Torrent {
             }
         };
         initial_peers.extend(&options.peers);
+        // BEP 27: a private torrent's peers come from its trackers only (and
+        // the ones the user names). A magnet's is known with its metadata.
+        let private = meta.as_ref().is_some_and(|m| m.private);
+        let pex = options.pex && !private;
+        if private && options.pex {
+            info!("{label}: private torrent: no peer exchange");
+        }
+        let mut tracker_peers = Vec::new();
         let prepared = match &meta {
             Some(meta) => {
                 state.store(State::Checking as u8, Ordering::Relaxed);
@@ -249,7 +260,7 @@ impl Torrent {
                         min_interval: tracker::min_interval(&response),
                         answered: true,
                     });
-                    initial_peers.extend(response.peers);
+                    tracker_peers = response.peers;
                 }
                 Err(e) => return Err(Error::Tracker(e)),
             }
@@ -262,6 +273,7 @@ impl Torrent {
             listen_port: port,
             stats: Arc::clone(&stats),
             events_tx: events_tx.clone(),
+            pex: AtomicBool::new(pex),
         });
         let table = PeerTable::new(ctx, Arc::clone(client.budget()));
         let progress = Progress::new(
@@ -289,13 +301,16 @@ impl Torrent {
             .map_err(|e| Error::Thread(format!("cannot start the torrent thread: {e}")))?;
         client.router().register(info_hash, events_tx.clone());
         if !initial_peers.is_empty() {
-            let _ = events_tx.send(Event::Peers(initial_peers));
+            let _ = events_tx.send(Event::Peers(initial_peers, PeerSource::CommandLine));
+        }
+        if !tracker_peers.is_empty() {
+            let _ = events_tx.send(Event::Peers(tracker_peers, PeerSource::Tracker));
         }
         let tracker = match first.zip(tracker_channel) {
             Some((first, (cmd_tx, cmd_rx))) => {
                 let peers_tx = events_tx.clone();
                 let on_peers = move |peers: Vec<SocketAddr>| {
-                    let _ = peers_tx.send(Event::Peers(peers));
+                    let _ = peers_tx.send(Event::Peers(peers, PeerSource::Tracker));
                 };
                 let (ended_tx, ended_rx) = bounded::<()>(0);
                 let spawned = thread::Builder::new()
@@ -448,6 +463,11 @@ impl Run {
                     meta.total_len(),
                     meta.layout.piece_count()
                 );
+                if meta.private && self.table.ctx().pex_enabled() {
+                    // BEP 27: from now on, no ut_pex sent nor heard.
+                    info!("private torrent: peer exchange off");
+                    self.table.ctx().disable_pex();
+                }
                 self.state.store(State::Checking as u8, Ordering::Relaxed);
                 self.progress.rename(&meta.name);
                 let _ = self.name.set(untrusted::show(&meta.name));

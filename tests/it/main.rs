@@ -82,3 +82,7 @@ mod memory;
 /// default-bound session taking peers on both families at one port, a
 /// magnet's `x.pe=[::1]:PORT`.
 mod ipv6;
+/// Peer exchange (BEP 11): a seeder named only by `ut_pex` completes a
+/// download; a seeder tells peers of each other; private torrents (BEP 27)
+/// and `--no-pex` neither offer nor act on it.
+mod pex;

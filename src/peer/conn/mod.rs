@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, trace};
 
-use super::extensions::{self, RemoteExtensions};
+use super::extensions::{self, PexOffer, RemoteExtensions};
 
 use super::open::io_error;
 use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
@@ -183,12 +183,20 @@ impl<'a> Conn<'a> {
         }
         if extensions {
             let size = self.loaded.info_bytes.len() as u32;
+            // After a metadata fetch our first handshake offered ut_pex if
+            // peer exchange was on then: a torrent found private withdraws it.
+            let pex = match (self.ctx.pex_enabled(), after_metadata) {
+                (true, _) => PexOffer::Offer,
+                (false, true) => PexOffer::Withdraw,
+                (false, false) => PexOffer::Omit,
+            };
             extensions::queue_our_handshake(
                 &mut self.out,
                 self.ctx.listen_port,
                 MAX_QUEUED_REQUESTS as u32,
                 self.addr.ip(),
                 Some(size),
+                pex,
             );
         }
         if let Some(reqq) = self.remote.reqq {
@@ -391,6 +399,12 @@ impl<'a> Conn<'a> {
                 if self.am_choking {
                     self.am_choking = false;
                     self.queue(Message::Unchoke);
+                }
+            }
+            PeerCommand::Pex(message) => {
+                if let (Some(id), true) = (self.remote.ut_pex, self.ctx.pex_enabled()) {
+                    trace!("{}: send {message:?}", self.addr);
+                    extensions::queue_pex(&mut self.out, id, &message);
                 }
             }
             // Only meaningful before the connection runs: ignored here.

@@ -15,6 +15,7 @@ use crate::peer::ext::MetadataMessage;
 use crate::peer::extensions::{self, Incoming};
 use crate::peer::wire;
 use crate::peer::{Closed, Violation};
+use crate::piece_manager::PeerEvent;
 
 /// Stop reading blocks from disk for the remote while this much output is queued.
 const OUTPUT_HIGH_WATER: usize = 512 * 1024;
@@ -107,10 +108,14 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// An extended message (BEP 10): the remote's handshake, or a request
-    /// for our metadata (BEP 9). Anything else is ignored.
+    /// An extended message (BEP 10): the remote's handshake (reported to
+    /// the manager), a request for our metadata (BEP 9), or a `ut_pex`
+    /// message (BEP 11, handed to the manager). Anything else is ignored.
     pub(super) fn on_extended(&mut self, id: u8, payload: &[u8]) -> Outcome {
-        match extensions::decode(id, payload, &mut self.remote).map_err(Violation::Extension)? {
+        let pex = self.ctx.pex_enabled();
+        match extensions::decode(id, payload, &mut self.remote, pex)
+            .map_err(Violation::Extension)?
+        {
             Incoming::Handshake => {
                 debug!(
                     "{}: extended handshake from {:?}, reqq {:?}",
@@ -119,6 +124,11 @@ impl Conn<'_> {
                 if let Some(reqq) = self.remote.reqq {
                     self.pipeline.set_remote_queue(reqq as usize);
                 }
+                self.send_event(PeerEvent::Extensions(self.remote.clone()))?;
+            }
+            Incoming::Pex(message) => self.send_event(PeerEvent::Pex(message))?,
+            Incoming::PexIgnored => {
+                debug!("{}: peer exchange is off, ignoring its ut_pex", self.addr);
             }
             Incoming::Metadata(MetadataMessage::Request { piece }) => {
                 // Each answer is up to 16 KiB for a request of ~30 bytes:

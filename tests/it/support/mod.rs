@@ -9,6 +9,7 @@ pub mod magnet;
 pub mod meta_peer;
 pub mod net;
 pub mod peer;
+pub mod pex_peer;
 pub mod run;
 pub mod tracker;
 

@@ -31,6 +31,7 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         allow_hard_links: false,
         allow_overwrite: false,
         max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
+        pex: true,
     }
 }
 
