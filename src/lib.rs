@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! cli ─► session::Session: parses each input (.torrent or magnet link)
-//!          ├─ client::Client (one per process): peer id, listen socket, connection budget
-//!          │     `listener` thread ─► `incoming ADDR`: reads the handshake, routes it by info-hash
+//!          ├─ client::Client (one per process): peer id, listen sockets (IPv4 and IPv6,
+//!          │     one port), connection budget
+//!          │     `listener` threads ─► `incoming ADDR`: read the handshake, route it by info-hash
 //!          └─ torrent::Torrent (one per info-hash), states:
 //!                fetching metadata ─► checking ─► downloading ─► seeding
 //!                ├─ `tracker` thread: announces (HTTP), peers ─► events
@@ -46,6 +47,13 @@
 //! reading from the same storage, and serve the metadata to peers that
 //! fetch it by magnet.
 //!
+//! Peers are found through the trackers, `--peer`, incoming connections and
+//! peer exchange ([`peer::pex`], BEP 11): the [`peer_table`] tells each
+//! peer once a minute which peers came and went ([`peer_table::pex`]) and
+//! puts the addresses it is told into the [`peer_list`], which remembers
+//! each address's [`peer_list::PeerSource`]. A private torrent (BEP 27,
+//! [`metainfo::Metainfo::private`]) uses no peer exchange.
+//!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest
 //! first, and endgame), the [`choker`] (upload slots by rate plus an
@@ -72,7 +80,7 @@
 //! only the keys it uses.
 //!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
-//! [`magnet`], [`peer::wire`], [`peer::ext`], and the URL and response half
+//! [`magnet`], [`peer::wire`], [`peer::ext`], [`peer::pex`], and the URL and response half
 //! of [`tracker::http`]. Text that comes from outside is capped and escaped
 //! by [`untrusted`] before it is printed. Size arithmetic lives in [`layout`].
 
