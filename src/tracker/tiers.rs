@@ -9,12 +9,14 @@
 //! [`run_announce_loop`] with its own interval, backoff and `started`
 //! state, so a tier whose trackers never answer holds up neither another
 //! tier nor the download. A `tracker` thread fans the commands
-//! ([`TrackerCommand`]) out to every tier and, at the end, waits for them.
-//! `stopped` goes only to the trackers that have answered.
+//! ([`TrackerCommand`]) out to every tier and, at the end, waits for the
+//! tiers that have answered to send `stopped` (only to their trackers that
+//! answered); a tier that never answered is not waited for.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -182,6 +184,8 @@ impl TrackerList {
                 Arc::clone(&on_peers),
                 first_tx.clone(),
             );
+            let answered = Arc::new(AtomicBool::new(false));
+            let answered_here = Arc::clone(&answered);
             let handle = thread::Builder::new()
                 .name(format!("tracker tier {}", i + 1))
                 .spawn(move || {
@@ -193,6 +197,7 @@ impl TrackerList {
                         |answer| {
                             let first = match answer {
                                 Ok(peers) => {
+                                    answered_here.store(true, Ordering::Relaxed);
                                     on_peers(peers);
                                     Ok(())
                                 }
@@ -205,7 +210,7 @@ impl TrackerList {
                     );
                 })?;
             tier_txs.push(tx);
-            handles.push(handle);
+            handles.push((handle, answered));
         }
         let (cmd_tx, cmd_rx) = unbounded::<TrackerCommand>();
         let (ended_tx, ended_rx) = bounded::<()>(0);
@@ -224,8 +229,13 @@ impl TrackerList {
                 for tx in &tier_txs {
                     let _ = tx.send(TrackerCommand::Stop);
                 }
-                for handle in handles {
-                    let _ = handle.join();
+                // A tier that never answered has no `stopped` to send; it
+                // may be waiting out an announce to a silent tracker, and
+                // the exit does not wait for that (it ends by itself).
+                for (handle, answered) in handles {
+                    if answered.load(Ordering::Relaxed) {
+                        let _ = handle.join();
+                    }
                 }
             })?;
         Ok(Trackers {
