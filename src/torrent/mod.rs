@@ -244,11 +244,9 @@ impl Torrent {
             let trackers = list
                 .spawn(request, on_peers)
                 .map_err(|e| Error::Thread(format!("cannot start the tracker threads: {e}")))?;
-            if must_wait {
-                if let Err(e) = trackers.wait_first() {
-                    trackers.stop(false, TRACKER_STOP_WAIT);
-                    return Err(Error::Tracker(e));
-                }
+            if must_wait && let Err(e) = trackers.wait_first() {
+                trackers.stop(false, TRACKER_STOP_WAIT);
+                return Err(Error::Tracker(e));
             }
             tracker = Some(trackers);
         }

@@ -196,7 +196,7 @@ pub fn decode_announce(
     }
     let entries = &bytes[ANNOUNCE_HEADER_LEN..];
     let entry_len = if ipv6 { 18 } else { 6 };
-    if entries.len() % entry_len != 0 {
+    if !entries.len().is_multiple_of(entry_len) {
         return Err(TrackerError::Invalid(format!(
             "announce answer holds {} bytes of peers, not a multiple of {entry_len}",
             entries.len()
