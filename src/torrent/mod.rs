@@ -242,7 +242,7 @@ impl Torrent {
                 let _ = peers_tx.send(Event::Peers(peers));
             };
             let trackers = list
-                .spawn(request, on_peers)
+                .spawn(request, on_peers, must_wait)
                 .map_err(|e| Error::Thread(format!("cannot start the tracker threads: {e}")))?;
             if must_wait && let Err(e) = trackers.wait_first() {
                 trackers.stop(false, TRACKER_STOP_WAIT);

@@ -198,14 +198,14 @@ pub fn min_interval(response: &AnnounceResponse) -> Duration {
 ///
 /// `request` builds an announce with the current counters; `on_answer`
 /// receives the peers of each answer, or the error of a failed announce
-/// (`stopped` excepted). A failed announce is logged and retried with
-/// backoff; the session keeps working with the peers it already has. Until
+/// (`stopped` excepted) and the time until it is retried (with backoff),
+/// to log it; the session keeps working with the peers it already has. Until
 /// a tracker has answered `started`, every announce is `started`.
 pub fn run_announce_loop(
     mut announcer: Box<dyn Announcer>,
     cmd_rx: Receiver<TrackerCommand>,
     request: impl Fn(Option<Event>) -> AnnounceRequest,
-    mut on_answer: impl FnMut(Result<Vec<SocketAddr>, &TrackerError>),
+    mut on_answer: impl FnMut(Result<Vec<SocketAddr>, (&TrackerError, Duration)>),
 ) {
     let mut min_interval = Duration::ZERO;
     let mut started = false;
@@ -251,10 +251,9 @@ pub fn run_announce_loop(
                 on_answer(Ok(response.peers));
             }
             Err(e) => {
-                warn!("{e}; retrying in {}s", retry.as_secs());
+                on_answer(Err((&e, retry)));
                 next = Instant::now() + retry;
                 retry = (retry * 2).min(DEFAULT_INTERVAL);
-                on_answer(Err(&e));
             }
         }
     }

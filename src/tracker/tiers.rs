@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
-use log::debug;
+use log::{debug, warn};
 
 use super::{
     AnnounceRequest, AnnounceResponse, Announcer, Event, HttpTracker, TrackerCommand, TrackerError,
@@ -162,7 +162,10 @@ impl TrackerList {
 
     /// Starts announcing: one thread per tier, each announcing `started`
     /// at once, then every interval, with `request` building each
-    /// announce; the peers of every answer go to `on_peers`.
+    /// announce; the peers of every answer go to `on_peers`. With
+    /// `wait_first`, the caller is to call [`Trackers::wait_first`]: the
+    /// failures of first announces are left to it, to report as the error
+    /// when every tier fails, or to log when one answers.
     ///
     /// # Errors
     /// A thread that cannot start (the threads started before it end).
@@ -170,10 +173,12 @@ impl TrackerList {
         self,
         request: impl Fn(Option<Event>) -> AnnounceRequest + Send + Sync + 'static,
         on_peers: impl Fn(Vec<SocketAddr>) + Send + Sync + 'static,
+        wait_first: bool,
     ) -> io::Result<Trackers> {
         let request = Arc::new(request);
         let on_peers = Arc::new(on_peers);
         let tier_count = self.tiers.len();
+        let quiet = Arc::new(AtomicBool::new(wait_first));
         let (first_tx, first_rx) = unbounded();
         let mut tier_txs = Vec::new();
         let mut handles = Vec::new();
@@ -186,6 +191,7 @@ impl TrackerList {
             );
             let answered = Arc::new(AtomicBool::new(false));
             let answered_here = Arc::clone(&answered);
+            let quiet_here = Arc::clone(&quiet);
             let handle = thread::Builder::new()
                 .name(format!("tracker tier {}", i + 1))
                 .spawn(move || {
@@ -201,7 +207,16 @@ impl TrackerList {
                                     on_peers(peers);
                                     Ok(())
                                 }
-                                Err(e) => Err(e.clone()),
+                                Err((e, retry)) => {
+                                    if quiet_here.load(Ordering::Relaxed) {
+                                        // The start reports it if every
+                                        // tier fails, else warns of it.
+                                        debug!("{e}");
+                                    } else {
+                                        warn!("{e}; retrying in {}s", retry.as_secs());
+                                    }
+                                    Err(e.clone())
+                                }
                             };
                             if let Some(tx) = first_tx.take() {
                                 let _ = tx.send(first);
@@ -244,6 +259,7 @@ impl TrackerList {
             ended_rx,
             first_rx,
             tier_count,
+            quiet,
         })
     }
 }
@@ -257,6 +273,8 @@ pub struct Trackers {
     /// The outcome of each tier's first announce.
     first_rx: Receiver<Result<(), TrackerError>>,
     tier_count: usize,
+    /// Whether the tier threads leave their failures to [`Trackers::wait_first`].
+    quiet: Arc<AtomicBool>,
 }
 
 impl Trackers {
@@ -276,7 +294,17 @@ impl Trackers {
         let mut errors = Vec::new();
         while errors.len() < self.tier_count {
             match self.first_rx.recv() {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => {
+                    self.quiet.store(false, Ordering::Relaxed);
+                    for e in &errors {
+                        warn!("{e}");
+                    }
+                    // A failure that came in meanwhile was logged quietly.
+                    while let Ok(Err(e)) = self.first_rx.try_recv() {
+                        warn!("{e}");
+                    }
+                    return Ok(());
+                }
                 Ok(Err(e)) => errors.push(e),
                 Err(_) => break,
             }

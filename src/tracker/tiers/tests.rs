@@ -202,7 +202,7 @@ fn a_silent_tier_does_not_hold_up_another() {
     let (peers_tx, peers_rx) = unbounded();
     let started = Instant::now();
     let trackers = list
-        .spawn(request, move |peers| peers_tx.send(peers).unwrap())
+        .spawn(request, move |peers| peers_tx.send(peers).unwrap(), true)
         .unwrap();
     assert_eq!(trackers.wait_first(), Ok(()));
     let peers = peers_rx.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -230,7 +230,7 @@ fn commands_reach_every_tier_and_stopped_only_those_that_answered() {
     ]);
     let (peers_tx, peers_rx): (Sender<Vec<SocketAddr>>, _) = unbounded();
     let trackers = list
-        .spawn(request, move |peers| peers_tx.send(peers).unwrap())
+        .spawn(request, move |peers| peers_tx.send(peers).unwrap(), false)
         .unwrap();
     assert_eq!(trackers.wait_first(), Ok(()));
     let mut got: Vec<_> = (0..2)
@@ -283,12 +283,12 @@ fn when_every_tier_fails_first_the_refusal_is_reported() {
         vec![scripted(0, vec![down()], &log)],
         vec![scripted(1, vec![Err(refused.clone())], &log)],
     ]);
-    let trackers = list.spawn(request, |_| {}).unwrap();
+    let trackers = list.spawn(request, |_| {}, true).unwrap();
     assert_eq!(trackers.wait_first(), Err(refused));
     assert!(trackers.stop(false, Duration::from_secs(10)));
     let log = Log::default();
     let list = TrackerList::from_announcers(vec![vec![scripted(0, vec![down()], &log)]]);
-    let trackers = list.spawn(request, |_| {}).unwrap();
+    let trackers = list.spawn(request, |_| {}, true).unwrap();
     assert_eq!(trackers.wait_first(), down().map(|_| ()));
     assert!(trackers.stop(false, Duration::from_secs(10)));
 }
