@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use indicatif::MultiProgress;
 use log::{info, warn};
 
@@ -44,18 +44,17 @@ use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
 use crate::stats::Stats;
 use crate::storage::{Access, Allow};
-use crate::tracker::{
-    self, AnnounceRequest, Announcer, FirstAnnounce, TrackerCommand, TrackerList,
-};
+use crate::tracker::{AnnounceRequest, TrackerCommand, TrackerList, Trackers};
 use crate::untrusted;
 use crate::verifier::{self, Verifier};
 
 /// Events may queue up to this many before peers wait: bounds memory held in
 /// finished pieces that the manager has not verified yet.
 const EVENT_QUEUE: usize = 64;
-/// Longest the exit waits for the tracker thread: its `stopped` announce
-/// (at most [`tracker::http::STOPPED_TIMEOUT`] per tracker that answered), or
-/// an announce it was in the middle of.
+/// Longest the exit waits for the tracker threads: their `stopped`
+/// announces (the tiers in parallel, at most
+/// [`crate::tracker::http::STOPPED_TIMEOUT`] per tracker of a tier that answered),
+/// or an announce one was in the middle of.
 const TRACKER_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Peers asked of the tracker.
@@ -148,9 +147,8 @@ pub struct Torrent {
     state: Arc<AtomicU8>,
     events_tx: Sender<Event>,
     thread: JoinHandle<Result<Outcome, Error>>,
-    /// The tracker thread: its commands, itself, and a channel that
-    /// disconnects when it ends.
-    tracker: Option<(Sender<TrackerCommand>, JoinHandle<()>, Receiver<()>)>,
+    /// The tracker threads, when the torrent has trackers.
+    tracker: Option<Trackers>,
     router: Arc<Router>,
 }
 
@@ -201,7 +199,6 @@ impl Torrent {
         if private && options.pex {
             info!("{label}: private torrent: no peer exchange");
         }
-        let mut tracker_peers = Vec::new();
         let prepared = match &meta {
             Some(meta) => {
                 state.store(State::Checking as u8, Ordering::Relaxed);
@@ -230,42 +227,39 @@ impl Torrent {
             }
         };
         // With peers to dial (or as a seeder, which waits for peers anyway)
-        // the tracker thread makes the first announce while the torrent
-        // works. With nobody else to download from, it happens here, before
-        // any thread starts, so an unreachable tracker is an immediate, clear
-        // error.
-        let (mut list, rejected) = TrackerList::http(&trackers, options.tracker_timeout);
+        // the tracker threads (one per tier) announce while the torrent
+        // works. With nobody else to download from, the start waits for the
+        // first tier to answer, so trackers that all fail are an immediate,
+        // clear error.
+        let (list, rejected) = TrackerList::new(&trackers, options.tracker_timeout);
         for e in &rejected {
             warn!("{}: skipping a tracker: {e}", label);
         }
         let must_wait = initial_peers.is_empty() && !seeding;
-        let mut first = None;
+        let mut tracker = None;
         if list.is_empty() {
             match rejected.into_iter().next() {
                 Some(e) if must_wait => return Err(Error::Tracker(e)),
                 _ if initial_peers.is_empty() => warn!(
-                    "{}: no HTTP tracker and no peer known: waiting for incoming peers",
+                    "{}: no usable tracker and no peer known: waiting for incoming peers",
                     label
                 ),
                 _ => {}
             }
-        } else if !must_wait {
-            first = Some(FirstAnnounce::Now);
         } else {
-            match list.announce(&request(Some(tracker::Event::Started))) {
-                Ok(response) => {
-                    info!("tracker answered with {} peers", response.peers.len());
-                    first = Some(FirstAnnounce::Done {
-                        wait: tracker::next_interval(&response),
-                        min_interval: tracker::min_interval(&response),
-                        answered: true,
-                    });
-                    tracker_peers = response.peers;
-                }
-                Err(e) => return Err(Error::Tracker(e)),
+            let peers_tx = events_tx.clone();
+            let on_peers = move |peers: Vec<SocketAddr>| {
+                let _ = peers_tx.send(Event::Peers(peers, PeerSource::Tracker));
+            };
+            let trackers = list
+                .spawn(request, on_peers, must_wait)
+                .map_err(|e| Error::Thread(format!("cannot start the tracker threads: {e}")))?;
+            if must_wait && let Err(e) = trackers.wait_first() {
+                trackers.stop(false, TRACKER_STOP_WAIT);
+                return Err(Error::Tracker(e));
             }
+            tracker = Some(trackers);
         }
-        let tracker_channel = first.map(|_| unbounded::<TrackerCommand>());
 
         let ctx = Arc::new(PeerContext {
             info_hash,
@@ -290,56 +284,29 @@ impl Torrent {
             placement,
             options: options.clone(),
             trackers,
-            tracker_tx: tracker_channel.as_ref().map(|(tx, _)| tx.clone()),
+            tracker_tx: tracker.as_ref().map(Trackers::commands),
             progress,
             stats: Arc::clone(&stats),
             state: Arc::clone(&state),
         };
         let thread = thread::Builder::new()
             .name(format!("torrent {}", short(&label)))
-            .spawn(move || run.run(meta, prepared, &events_rx))
-            .map_err(|e| Error::Thread(format!("cannot start the torrent thread: {e}")))?;
+            .spawn(move || run.run(meta, prepared, &events_rx));
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                if let Some(trackers) = tracker {
+                    trackers.stop(false, TRACKER_STOP_WAIT);
+                }
+                return Err(Error::Thread(format!(
+                    "cannot start the torrent thread: {e}"
+                )));
+            }
+        };
         client.router().register(info_hash, events_tx.clone());
         if !initial_peers.is_empty() {
             let _ = events_tx.send(Event::Peers(initial_peers, PeerSource::CommandLine));
         }
-        if !tracker_peers.is_empty() {
-            let _ = events_tx.send(Event::Peers(tracker_peers, PeerSource::Tracker));
-        }
-        let tracker = match first.zip(tracker_channel) {
-            Some((first, (cmd_tx, cmd_rx))) => {
-                let peers_tx = events_tx.clone();
-                let on_peers = move |peers: Vec<SocketAddr>| {
-                    let _ = peers_tx.send(Event::Peers(peers, PeerSource::Tracker));
-                };
-                let (ended_tx, ended_rx) = bounded::<()>(0);
-                let spawned = thread::Builder::new()
-                    .name("tracker".into())
-                    .spawn(move || {
-                        let _ended = ended_tx;
-                        tracker::run_announce_loop(
-                            Box::new(list),
-                            first,
-                            cmd_rx,
-                            request,
-                            on_peers,
-                        );
-                    });
-                match spawned {
-                    Ok(tracker) => Some((cmd_tx, tracker, ended_rx)),
-                    Err(e) => {
-                        // Stop what started, so nothing is left running.
-                        client.router().unregister(info_hash);
-                        let _ = events_tx.send(Event::Shutdown);
-                        let _ = thread.join();
-                        return Err(Error::Thread(format!(
-                            "cannot start the tracker thread: {e}"
-                        )));
-                    }
-                }
-            }
-            None => None,
-        };
         Ok(Torrent {
             info_hash,
             label,
@@ -396,18 +363,11 @@ impl Torrent {
             .map_err(|_| Error::Thread(format!("the torrent thread of {label} panicked")))
             .and_then(|r| r);
         self.router.unregister(self.info_hash);
-        if let Some((cmd_tx, thread, ended_rx)) = self.tracker {
-            if matches!(outcome, Ok(Outcome::Complete)) {
-                let _ = cmd_tx.send(TrackerCommand::Completed);
-            }
-            let _ = cmd_tx.send(TrackerCommand::Stop);
-            // The thread may be in the middle of an announce to trackers that
-            // do not answer; the exit waits for it only so long.
-            // `ended_rx` disconnects when the thread's end of it is dropped.
-            let ended = ended_rx.recv_timeout(TRACKER_STOP_WAIT);
-            if ended != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
-                let _ = thread.join();
-            } else {
+        if let Some(trackers) = self.tracker {
+            // A thread may be in the middle of an announce to trackers that
+            // do not answer; the exit waits for them only so long.
+            let completed = matches!(outcome, Ok(Outcome::Complete));
+            if !trackers.stop(completed, TRACKER_STOP_WAIT) {
                 warn!(
                     "{}: the tracker did not answer within {}s; not waiting for it",
                     label,

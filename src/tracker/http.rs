@@ -341,6 +341,43 @@ mod tests {
     }
 
     #[test]
+    fn compact_ipv6_peers_come_after_the_ipv4_ones() {
+        let mut body = b"d5:peers6:\x7f\x00\x00\x01\x1a\xe16:peers636:".to_vec();
+        body.extend([0x20, 0x01, 0x0d, 0xb8]);
+        body.extend([0u8; 11]);
+        body.extend([2, 0x00, 0x50]);
+        body.extend([0u8; 15]);
+        body.extend([1, 0x1a, 0xe2]);
+        body.push(b'e');
+        let r = parse_response(&body).unwrap();
+        assert_eq!(
+            r.peers,
+            vec![
+                "127.0.0.1:6881".parse().unwrap(),
+                "[2001:db8::2]:80".parse().unwrap(),
+                "[::1]:6882".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn compact_ipv6_peers_that_are_not_whole_entries_are_invalid() {
+        for len in [1usize, 6, 17, 19, 35] {
+            let mut body = format!("d6:peers6{len}:").into_bytes();
+            body.extend(vec![1u8; len]);
+            body.push(b'e');
+            let r = parse_response(&body);
+            assert_eq!(
+                r,
+                Err(TrackerError::Invalid(format!(
+                    "compact IPv6 peers are {len} bytes, not a multiple of 18"
+                ))),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
     fn failure_reason_is_an_error_carrying_it() {
         let r = parse_response(b"d14:failure reason17:torrent not founde");
         assert_eq!(r, Err(TrackerError::Failure("torrent not found".into())));

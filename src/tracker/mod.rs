@@ -1,15 +1,23 @@
-//! Talking to trackers (BEP 3 "trackers", BEP 23 compact peers, BEP 12 tiers).
+//! Talking to trackers (BEP 3 "trackers", BEP 23 compact peers, BEP 7
+//! IPv6 peers, BEP 12 tiers, BEP 15 UDP trackers).
 //!
 //! Three layers, outermost last:
-//! - pure code: [`announce_url`] builds the GET URL and [`parse_response`] reads
-//!   the bencoded answer (compact and dictionary peer lists, `failure reason`);
-//! - [`Announcer`], the one interface every kind of tracker implements, with
-//!   [`HttpTracker`] (ureq) as the first, and [`TrackerList`] trying each
-//!   tracker of the tiers in turn until one answers;
-//! - [`run_announce_loop`], the `tracker` thread: re-announces every interval,
-//!   sends `completed` and `stopped`, and hands peers to a callback.
+//! - pure code: [`http`]'s [`announce_url`] builds the GET URL and
+//!   [`parse_response`] reads the bencoded answer (compact `peers` and
+//!   `peers6`, dictionary peer lists, `failure reason`); [`udp::codec`]
+//!   encodes and decodes the UDP datagrams, [`udp::schedule`] holds their
+//!   clocks;
+//! - [`Announcer`], the one interface every kind of tracker implements:
+//!   [`HttpTracker`] (ureq) and [`UdpTracker`] (a UDP socket per announce);
+//! - [`tiers`]: the [`TrackerList`] of a torrent (one [`tiers::Tier`] per
+//!   BEP 12 tier, shuffled once) and the threads announcing to every tier at
+//!   once ([`Trackers`]), each running [`run_announce_loop`]: re-announces
+//!   every interval, sends `completed` and `stopped`, and hands peers to a
+//!   callback.
 
 pub mod http;
+pub mod tiers;
+pub mod udp;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +27,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 
 pub use self::http::{HttpTracker, announce_url, check_url, parse_response, percent_encode};
+pub use self::tiers::{TrackerList, Trackers};
+pub use self::udp::UdpTracker;
 use crate::metainfo::InfoHash;
 use crate::peer::wire::PeerId;
 use crate::untrusted;
@@ -123,7 +133,7 @@ impl fmt::Display for TrackerError {
             }
             TrackerError::Failure(reason) => write!(f, "tracker refused the announce: {reason}"),
             TrackerError::Invalid(what) => write!(f, "invalid tracker response: {what}"),
-            TrackerError::NoTracker => f.write_str("the torrent names no HTTP tracker"),
+            TrackerError::NoTracker => f.write_str("the torrent names no tracker we can talk to"),
         }
     }
 }
@@ -137,104 +147,6 @@ pub trait Announcer: Send {
     /// # Errors
     /// [`TrackerError`] when the tracker cannot be reached or refuses.
     fn announce(&mut self, req: &AnnounceRequest) -> Result<AnnounceResponse, TrackerError>;
-}
-
-/// The trackers of a torrent, by tier (BEP 12): each announce tries them in
-/// order until one answers, and a tracker that answers moves to the front of
-/// its tier. `stopped` goes only to the trackers that have answered, so that
-/// silent ones cannot hold up the exit.
-pub struct TrackerList {
-    tiers: Vec<Vec<Listed>>,
-}
-
-/// A tracker of the list, and whether it has answered an announce.
-struct Listed {
-    announcer: Box<dyn Announcer>,
-    answered: bool,
-}
-
-impl Listed {
-    fn new(announcer: Box<dyn Announcer>) -> Listed {
-        Listed {
-            announcer,
-            answered: false,
-        }
-    }
-}
-
-impl TrackerList {
-    /// The HTTP trackers of the torrent's tiers, and an error for each URL
-    /// left out: other schemes (for now) and URLs that fail [`check_url`].
-    pub fn http(tiers: &[Vec<String>], timeout: Duration) -> (TrackerList, Vec<TrackerError>) {
-        let mut rejected = Vec::new();
-        let tiers = tiers
-            .iter()
-            .map(|tier| {
-                tier.iter()
-                    .filter_map(|url| match HttpTracker::new(url.clone(), timeout) {
-                        Ok(tracker) => Some(Listed::new(Box::new(tracker))),
-                        Err(e) => {
-                            rejected.push(e);
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .filter(|tier| !tier.is_empty())
-            .collect();
-        (TrackerList { tiers }, rejected)
-    }
-
-    /// Whether there is any tracker to announce to.
-    pub fn is_empty(&self) -> bool {
-        self.tiers.is_empty()
-    }
-
-    /// Announces `stopped` to every tracker that has answered before.
-    fn announce_stopped(
-        &mut self,
-        req: &AnnounceRequest,
-    ) -> Result<AnnounceResponse, TrackerError> {
-        let mut result = Err(TrackerError::NoTracker);
-        for listed in self.tiers.iter_mut().flatten().filter(|l| l.answered) {
-            match listed.announcer.announce(req) {
-                Ok(response) => result = Ok(response),
-                Err(e) => {
-                    debug!("{e}");
-                    if result.is_err() {
-                        result = Err(e);
-                    }
-                }
-            }
-        }
-        result
-    }
-}
-
-impl Announcer for TrackerList {
-    fn announce(&mut self, req: &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> {
-        if req.event == Some(Event::Stopped) {
-            return self.announce_stopped(req);
-        }
-        let mut last = TrackerError::NoTracker;
-        for tier in &mut self.tiers {
-            for i in 0..tier.len() {
-                match tier[i].announcer.announce(req) {
-                    Ok(response) => {
-                        let mut answered = tier.remove(i);
-                        answered.answered = true;
-                        tier.insert(0, answered);
-                        return Ok(response);
-                    }
-                    Err(e) => {
-                        debug!("{e}");
-                        last = e;
-                    }
-                }
-            }
-        }
-        Err(last)
-    }
 }
 
 /// Commands for the tracker thread.
@@ -280,49 +192,25 @@ pub fn min_interval(response: &AnnounceResponse) -> Duration {
         .min(MAX_INTERVAL)
 }
 
-/// Where the `tracker` thread starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstAnnounce {
-    /// Nothing was announced yet: announce `started` at once. The torrent
-    /// goes on with the peers it knows meanwhile.
-    Now,
-    /// `started` was announced (or tried) before the thread: the next
-    /// announce is due after `wait`, and not before `min_interval`.
-    Done {
-        /// Time until the next announce.
-        wait: Duration,
-        /// Least time between announces.
-        min_interval: Duration,
-        /// Whether the tracker answered it.
-        answered: bool,
-    },
-}
-
-/// The body of the `tracker` thread: announces every interval until told to
-/// stop (or its command channel closes), then announces `stopped`.
+/// The body of a tier's thread: announces `started` at once, then every
+/// interval until told to stop (or its command channel closes), then
+/// `stopped` if a tracker answered.
 ///
-/// `request` builds an announce with the current counters; `on_peers` receives
-/// the peers of each answer. A failed announce is logged and retried with
-/// backoff; the session keeps working with the peers it already has. Until
+/// `request` builds an announce with the current counters; `on_answer`
+/// receives the peers of each answer, or the error of a failed announce
+/// (`stopped` excepted) and the time until it is retried (with backoff),
+/// to log it; the session keeps working with the peers it already has. Until
 /// a tracker has answered `started`, every announce is `started`.
 pub fn run_announce_loop(
     mut announcer: Box<dyn Announcer>,
-    first: FirstAnnounce,
     cmd_rx: Receiver<TrackerCommand>,
     request: impl Fn(Option<Event>) -> AnnounceRequest,
-    on_peers: impl Fn(Vec<SocketAddr>),
+    mut on_answer: impl FnMut(Result<Vec<SocketAddr>, (&TrackerError, Duration)>),
 ) {
-    let (first_wait, mut min_interval, mut started) = match first {
-        FirstAnnounce::Now => (Duration::ZERO, Duration::ZERO, false),
-        FirstAnnounce::Done {
-            wait,
-            min_interval,
-            answered,
-        } => (wait, min_interval, answered),
-    };
-    let mut next = Instant::now() + first_wait;
+    let mut min_interval = Duration::ZERO;
+    let mut started = false;
+    let mut next = Instant::now();
     let mut retry = RETRY_DELAY;
-    // The first announce (before this thread) counts as the last one.
     let mut last_announce = Instant::now();
     loop {
         let event = match cmd_rx.recv_deadline(next) {
@@ -360,10 +248,10 @@ pub fn run_announce_loop(
                 next = Instant::now() + next_interval(&response);
                 min_interval = self::min_interval(&response);
                 retry = RETRY_DELAY;
-                on_peers(response.peers);
+                on_answer(Ok(response.peers));
             }
             Err(e) => {
-                warn!("{e}; retrying in {}s", retry.as_secs());
+                on_answer(Err((&e, retry)));
                 next = Instant::now() + retry;
                 retry = (retry * 2).min(DEFAULT_INTERVAL);
             }
@@ -404,50 +292,6 @@ mod tests {
         );
     }
 
-    struct Scripted(Vec<Result<AnnounceResponse, TrackerError>>, usize);
-
-    impl Announcer for Scripted {
-        fn announce(&mut self, _: &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> {
-            self.1 += 1;
-            self.0.remove(0)
-        }
-    }
-
-    #[test]
-    fn tracker_list_tries_each_tracker_until_one_answers() {
-        let down = || {
-            Err(TrackerError::Unreachable {
-                url: "x".into(),
-                reason: "refused".into(),
-            })
-        };
-        let good = AnnounceResponse {
-            interval: Some(5),
-            ..Default::default()
-        };
-        let mut list = TrackerList {
-            tiers: vec![
-                vec![Listed::new(Box::new(Scripted(vec![down(), down()], 0)))],
-                vec![
-                    Listed::new(Box::new(Scripted(vec![down()], 0))),
-                    Listed::new(Box::new(Scripted(
-                        vec![Ok(good.clone()), Ok(good.clone()), Ok(good.clone())],
-                        0,
-                    ))),
-                ],
-            ],
-        };
-        assert_eq!(list.announce(&request(None)), Ok(good.clone()));
-        // The tracker that answered is now first in its tier, so it is asked
-        // before the one that failed.
-        assert!(list.announce(&request(None)).is_ok());
-        // `stopped` goes only to the tracker that answered: the scripts of
-        // the others are spent, and asking them would panic.
-        assert_eq!(list.announce(&request(Some(Event::Stopped))), Ok(good));
-        let mut empty = TrackerList { tiers: vec![] };
-        assert_eq!(empty.announce(&request(None)), Err(TrackerError::NoTracker));
-    }
-
     #[test]
     fn a_huge_interval_is_capped_so_the_next_announce_time_cannot_overflow() {
         // Regression: `interval` near i64::MAX made `Instant::now() + ...`
@@ -481,10 +325,9 @@ mod tests {
         }
     }
 
-    /// Runs the loop from `first` with `answers`, sending `then` one by one
+    /// Runs the loop with `answers`, sending `then` one by one
     /// after each announce, and returns the events announced.
     fn run_loop(
-        first: FirstAnnounce,
         answers: Vec<Result<AnnounceResponse, TrackerError>>,
         then: Vec<TrackerCommand>,
     ) -> Vec<Option<Event>> {
@@ -496,7 +339,7 @@ mod tests {
             cmd_tx,
             events: std::sync::Arc::clone(&events),
         };
-        run_announce_loop(Box::new(announcer), first, cmd_rx, request, |_| {});
+        run_announce_loop(Box::new(announcer), cmd_rx, request, |_| {});
         std::sync::Arc::try_unwrap(events)
             .unwrap()
             .into_inner()
@@ -506,7 +349,6 @@ mod tests {
     #[test]
     fn a_loop_that_starts_now_announces_started_first_then_stopped() {
         let events = run_loop(
-            FirstAnnounce::Now,
             vec![
                 Ok(AnnounceResponse::default()),
                 Ok(AnnounceResponse::default()),
@@ -527,7 +369,6 @@ mod tests {
         // `completed` before any answer is sent as `started` (the tracker
         // does not know us yet), and nothing answered, so no `stopped`.
         let events = run_loop(
-            FirstAnnounce::Now,
             vec![unreachable(), unreachable()],
             vec![TrackerCommand::Completed, TrackerCommand::Stop],
         );

@@ -11,6 +11,10 @@ mod transfer;
 /// Peers finding each other through an HTTP tracker started by the test.
 mod tracker;
 
+/// Peers finding each other through a UDP tracker started by the test
+/// (BEP 15), and tiers of UDP and HTTP trackers with silent ones (BEP 12).
+mod udp_tracker;
+
 /// Interrupted downloads resume; corrupted pieces are found and fetched again.
 mod resume;
 

@@ -211,7 +211,7 @@ fn a_downloader_with_too_few_peers_asks_the_tracker_again_for_more() {
 
 /// `bytes` of a torrent with `announce-list` set to `tiers` of URLs
 /// (inserted before `info`, the keys staying sorted).
-fn with_announce_list(bytes: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
+pub fn with_announce_list(bytes: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
     assert!(bytes.starts_with(b"d4:info"), "a torrent with no other key");
     let mut out = b"d13:announce-listl".to_vec();
     for tier in tiers {
@@ -274,7 +274,7 @@ fn silent_trackers_hold_up_neither_the_download_nor_the_exit() {
 /// (`:99999`, `:x`) quietly became port 80.
 /// Runs the binary on a small torrent announcing to `url` only, with no
 /// peer; returns its status and stderr.
-fn download_announcing_to(url: &str) -> (std::process::ExitStatus, String) {
+pub fn download_announcing_to(url: &str) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let torrent =
         write_single_file(dir.path(), "f.bin", &content(1000, 1), 16384, Some(url)).torrent;

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: torrent building, in-process
-//! sessions and binary runs with guards that stop them, a test tracker, and
+//! sessions and binary runs with guards that stop them, test trackers (HTTP
+//! in `tracker`, UDP in `udp_tracker`), and
 //! scripted peers (BEP 3 in `peer` and `hostile`, BEP 9/10 in `meta_peer`).
 
 pub mod bencode;
@@ -12,6 +13,7 @@ pub mod peer;
 pub mod pex_peer;
 pub mod run;
 pub mod tracker;
+pub mod udp_tracker;
 
 use std::path::{Path, PathBuf};
 
