@@ -9,7 +9,7 @@
 //!          │     `listener` threads ─► `incoming ADDR`: read the handshake, route it by info-hash
 //!          └─ torrent::Torrent (one per info-hash), states:
 //!                fetching metadata ─► checking ─► downloading ─► seeding
-//!                ├─ `tracker` thread: announces (HTTP), peers ─► events
+//!                ├─ `tracker tier N` threads, one per tier: announce (HTTP, UDP), peers ─► events
 //!                └─ `torrent NAME` thread, owner of the peer_table::PeerTable:
 //!                     1. metadata_phase (magnets): ut_metadata pieces ─► metadata::MetadataFetch
 //!                     2. storage check (resume), then the piece_manager::PieceManager
