@@ -10,7 +10,8 @@ OPTIONS:
     --peer HOST:PORT      a peer to dial (repeatable; [::1]:PORT for IPv6)
     --ut-metadata         add the ut_metadata plugin (implied by a magnet)
     --ut-pex              add the ut_pex plugin and allow peer exchange
-    --listen-ip IP        listen on IP instead of 127.0.0.1 (e.g. ::1)
+    --listen-ip IP        listen on IP instead of 127.0.0.1: ::1, or both
+                          (127.0.0.1 and ::1 on one port)
     --download-limit N    download at most N bytes a second (0: no limit)
 
 DIR is libtorrent's save_path: the folder holding the torrent's file or top
@@ -139,7 +140,8 @@ def parse_args():
         "--listen-ip",
         default="127.0.0.1",
         metavar="IP",
-        help="the loopback address to listen on: 127.0.0.1 (the default) or ::1",
+        help="the loopback address to listen on: 127.0.0.1 (the default), ::1, "
+        "or both (127.0.0.1 and ::1, one port)",
     )
     parser.add_argument(
         "--download-limit",
@@ -161,8 +163,8 @@ def parse_args():
         parser.error("a seeder needs the .torrent file, not a magnet link")
     if args.magnet:
         args.ut_metadata = True
-    if args.listen_ip not in ("127.0.0.1", "::1"):
-        parser.error(f"--listen-ip {args.listen_ip}: only 127.0.0.1 or ::1 (loopback)")
+    if args.listen_ip not in ("127.0.0.1", "::1", "both"):
+        parser.error(f"--listen-ip {args.listen_ip}: only 127.0.0.1, ::1 or both (loopback)")
     if args.download_limit < 0:
         parser.error("--download-limit must be 0 or more")
     return args
@@ -185,6 +187,16 @@ def parse_peer(text):
     return (ip, int(port))
 
 
+def listen_interfaces(listen_ip, port):
+    """libtorrent's listen_interfaces for --listen-ip: with both, one port
+    number on each family (the test gives a free one, not 0)."""
+    if listen_ip == "both":
+        return f"127.0.0.1:{port},[::1]:{port}"
+    if ":" in listen_ip:
+        return f"[{listen_ip}]:{port}"
+    return f"{listen_ip}:{port}"
+
+
 def session_settings(listen_ip, port):
     """The session's settings: loopback only, plain TCP, no limits."""
     categories = lt.alert.category_t
@@ -204,7 +216,7 @@ def session_settings(listen_ip, port):
         # Listen on loopback only (127.0.0.1, or ::1 alone), at the port the
         # test chose. If it was taken meanwhile, libtorrent falls back to
         # another one (the real one is printed, and announced to the tracker).
-        "listen_interfaces": f"[{listen_ip}]:{port}" if ":" in listen_ip else f"{listen_ip}:{port}",
+        "listen_interfaces": listen_interfaces(listen_ip, port),
         "enable_ip_notifier": False,  # no re-opening sockets on network changes
         # Nothing beyond loopback: no DHT, no local service discovery
         # (multicast), no port mapping on a router.
@@ -286,16 +298,20 @@ def raise_max_failcount(ses):
     ses.apply_settings({"max_failcount": MAX_FAILCOUNT})
 
 
-def wait_listening(ses, timeout=30.0):
-    """Waits until the TCP listen socket is open; returns the actual port."""
+def wait_listening(ses, sockets, timeout=30.0):
+    """Waits until `sockets` TCP listen sockets are open; returns the actual
+    port."""
     deadline = time.monotonic() + timeout
+    opened = 0
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.listen_succeeded_alert):
                 log(alert.message())
                 if alert.socket_type == lt.socket_type_t.tcp:
-                    return ses.listen_port()
+                    opened += 1
+                    if opened == sockets:
+                        return ses.listen_port()
             elif isinstance(alert, lt.listen_failed_alert):
                 fail(f"cannot listen: {alert.message()}")
     fail(f"not listening after {timeout:.0f} s")
@@ -369,8 +385,8 @@ def describe_alert(alert):
 def is_self_connection(alert, own):
     """Whether this alert is about libtorrent dialling itself.
 
-    The tracker lists this session among the torrent's peers, and libtorrent
-    dials it like any other: the session accepts its own connection, sees its
+    The tracker (or, with --ut-pex, another peer's PEX message) lists this
+    session among the torrent's peers, and libtorrent dials it like any other: the session accepts its own connection, sees its
     own peer id, and drops it ("connected to ourselves"). It is harmless but,
     with the short reconnect time set above, it repeats every second or so,
     so it is logged once.
@@ -422,7 +438,7 @@ def main():
     params = torrent_params(args)
     info = params.ti  # None until a magnet's metadata arrives
     ses = create_session(args.listen_ip, args.port, args.ut_metadata, args.ut_pex)
-    port = wait_listening(ses)
+    port = wait_listening(ses, 2 if args.listen_ip == "both" else 1)
     if port != args.port and args.port != 0:
         log(f"warning: port {args.port} was taken; listening on {port} instead")
     say(f"listening on {port}")
@@ -436,7 +452,8 @@ def main():
     announced_seeding = False
     finished = False
     ever_connected = set()  # --peer endpoints we have been connected to
-    own = (args.listen_ip, port)  # our own listen endpoint
+    # our own listen endpoint (with both, the IPv4 one)
+    own = ("127.0.0.1" if args.listen_ip == "both" else args.listen_ip, port)
     failcount_raised = False
     self_noted = False
     next_status = 0.0
@@ -449,7 +466,7 @@ def main():
             name = type(alert).__name__
             if is_self_connection(alert, own) and not os.environ.get("LT_PEER_LOG"):
                 if not self_noted:
-                    log(f"{describe_alert(alert)} (the tracker lists us; such lines are not shown again)")
+                    log(f"{describe_alert(alert)} (a tracker or a peer's PEX lists us; such lines are not shown again)")
                     self_noted = True
             elif name not in QUIET_ALERTS or os.environ.get("LT_PEER_LOG"):
                 log(describe_alert(alert))

@@ -51,9 +51,8 @@ pub struct Options {
     /// Peers to dial (`--peer`), besides the tracker's (ours and
     /// libtorrent).
     pub peers: Vec<SocketAddr>,
-    /// Listen on `::1` only, not 127.0.0.1 (ours `--bind ::1`, libtorrent
-    /// `--listen-ip ::1`).
-    pub ipv6: bool,
+    /// Which loopback addresses to listen on.
+    pub listen: Listen,
     /// Peer exchange (BEP 11): libtorrent gets its `ut_pex` plugin and PEX
     /// on for the torrent. Ours has it unless `--no-pex`, so nothing is
     /// added for ours.
@@ -66,6 +65,20 @@ pub struct Options {
     /// A word added to the peer's name and download folder, to tell apart
     /// two peers of one client in a test.
     pub tag: Option<&'static str>,
+}
+
+/// The loopback addresses a peer listens on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Listen {
+    /// The suite's default: libtorrent, aria2 and Transmission on 127.0.0.1;
+    /// ours with no `--bind`.
+    #[default]
+    Default,
+    /// `::1` only (ours `--bind ::1`, libtorrent `--listen-ip ::1`).
+    Ipv6Only,
+    /// 127.0.0.1 and `::1` on one port: ours with no `--bind` (its default
+    /// listens on both families), libtorrent `--listen-ip both`.
+    Both,
 }
 
 /// A running client, killed when dropped.
@@ -277,7 +290,7 @@ impl Client {
         };
         let ours_or_lt = matches!(self, Client::Ours | Client::Libtorrent);
         asked("--peer addresses", !options.peers.is_empty(), ours_or_lt);
-        asked("IPv6 only", options.ipv6, ours_or_lt);
+        asked("IPv6", options.listen != Listen::Default, ours_or_lt);
         asked("peer exchange", options.pex, ours_or_lt);
         let lt = self == Client::Libtorrent;
         asked("a download limit", options.download_limit.is_some(), lt);
@@ -322,7 +335,7 @@ impl Peer {
     }
 
     /// The address it listens on, for a magnet link's `x.pe` or a `--peer`:
-    /// 127.0.0.1, or ::1 when started with [`Options::ipv6`].
+    /// 127.0.0.1, or ::1 when started with [`Listen::Ipv6Only`].
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
@@ -330,16 +343,17 @@ impl Peer {
 
 /// The loopback address a peer started with `options` listens on.
 fn listen_ip(options: &Options) -> IpAddr {
-    if options.ipv6 {
+    if options.listen == Listen::Ipv6Only {
         IpAddr::V6(Ipv6Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 }
 
-/// Our binary's arguments for `options`. Peer exchange is on by default.
+/// Our binary's arguments for `options`. Peer exchange is on by default,
+/// and so is listening on both families.
 fn ours_options(command: &mut Command, options: &Options) {
-    if options.ipv6 {
+    if options.listen == Listen::Ipv6Only {
         command.args(["--bind", "::1"]);
     }
     for peer in &options.peers {
@@ -349,8 +363,14 @@ fn ours_options(command: &mut Command, options: &Options) {
 
 /// `lt_peer.py`'s arguments for `options`.
 fn lt_options(command: &mut Command, options: &Options) {
-    if options.ipv6 {
-        command.args(["--listen-ip", "::1"]);
+    match options.listen {
+        Listen::Default => {}
+        Listen::Ipv6Only => {
+            command.args(["--listen-ip", "::1"]);
+        }
+        Listen::Both => {
+            command.args(["--listen-ip", "both"]);
+        }
     }
     if options.pex {
         command.arg("--ut-pex");
