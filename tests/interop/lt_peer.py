@@ -2,9 +2,17 @@
 """A libtorrent-rasterbar peer for the interoperability suite.
 
 Usage:
-    /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [--ut-metadata] [--peer HOST:PORT ...]
-    /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [--ut-metadata] [--peer HOST:PORT ...]
-    /usr/bin/python3 lt_peer.py download MAGNET  DIR --port PORT [--peer HOST:PORT ...]
+    /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [OPTIONS]
+    /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [OPTIONS]
+    /usr/bin/python3 lt_peer.py download MAGNET  DIR --port PORT [OPTIONS]
+
+OPTIONS:
+    --peer HOST:PORT      a peer to dial (repeatable; [::1]:PORT for IPv6)
+    --ut-metadata         add the ut_metadata plugin (implied by a magnet)
+    --ut-pex              add the ut_pex plugin and allow peer exchange
+    --listen-ip IP        listen on IP instead of 127.0.0.1: ::1, or both
+                          (127.0.0.1 and ::1 on one port)
+    --download-limit N    download at most N bytes a second (0: no limit)
 
 DIR is libtorrent's save_path: the folder holding the torrent's file or top
 folder (DIR/<name>), to seed from or to download into.
@@ -15,8 +23,16 @@ dictionary from its peers with ut_metadata before downloading. --ut-metadata
 (implied by a magnet) adds libtorrent's ut_metadata plugin to the session, so
 a seeder serves the info dictionary to peers that came by magnet link.
 
+--ut-pex adds libtorrent's ut_pex plugin (BEP 11) and leaves peer exchange on
+for the torrent: about a second after a peer's extension handshake, once the
+torrent has two peers or more, libtorrent sends that peer the list of the
+peers it is connected to (then, once a minute, what changed). --download-limit
+keeps a downloader from completing during a test (a relay that stays
+partial), so whoever downloads from it must also find another source.
+
 stdout carries only the lines a test waits for, each flushed at once:
-    listening on PORT   the session listens on 127.0.0.1:PORT (the real port)
+    listening on PORT   the session listens on 127.0.0.1:PORT (or the
+                        --listen-ip address; the real port)
     seeding             (seed) the content was checked and is complete
     metadata received   (magnet download) the info dictionary arrived and
                         matches the info-hash
@@ -39,7 +55,7 @@ built for Debian's own /usr/bin/python3 only.
 Everything is kept on loopback: the session listens on 127.0.0.1 only, and
 finds peers only through the torrent's own tracker (the test's opentracker on
 127.0.0.1) and the --peer addresses. DHT, local service discovery, UPnP,
-NAT-PMP and peer exchange are all off; connections are plain TCP (no uTP),
+NAT-PMP and (unless --ut-pex) peer exchange are all off; connections are plain TCP (no uTP),
 unencrypted when we dial out, either way when dialled. A magnet link's
 trackers and peers must be on loopback too: the caller sees to that.
 """
@@ -116,6 +132,25 @@ def parse_args():
         "(implied by a magnet link)",
     )
     parser.add_argument(
+        "--ut-pex",
+        action="store_true",
+        help="add the ut_pex plugin and allow peer exchange (BEP 11) for the torrent",
+    )
+    parser.add_argument(
+        "--listen-ip",
+        default="127.0.0.1",
+        metavar="IP",
+        help="the loopback address to listen on: 127.0.0.1 (the default), ::1, "
+        "or both (127.0.0.1 and ::1, one port)",
+    )
+    parser.add_argument(
+        "--download-limit",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="download at most BYTES a second (0, the default: no limit)",
+    )
+    parser.add_argument(
         "--peer",
         action="append",
         default=[],
@@ -128,23 +163,41 @@ def parse_args():
         parser.error("a seeder needs the .torrent file, not a magnet link")
     if args.magnet:
         args.ut_metadata = True
+    if args.listen_ip not in ("127.0.0.1", "::1", "both"):
+        parser.error(f"--listen-ip {args.listen_ip}: only 127.0.0.1, ::1 or both (loopback)")
+    if args.download_limit < 0:
+        parser.error("--download-limit must be 0 or more")
     return args
 
 
 def parse_peer(text):
-    """'HOST:PORT' -> (ip, port); libtorrent's connect_peer wants an IP address."""
+    """'HOST:PORT' or '[IPv6]:PORT' -> (ip, port); libtorrent's connect_peer
+    wants an IP address."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         fail(f"--peer {text!r}: expected HOST:PORT")
-    host = host.strip("[]")
+    family = socket.AF_INET
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        family = socket.AF_INET6
     try:
-        ip = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        ip = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
     except socket.gaierror as error:
         fail(f"--peer {text!r}: cannot resolve {host!r}: {error}")
     return (ip, int(port))
 
 
-def session_settings(port):
+def listen_interfaces(listen_ip, port):
+    """libtorrent's listen_interfaces for --listen-ip: with both, one port
+    number on each family (the test gives a free one, not 0)."""
+    if listen_ip == "both":
+        return f"127.0.0.1:{port},[::1]:{port}"
+    if ":" in listen_ip:
+        return f"[{listen_ip}]:{port}"
+    return f"{listen_ip}:{port}"
+
+
+def session_settings(listen_ip, port):
     """The session's settings: loopback only, plain TCP, no limits."""
     categories = lt.alert.category_t
     alert_mask = (
@@ -160,10 +213,10 @@ def session_settings(port):
     if os.environ.get("LT_PEER_LOG"):
         alert_mask |= categories.peer_log_notification
     return {
-        # Listen on loopback only, at the port the test chose. If it was
-        # taken meanwhile, libtorrent falls back to another one (the real one
-        # is printed, and announced to the tracker).
-        "listen_interfaces": f"127.0.0.1:{port}",
+        # Listen on loopback only (127.0.0.1, or ::1 alone), at the port the
+        # test chose. If it was taken meanwhile, libtorrent falls back to
+        # another one (the real one is printed, and announced to the tracker).
+        "listen_interfaces": listen_interfaces(listen_ip, port),
         "enable_ip_notifier": False,  # no re-opening sockets on network changes
         # Nothing beyond loopback: no DHT, no local service discovery
         # (multicast), no port mapping on a router.
@@ -208,9 +261,9 @@ def session_settings(port):
     }
 
 
-def create_session(port, ut_metadata):
+def create_session(listen_ip, port, ut_metadata, ut_pex):
     """A session with the settings above and no plugins but, if asked,
-    ut_metadata.
+    ut_metadata and ut_pex.
 
     flags=0 leaves out add_default_plugins, so the session has none of
     libtorrent's default extensions: ut_pex (peer exchange, which could bring
@@ -221,11 +274,14 @@ def create_session(port, ut_metadata):
     dictionary and fetches it. The Python binding adds a plugin by name
     (and silently ignores a name it does not know); it is added before any
     torrent, since a torrent gets the plugins the session has when it is
-    added.
+    added. ut_pex (BEP 11) is in the binding's default session
+    (lt.session() without flags), left out here unless asked.
     """
-    ses = lt.session(session_settings(port), flags=0)
+    ses = lt.session(session_settings(listen_ip, port), flags=0)
     if ut_metadata:
         ses.add_extension("ut_metadata")
+    if ut_pex:
+        ses.add_extension("ut_pex")
     return ses
 
 
@@ -242,16 +298,20 @@ def raise_max_failcount(ses):
     ses.apply_settings({"max_failcount": MAX_FAILCOUNT})
 
 
-def wait_listening(ses, timeout=30.0):
-    """Waits until the TCP listen socket is open; returns the actual port."""
+def wait_listening(ses, sockets, timeout=30.0):
+    """Waits until `sockets` TCP listen sockets are open; returns the actual
+    port."""
     deadline = time.monotonic() + timeout
+    opened = 0
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.listen_succeeded_alert):
                 log(alert.message())
                 if alert.socket_type == lt.socket_type_t.tcp:
-                    return ses.listen_port()
+                    opened += 1
+                    if opened == sockets:
+                        return ses.listen_port()
             elif isinstance(alert, lt.listen_failed_alert):
                 fail(f"cannot listen: {alert.message()}")
     fail(f"not listening after {timeout:.0f} s")
@@ -264,14 +324,19 @@ def load_torrent(path):
         fail(f"cannot load {path}: {error}")
 
 
-def add_torrent(ses, params, save_path, seed):
+def add_torrent(ses, params, save_path, seed, pex):
     """Adds the torrent of `params` (a .torrent's info, or a parsed magnet
     link) and returns its handle."""
     params.save_path = save_path
     # Start now, outside libtorrent's queue (not auto-managed), and keep the
-    # per-torrent switches for DHT, LSD and peer exchange off as well.
+    # per-torrent switches for DHT, LSD and (unless asked) peer exchange off
+    # as well.
     flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
+    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    if pex:
+        flags &= ~lt.torrent_flags.disable_pex
+    else:
+        flags |= lt.torrent_flags.disable_pex
     if seed:
         # Upload mode: never request pieces, so a seeder whose content turns
         # out incomplete does not write into it before we exit.
@@ -320,8 +385,8 @@ def describe_alert(alert):
 def is_self_connection(alert, own):
     """Whether this alert is about libtorrent dialling itself.
 
-    The tracker lists this session among the torrent's peers, and libtorrent
-    dials it like any other: the session accepts its own connection, sees its
+    The tracker (or, with --ut-pex, another peer's PEX message) lists this
+    session among the torrent's peers, and libtorrent dials it like any other: the session accepts its own connection, sees its
     own peer id, and drops it ("connected to ourselves"). It is harmless but,
     with the short reconnect time set above, it repeats every second or so,
     so it is logged once.
@@ -372,19 +437,23 @@ def main():
 
     params = torrent_params(args)
     info = params.ti  # None until a magnet's metadata arrives
-    ses = create_session(args.port, args.ut_metadata)
-    port = wait_listening(ses)
+    ses = create_session(args.listen_ip, args.port, args.ut_metadata, args.ut_pex)
+    port = wait_listening(ses, 2 if args.listen_ip == "both" else 1)
     if port != args.port and args.port != 0:
         log(f"warning: port {args.port} was taken; listening on {port} instead")
     say(f"listening on {port}")
 
-    handle = add_torrent(ses, params, save_path, seed=args.mode == "seed")
+    handle = add_torrent(ses, params, save_path, seed=args.mode == "seed", pex=args.ut_pex)
+    if args.download_limit:
+        handle.set_download_limit(args.download_limit)
+        log(f"download limit {args.download_limit} bytes/s")
 
     checked = False  # the initial check of existing data is done
     announced_seeding = False
     finished = False
     ever_connected = set()  # --peer endpoints we have been connected to
-    own = ("127.0.0.1", port)  # our own listen endpoint
+    # our own listen endpoint (with both, the IPv4 one)
+    own = ("127.0.0.1" if args.listen_ip == "both" else args.listen_ip, port)
     failcount_raised = False
     self_noted = False
     next_status = 0.0
@@ -397,7 +466,7 @@ def main():
             name = type(alert).__name__
             if is_self_connection(alert, own) and not os.environ.get("LT_PEER_LOG"):
                 if not self_noted:
-                    log(f"{describe_alert(alert)} (the tracker lists us; such lines are not shown again)")
+                    log(f"{describe_alert(alert)} (a tracker or a peer's PEX lists us; such lines are not shown again)")
                     self_noted = True
             elif name not in QUIET_ALERTS or os.environ.get("LT_PEER_LOG"):
                 log(describe_alert(alert))

@@ -8,6 +8,11 @@
 //! (python3-libtorrent, driven by `lt_peer.py`), aria2 and Transmission; a
 //! missing one fails the test that needs it with the package to install.
 //!
+//! The rows of `udp`, `ipv6` and `pex` run with libtorrent in place of ours
+//! when `INTEROP_STAND_IN=libtorrent` is set: a check of the row itself (its
+//! other clients, the tracker's UDP port, the design), so that when the row
+//! fails with ours the fault is ours.
+//!
 //! Table of contents:
 mod support;
 
@@ -25,3 +30,17 @@ mod magnet;
 /// Swarms mixing clients: theirs and ours seeding together to ours, ours
 /// seeding to two of theirs at once.
 mod mixed;
+
+/// Through opentracker's UDP port (BEP 15): ours downloads from libtorrent,
+/// aria2 and Transmission seeders announcing there, and each of them
+/// downloads from our seeder, every client finding the other through its
+/// UDP announce.
+mod udp;
+
+/// One transfer each way with libtorrent over `::1` only (BEP 7): both
+/// sides listen on `[::1]` and know each other only as `[::1]:PORT`.
+mod ipv6;
+
+/// Peer exchange (BEP 11): ours completes from a seeder that only
+/// libtorrent's `ut_pex` messages name (no tracker, no `--peer`).
+mod pex;

@@ -8,16 +8,23 @@
 //! seeder always seeds from the `.torrent` file, and one started with
 //! [`Client::seed_for_magnet`] also serves the info dictionary to peers
 //! that came by magnet link.
+//!
+//! [`Options`] starts a peer with more: peers to dial, listening on `::1`
+//! only, peer exchange (BEP 11), a download rate limit and part of the
+//! content already on disk. A torrent whose tracker is `udp://` needs
+//! nothing more, except from aria2, which speaks to UDP trackers only
+//! through its DHT socket: that socket is then opened on 127.0.0.1 with an
+//! empty routing table and no entry point, so it reaches nothing else.
 
 use std::ffi::OsStr;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::content::{Made, first_difference};
-use super::process::{Proc, free_port, require};
+use super::content::{Made, first_difference, write_partial};
+use super::process::{Proc, free_port, free_udp_port, require};
 
 /// The longest a client may take to check its content and start serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,13 +44,52 @@ pub enum Client {
     Transmission,
 }
 
+/// What to start a peer with beyond the defaults; everything is off by
+/// default. A client that cannot do what is asked fails the test.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Peers to dial (`--peer`), besides the tracker's (ours and
+    /// libtorrent).
+    pub peers: Vec<SocketAddr>,
+    /// Which loopback addresses to listen on.
+    pub listen: Listen,
+    /// Peer exchange (BEP 11): libtorrent gets its `ut_pex` plugin and PEX
+    /// on for the torrent. Ours has it unless `--no-pex`, so nothing is
+    /// added for ours.
+    pub pex: bool,
+    /// (libtorrent) download at most this many bytes a second.
+    pub download_limit: Option<u32>,
+    /// (downloader of a single file) the first this many pieces are
+    /// written into its folder before it starts, zeros after them.
+    pub prefill_pieces: Option<usize>,
+    /// A word added to the peer's name and download folder, to tell apart
+    /// two peers of one client in a test.
+    pub tag: Option<&'static str>,
+}
+
+/// The loopback addresses a peer listens on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Listen {
+    /// The suite's default: libtorrent, aria2 and Transmission on 127.0.0.1;
+    /// ours with no `--bind`.
+    #[default]
+    Default,
+    /// `::1` only (ours `--bind ::1`, libtorrent `--listen-ip ::1`).
+    Ipv6Only,
+    /// 127.0.0.1 and `::1` on one port: ours with no `--bind` (its default
+    /// listens on both families), libtorrent `--listen-ip both`.
+    Both,
+}
+
 /// A running client, killed when dropped.
 pub struct Peer {
     /// Which implementation.
     pub client: Client,
     /// For a downloader: the file or top folder it writes.
     dest: Option<PathBuf>,
-    /// The port it listens on, on 127.0.0.1.
+    /// The address it listens on: 127.0.0.1 or ::1.
+    ip: IpAddr,
+    /// The port it listens on.
     port: u16,
     proc: Proc,
 }
@@ -61,7 +107,12 @@ impl Client {
     /// Starts this client seeding `made` from its source folder; returns
     /// once it has checked the content and is serving.
     pub fn seed(self, made: &Made, work: &Path) -> Peer {
-        self.start_seed(made, work, false)
+        self.start_seed(made, work, false, &Options::default())
+    }
+
+    /// Like [`Client::seed`], with `options`.
+    pub fn seed_with(self, made: &Made, work: &Path, options: &Options) -> Peer {
+        self.start_seed(made, work, false, options)
     }
 
     /// Like [`Client::seed`], for downloaders that came by magnet link: the
@@ -69,12 +120,13 @@ impl Client {
     /// BEP 10 extension protocol). libtorrent needs its ut_metadata plugin
     /// for that; ours, aria2 and Transmission serve it anyway.
     pub fn seed_for_magnet(self, made: &Made, work: &Path) -> Peer {
-        self.start_seed(made, work, true)
+        self.start_seed(made, work, true, &Options::default())
     }
 
-    fn start_seed(self, made: &Made, work: &Path, serve_metadata: bool) -> Peer {
-        let name = format!("{} seeder", self.label());
+    fn start_seed(self, made: &Made, work: &Path, serve_metadata: bool, options: &Options) -> Peer {
+        let name = self.name("seeder", options);
         let logs = work.join("logs");
+        self.check_options(options, false);
         let (proc, port) = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
@@ -83,6 +135,7 @@ impl Client {
                     .arg("-s")
                     .arg(made.content())
                     .args(["--port", "0", "-vv"]);
+                ours_options(&mut command, options);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 let output = proc.wait_output("seeding on port ", START_TIMEOUT);
                 let port = port_after(&output, "seeding on port ", &name);
@@ -94,6 +147,7 @@ impl Client {
                 if serve_metadata {
                     command.arg("--ut-metadata");
                 }
+                lt_options(&mut command, options);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 // The line alone on stdout; stderr also says "state changed to: seeding".
                 let output = proc.wait_output("\nseeding\n", START_TIMEOUT);
@@ -103,7 +157,7 @@ impl Client {
             }
             Client::Aria2 => {
                 let port = free_port();
-                let mut command = aria2(&made.parent, port);
+                let mut command = aria2(&made.parent, port, made, work);
                 // -V checks the existing data; a ratio of 0 seeds until stopped.
                 command.args(["--check-integrity=true", "--seed-ratio=0.0"]);
                 command.arg(&made.torrent);
@@ -123,6 +177,7 @@ impl Client {
         Peer {
             client: self,
             dest: None,
+            ip: listen_ip(options),
             port,
             proc,
         }
@@ -131,7 +186,12 @@ impl Client {
     /// Starts this client downloading `made` into a fresh folder under
     /// `work`, finding peers through the torrent's tracker.
     pub fn download(self, made: &Made, work: &Path) -> Peer {
-        self.start_download(made, None, work)
+        self.start_download(made, None, work, &Options::default())
+    }
+
+    /// Like [`Client::download`], with `options`.
+    pub fn download_with(self, made: &Made, work: &Path, options: &Options) -> Peer {
+        self.start_download(made, None, work, options)
     }
 
     /// Starts this client downloading by `magnet` (a link to `made`, see
@@ -139,26 +199,33 @@ impl Client {
     /// the info dictionary from the peers it finds through the link's
     /// trackers and peers, then the content.
     pub fn download_magnet(self, made: &Made, magnet: &str, work: &Path) -> Peer {
-        self.start_download(made, Some(magnet), work)
+        self.start_download(made, Some(magnet), work, &Options::default())
     }
 
     /// Starts a downloader of `made` given its `magnet` link or, if none,
     /// its `.torrent` file: every client takes either as its argument.
-    fn start_download(self, made: &Made, magnet: Option<&str>, work: &Path) -> Peer {
+    fn start_download(
+        self,
+        made: &Made,
+        magnet: Option<&str>,
+        work: &Path,
+        options: &Options,
+    ) -> Peer {
         let (name, source) = match magnet {
-            Some(magnet) => (
-                format!("{} magnet downloader", self.label()),
-                OsStr::new(magnet),
-            ),
-            None => (
-                format!("{} downloader", self.label()),
-                made.torrent.as_os_str(),
-            ),
+            Some(magnet) => (self.name("magnet downloader", options), OsStr::new(magnet)),
+            None => (self.name("downloader", options), made.torrent.as_os_str()),
         };
         let name = name.as_str();
         let logs = work.join("logs");
-        let dir = work.join(format!("{}-download", self.label()));
+        self.check_options(options, true);
+        let dir = match options.tag {
+            Some(tag) => work.join(format!("{}-{tag}-download", self.label())),
+            None => work.join(format!("{}-download", self.label())),
+        };
         fs::create_dir_all(&dir).unwrap();
+        if let Some(pieces) = options.prefill_pieces {
+            write_partial(made, &dir, pieces);
+        }
         let port = free_port();
         let proc = match self {
             Client::Ours => {
@@ -168,15 +235,17 @@ impl Client {
                     .arg("-d")
                     .arg(&dir)
                     .args(["--port", &port.to_string(), "-vv"]);
+                ours_options(&mut command, options);
                 Proc::spawn(name, command, &logs)
             }
             Client::Libtorrent => {
                 // lt_peer.py adds the ut_metadata plugin for a magnet link.
-                let command = lt_peer("download", source, &dir, port);
+                let mut command = lt_peer("download", source, &dir, port);
+                lt_options(&mut command, options);
                 Proc::spawn(name, command, &logs)
             }
             Client::Aria2 => {
-                let mut command = aria2(&dir, port);
+                let mut command = aria2(&dir, port, made, work);
                 // Exit as soon as the download is complete and verified.
                 command.args(["--seed-time=0"]);
                 if magnet.is_some() {
@@ -196,9 +265,40 @@ impl Client {
         Peer {
             client: self,
             dest: Some(dir.join(&made.name)),
+            ip: listen_ip(options),
             port,
             proc,
         }
+    }
+
+    /// The process's name: the client, its tag if any, and its `role`.
+    fn name(self, role: &str, options: &Options) -> String {
+        match options.tag {
+            Some(tag) => format!("{} {tag} {role}", self.label()),
+            None => format!("{} {role}", self.label()),
+        }
+    }
+
+    /// Fails the test when `options` asks this client for what its driver
+    /// cannot do.
+    fn check_options(self, options: &Options, downloading: bool) {
+        let asked = |what: &str, asked: bool, supported: bool| {
+            assert!(
+                !asked || supported,
+                "the suite cannot start {self:?} with {what}"
+            );
+        };
+        let ours_or_lt = matches!(self, Client::Ours | Client::Libtorrent);
+        asked("--peer addresses", !options.peers.is_empty(), ours_or_lt);
+        asked("IPv6", options.listen != Listen::Default, ours_or_lt);
+        asked("peer exchange", options.pex, ours_or_lt);
+        let lt = self == Client::Libtorrent;
+        asked("a download limit", options.download_limit.is_some(), lt);
+        asked(
+            "pieces on disk (seeders have them all)",
+            options.prefill_pieces.is_some(),
+            downloading,
+        );
     }
 }
 
@@ -228,9 +328,58 @@ impl Peer {
         self.proc.exited().is_none()
     }
 
-    /// The address it listens on, for a magnet link's `x.pe` or a `--peer`.
+    /// Waits until the client has printed `needle` (stdout or stderr);
+    /// fails the test if it exits first or [`START_TIMEOUT`] passes.
+    pub fn wait_output(&mut self, needle: &str) -> String {
+        self.proc.wait_output(needle, START_TIMEOUT)
+    }
+
+    /// The address it listens on, for a magnet link's `x.pe` or a `--peer`:
+    /// 127.0.0.1, or ::1 when started with [`Listen::Ipv6Only`].
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// The loopback address a peer started with `options` listens on.
+fn listen_ip(options: &Options) -> IpAddr {
+    if options.listen == Listen::Ipv6Only {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+/// Our binary's arguments for `options`. Peer exchange is on by default,
+/// and so is listening on both families.
+fn ours_options(command: &mut Command, options: &Options) {
+    if options.listen == Listen::Ipv6Only {
+        command.args(["--bind", "::1"]);
+    }
+    for peer in &options.peers {
+        command.arg("--peer").arg(peer.to_string());
+    }
+}
+
+/// `lt_peer.py`'s arguments for `options`.
+fn lt_options(command: &mut Command, options: &Options) {
+    match options.listen {
+        Listen::Default => {}
+        Listen::Ipv6Only => {
+            command.args(["--listen-ip", "::1"]);
+        }
+        Listen::Both => {
+            command.args(["--listen-ip", "both"]);
+        }
+    }
+    if options.pex {
+        command.arg("--ut-pex");
+    }
+    if let Some(limit) = options.download_limit {
+        command.arg("--download-limit").arg(limit.to_string());
+    }
+    for peer in &options.peers {
+        command.arg("--peer").arg(peer.to_string());
     }
 }
 
@@ -263,15 +412,34 @@ fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
     command
 }
 
-/// aria2c with loopback-only settings, saving into `dir`.
-fn aria2(dir: &Path, port: u16) -> Command {
+/// aria2c with loopback-only settings, saving into (or seeding from) `dir`,
+/// for `made`'s torrent; `work` holds its DHT file when it needs one.
+fn aria2(dir: &Path, port: u16, made: &Made, work: &Path) -> Command {
     require("aria2c", "aria2");
     let mut command = Command::new("aria2c");
+    if made.announce.starts_with("udp://") {
+        // aria2 1.36 sends UDP tracker requests from its DHT socket only:
+        // with DHT off it fails them with "udp is not supported yet". So
+        // DHT goes on, bound to 127.0.0.1 (--interface binds every socket
+        // there), on a port of its own, with a routing table file that
+        // does not exist yet (aria2 logs once that it cannot load it) and
+        // no entry point: it knows no node and sends nothing but the
+        // tracker's requests.
+        let dht_port = free_udp_port();
+        command
+            .args(["--enable-dht=true", "--interface=127.0.0.1"])
+            .arg(format!("--dht-listen-port={dht_port}"))
+            .arg(format!(
+                "--dht-file-path={}",
+                work.join(format!("aria2-dht-{dht_port}.dat")).display()
+            ));
+    } else {
+        command.arg("--enable-dht=false");
+    }
     command
         .arg(format!("--dir={}", dir.display()))
         .arg(format!("--listen-port={port}"))
         .args([
-            "--enable-dht=false",
             "--enable-dht6=false",
             "--bt-enable-lpd=false",
             "--enable-peer-exchange=false",

@@ -76,8 +76,11 @@ pub struct Made {
     pub name: String,
     /// The torrent's info-hash.
     pub info_hash: InfoHash,
-    /// The torrent's announce URL: the test's opentracker.
+    /// The torrent's announce URL: the test's opentracker (HTTP or UDP);
+    /// empty for a torrent made with no tracker.
     pub announce: String,
+    /// The piece length.
+    pub piece_len: usize,
 }
 
 impl Made {
@@ -121,8 +124,9 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Writes the content of `shape` under `dir/source/` and makes its torrent
-/// with mktorrent, announcing to `announce`.
-pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
+/// with mktorrent, announcing to `announce` or, if `None`, with no tracker
+/// at all (peers then come only from `--peer` and peer exchange).
+pub fn make(shape: Shape, dir: &Path, announce: Option<&str>) -> Made {
     require("mktorrent", "mktorrent");
     let parent = dir.join("source");
     let (name, piece_len_log2) = match shape {
@@ -152,8 +156,13 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
         }
     };
     let torrent = dir.join(format!("{name}.torrent"));
-    let output = Command::new("mktorrent")
-        .args(["-l", piece_len_log2, "-a", announce, "-o"])
+    let mut mktorrent = Command::new("mktorrent");
+    mktorrent.args(["-l", piece_len_log2]);
+    if let Some(announce) = announce {
+        mktorrent.args(["-a", announce]);
+    }
+    let output = mktorrent
+        .arg("-o")
         .arg(&torrent)
         .arg(parent.join(name))
         .output()
@@ -166,6 +175,12 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
     let torrent_bytes = fs::read(&torrent).unwrap();
     let meta = Metainfo::from_bytes(&torrent_bytes).unwrap();
     assert_eq!(meta.name, name);
+    assert_eq!(
+        meta.trackers.is_empty(),
+        announce.is_none(),
+        "trackers: {:?}",
+        meta.trackers
+    );
     let info = bencode::dict_value_span(&torrent_bytes, b"info").unwrap();
     let info_len = info.expect("mktorrent writes an info dictionary").len();
     if shape == Shape::ManyFiles {
@@ -180,8 +195,21 @@ pub fn make(shape: Shape, dir: &Path, announce: &str) -> Made {
         parent,
         name: name.to_string(),
         info_hash: meta.info_hash,
-        announce: announce.to_string(),
+        announce: announce.unwrap_or_default().to_string(),
+        piece_len: 1 << piece_len_log2.parse::<u32>().unwrap(),
     }
+}
+
+/// Writes into `dir/<name>` the first `pieces` pieces of `made`'s content
+/// (a single file) and zeros after them, so a client started on `dir`
+/// checks it and holds those pieces only.
+pub fn write_partial(made: &Made, dir: &Path, pieces: usize) {
+    let source = fs::read(made.content()).expect("a single-file torrent");
+    let keep = (pieces * made.piece_len).min(source.len());
+    let mut partial = vec![0u8; source.len()];
+    partial[..keep].copy_from_slice(&source[..keep]);
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(&made.name), partial).unwrap();
 }
 
 /// The first file of `expected` that `actual` lacks or holds different

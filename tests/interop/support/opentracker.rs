@@ -1,6 +1,10 @@
 //! A real tracker for the suite: Debian's opentracker on 127.0.0.1, one per
 //! test, and its scrape page to see who has announced.
 //!
+//! It serves HTTP (TCP) and UDP (BEP 15) on the same port number (`-p` and
+//! `-P`), over one swarm: a peer that announced over UDP is in the HTTP
+//! scrape and in the answers to HTTP announces, and the other way round.
+//!
 //! Debian builds opentracker with a whitelist: it only tracks the info-hashes
 //! listed in a file, so the torrents are made first (their announce URL names
 //! the tracker's port) and the tracker is started with their hashes.
@@ -26,8 +30,8 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Starts opentracker on 127.0.0.1:`port`, tracking only `info_hashes`;
-    /// its files live in `dir`.
+    /// Starts opentracker on 127.0.0.1:`port`, TCP (HTTP) and UDP, tracking
+    /// only `info_hashes`; its files live in `dir`.
     pub fn start(dir: &Path, port: u16, info_hashes: &[InfoHash]) -> Tracker {
         require("opentracker", "opentracker");
         // opentracker chroots into its folder (as root it then drops to
@@ -57,6 +61,12 @@ impl Tracker {
     /// The announce URL for torrents of a tracker on `port`.
     pub fn announce_url(port: u16) -> String {
         format!("http://127.0.0.1:{port}/announce")
+    }
+
+    /// The UDP announce URL (BEP 15) of a tracker on `port`: the same
+    /// tracker, on its UDP socket.
+    pub fn udp_announce_url(port: u16) -> String {
+        format!("udp://127.0.0.1:{port}/announce")
     }
 
     /// How many seeders (`complete`) and downloaders (`incomplete`) the
