@@ -120,19 +120,8 @@ fn a_tier_whose_first_trackers_never_answer_still_finds_the_seeder() {
         silent[1].url.clone(),
         http.url.clone(),
     ];
-    let (torrent, source, _) = torrent_with_tiers(dir.path(), &data, &[tier]);
-    let mut seeding = config(&torrent, seed_from(&source), vec![]);
-    seeding.tracker_timeout = Duration::from_secs(1);
-    let seeder = Running::start(&seeding);
-    let dest = dir.path().join("out");
-    let mut downloading = config(&torrent, download_to(&dest), vec![]);
-    downloading.tracker_timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let downloader = Running::start(&downloading);
-    let down_port = downloader.addr.port();
-    downloader.wait().unwrap();
-    let took = started.elapsed();
-    assert_eq!(fs::read(dest.join("udp.bin")).unwrap(), data);
+    let (seeder, took, down_port) =
+        seed_and_download(dir.path(), &data, &[tier], Duration::from_secs(1));
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert_eq!(
         http.events_of(down_port),
@@ -160,23 +149,37 @@ fn a_silent_udp_tier_delays_neither_another_tier_nor_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let data = content(100_000, 23);
     let tiers = [vec![silent.url.clone()], vec![working.url.clone()]];
-    let (torrent, source, _) = torrent_with_tiers(dir.path(), &data, &tiers);
+    let (seeder, took, down_port) =
+        seed_and_download(dir.path(), &data, &tiers, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(working.events_of(down_port), [STARTED, COMPLETED, STOPPED]);
+    assert!(silent.datagrams.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    drop(seeder);
+}
+
+/// Seeds `data` from a torrent announcing to `tiers` and downloads it into
+/// `dir/out`, both with `tracker_timeout`, checking the bytes; gives the
+/// seeder (still running), how long the download took, and its port.
+fn seed_and_download(
+    dir: &std::path::Path,
+    data: &[u8],
+    tiers: &[Vec<String>],
+    tracker_timeout: Duration,
+) -> (Running, Duration, u16) {
+    let (torrent, source, _) = torrent_with_tiers(dir, data, tiers);
     let mut seeding = config(&torrent, seed_from(&source), vec![]);
-    seeding.tracker_timeout = Duration::from_secs(10);
+    seeding.tracker_timeout = tracker_timeout;
     let seeder = Running::start(&seeding);
-    let dest = dir.path().join("out");
+    let dest = dir.join("out");
     let mut downloading = config(&torrent, download_to(&dest), vec![]);
-    downloading.tracker_timeout = Duration::from_secs(10);
+    downloading.tracker_timeout = tracker_timeout;
     let started = Instant::now();
     let downloader = Running::start(&downloading);
     let down_port = downloader.addr.port();
     downloader.wait().unwrap();
     let took = started.elapsed();
     assert_eq!(fs::read(dest.join("udp.bin")).unwrap(), data);
-    assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert_eq!(working.events_of(down_port), [STARTED, COMPLETED, STOPPED]);
-    assert!(silent.datagrams.load(std::sync::atomic::Ordering::SeqCst) > 0);
-    drop(seeder);
+    (seeder, took, down_port)
 }
 
 fn request(port: u16, event: Option<Event>) -> AnnounceRequest {
