@@ -14,6 +14,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::peer_list::host_of;
+
 /// Pieces a peer sent alone that failed the hash check before it is banned.
 pub const BAN_AFTER_BAD_PIECES: u32 = 2;
 
@@ -51,7 +53,7 @@ impl Blame {
     pub fn failed(&mut self, index: u32, senders: &[SocketAddr]) -> Verdict {
         match *senders {
             [liar] => {
-                let bad = self.bad_pieces.entry(liar.ip()).or_default();
+                let bad = self.bad_pieces.entry(host_of(liar.ip())).or_default();
                 *bad += 1;
                 if *bad >= BAN_AFTER_BAD_PIECES {
                     Verdict::Ban(liar)
@@ -136,6 +138,20 @@ mod tests {
                 Verdict::Counted { bad_count: 1, .. }
             ),
             "another IP has its own count"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_liar_is_counted_by_its_slash_64_whatever_address_it_takes() {
+        let mut blame = Blame::new();
+        let at = |s: &str| SocketAddr::new(s.parse().unwrap(), 6881);
+        assert!(matches!(
+            blame.failed(1, &[at("2001:db8:0:7::1")]),
+            Verdict::Counted { bad_count: 1, .. }
+        ));
+        assert_eq!(
+            blame.failed(2, &[at("2001:db8:0:7::2")]),
+            Verdict::Ban(at("2001:db8:0:7::2"))
         );
     }
 

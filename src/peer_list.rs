@@ -102,7 +102,7 @@ impl PeerList {
     /// state (and source), a banned one is ignored, and so is a new one
     /// when [`MAX_KNOWN`] are known. Returns whether it was new.
     pub fn add(&mut self, addr: SocketAddr, source: PeerSource, now: Instant) -> bool {
-        if self.banned.contains(&addr.ip())
+        if self.banned.contains(&host_of(addr.ip()))
             || self.known.contains_key(&addr)
             || self.known.len() >= MAX_KNOWN
         {
@@ -238,15 +238,17 @@ impl PeerList {
         }
     }
 
-    /// Never dial an address of `ip` again, nor learn one.
+    /// Never dial an address of `ip`'s host ([`host_of`]) again, nor
+    /// learn one.
     pub fn ban(&mut self, ip: IpAddr) {
-        if !self.banned.insert(ip) {
+        let host = host_of(ip);
+        if !self.banned.insert(host) {
             return;
         }
         let gone: Vec<SocketAddr> = self
             .known
             .keys()
-            .filter(|a| a.ip() == ip)
+            .filter(|a| host_of(a.ip()) == host)
             .copied()
             .collect();
         for addr in gone {
@@ -254,9 +256,20 @@ impl PeerList {
         }
     }
 
-    /// Whether `addr`'s IP is banned.
+    /// Whether `addr`'s host ([`host_of`]) is banned.
     pub fn is_banned(&self, addr: SocketAddr) -> bool {
-        self.banned.contains(&addr.ip())
+        self.banned.contains(&host_of(addr.ip()))
+    }
+}
+
+/// The host an address stands for, the unit that bans, blame and per-IP
+/// caps count: an IPv4 address itself, an IPv6 one by its /64 (one host
+/// can pick any address of its /64, so counting addresses would bound
+/// nothing; a /64 is what one IPv4 NAT address is, one site).
+pub fn host_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !((1u128 << 64) - 1)).into()),
     }
 }
 
@@ -321,6 +334,26 @@ mod tests {
             Some(addr(1)),
             "after a pause, later"
         );
+    }
+
+    #[test]
+    fn an_ipv6_ban_covers_the_whole_slash_64_and_no_other() {
+        let mut list = PeerList::new();
+        let now = Instant::now();
+        let v6 = |s: &str| SocketAddr::new(s.parse().unwrap(), 6881);
+        list.add(v6("2001:db8:0:7::1"), PeerSource::Tracker, now);
+        list.add(v6("2001:db8:0:8::1"), PeerSource::Tracker, now);
+        list.ban(v6("2001:db8:0:7:ffff::2").ip());
+        assert!(list.is_banned(v6("2001:db8:0:7::1")), "same /64, known");
+        assert!(list.is_banned(v6("2001:db8:0:7:aaaa::9")), "same /64, new");
+        assert!(!list.is_banned(v6("2001:db8:0:8::1")), "another /64");
+        assert_eq!(list.next_to_dial(now), Some(v6("2001:db8:0:8::1")));
+        assert_eq!(list.next_to_dial(now), None, "the banned one is forgotten");
+        list.add(v6("2001:db8:0:7::3"), PeerSource::Pex, now);
+        assert_eq!(list.next_to_dial(now), None, "nor learned again");
+        // A mapped IPv4 address is the IPv4 host it stands for.
+        list.ban("10.0.0.1".parse().unwrap());
+        assert!(list.is_banned(v6("::ffff:10.0.0.1")));
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::peer::wire::{Handshake, PeerId};
 use crate::peer::{
     self, CommandSender, Disconnect, Origin, PeerCommand, PeerContext, PeerCounters, PeerKey,
 };
-use crate::peer_list::{PeerList, PeerSource};
+use crate::peer_list::{PeerList, PeerSource, host_of};
 use crate::piece_manager::Event;
 use pex::{PexIn, PexOut};
 
@@ -351,7 +351,11 @@ impl PeerTable {
     }
 
     fn count_from(&self, ip: IpAddr) -> usize {
-        self.conns.values().filter(|c| c.addr.ip() == ip).count()
+        let host = host_of(ip);
+        self.conns
+            .values()
+            .filter(|c| host_of(c.addr.ip()) == host)
+            .count()
     }
 
     fn spawn(&mut self, addr: SocketAddr, origin: Origin, permit: Permit) {
@@ -470,7 +474,7 @@ impl PeerTable {
         self.peer_list.ban(addr.ip());
         self.ctx.stats.add_banned(addr);
         for conn in self.conns.values() {
-            if conn.addr.ip() == addr.ip() {
+            if host_of(conn.addr.ip()) == host_of(addr.ip()) {
                 let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
             }
         }

@@ -20,6 +20,7 @@ use log::{debug, warn};
 use super::{Route, Router};
 use crate::peer::open::read_exact_before;
 use crate::peer::wire::{self, Handshake};
+use crate::peer_list::host_of;
 use crate::piece_manager::Event;
 
 /// Handshakes being read at once; more incoming connections wait in the
@@ -126,9 +127,9 @@ pub(super) struct Pending {
 
 #[derive(Debug, Default)]
 struct PendingState {
-    /// Pending handshakes by [`ip_key`].
+    /// Pending handshakes by [`host_of`].
     per_ip: HashMap<IpAddr, usize>,
-    /// Each pending handshake by id: its [`ip_key`], since when, and a
+    /// Each pending handshake by id: its [`host_of`], since when, and a
     /// handle on its socket to shut it down with.
     entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
     next_id: u64,
@@ -173,7 +174,7 @@ impl Pending {
         closer: Option<TcpStream>,
         now: Instant,
     ) -> Option<PendingSlot> {
-        let key = ip_key(ip);
+        let key = host_of(ip);
         let mut state = self.lock();
         if state.per_ip.get(&key).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
             return None;
@@ -203,16 +204,6 @@ impl Pending {
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         self.pending.lock().forget(self.id);
-    }
-}
-
-/// What the per-IP cap counts `ip` as: an IPv4 address itself, an IPv6
-/// one by its /64 (one host can pick any address of its /64, so counting
-/// addresses would not bound it).
-fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !((1u128 << 64) - 1)).into()),
     }
 }
 
@@ -327,11 +318,11 @@ mod tests {
         let next_64 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1);
         assert!(pending.take(next_64.into(), None, now).is_some());
         assert_eq!(
-            ip_key("2001:db8:0:7:ffff:1:2:3".parse().unwrap()),
+            host_of("2001:db8:0:7:ffff:1:2:3".parse().unwrap()),
             "2001:db8:0:7::".parse::<IpAddr>().unwrap()
         );
         let v4: IpAddr = [127, 0, 0, 9].into();
-        assert_eq!(ip_key(v4), v4);
+        assert_eq!(host_of(v4), v4);
     }
 
     #[test]
