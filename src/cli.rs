@@ -206,22 +206,29 @@ impl Args {
 /// # Errors
 /// A message naming the `--peer` and why it is not an address.
 pub fn parse_peer(peer: &str) -> Result<SocketAddr, String> {
+    peer_address(peer).map_err(|reason| format!("bad --peer {peer:?}: {reason}"))
+}
+
+/// The address `text` names, in the forms [`parse_peer`] takes; used for
+/// `--peer` and for a magnet's `x.pe`.
+///
+/// # Errors
+/// Why `text` is not an address.
+pub fn peer_address(text: &str) -> Result<SocketAddr, String> {
     // `::1:7000` is an IPv6 address, or `::1` and a port: RFC 3986 asks
     // for brackets, and so do we rather than guess as the resolver would.
-    if peer.parse::<SocketAddr>().is_err()
-        && peer
+    if text.parse::<SocketAddr>().is_err()
+        && text
             .rsplit_once(':')
             .is_some_and(|(host, _)| host.contains(':'))
     {
-        return Err(format!(
-            "bad --peer {peer:?}: an IPv6 address goes in brackets, as in [::1]:7000"
-        ));
+        return Err("an IPv6 address goes in brackets, as in [::1]:7000".into());
     }
-    let addr = peer
+    let addr = text
         .to_socket_addrs()
-        .map_err(|e| format!("bad --peer {peer:?}: {e}"))?
+        .map_err(|e| e.to_string())?
         .next()
-        .ok_or_else(|| format!("bad --peer {peer:?}: no address"))?;
+        .ok_or_else(|| "no address".to_string())?;
     Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
 }
 

@@ -523,11 +523,10 @@ impl Run {
 
 /// Resolves `x.pe` peers; one that does not resolve is logged and skipped.
 fn resolve_peers(peers: &[String]) -> Vec<SocketAddr> {
-    use std::net::ToSocketAddrs;
     peers
         .iter()
-        .filter_map(|peer| match peer.to_socket_addrs() {
-            Ok(mut addrs) => addrs.next(),
+        .filter_map(|peer| match crate::cli::peer_address(peer) {
+            Ok(addr) => Some(addr),
             Err(e) => {
                 warn!("magnet peer {peer:?} skipped: {e}");
                 None
@@ -547,4 +546,23 @@ fn worker_threads() -> usize {
     thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `x.pe=::1:7000` went to the resolver, which guessed
+    /// `[::1]:7000`; a magnet's peers now follow `--peer`'s rules.
+    #[test]
+    fn magnet_peers_take_bracketed_ipv6_and_skip_the_ambiguous_form() {
+        let peers = ["127.0.0.1:7000", "[::1]:7001", "::1:7002", "nonsense"].map(String::from);
+        assert_eq!(
+            resolve_peers(&peers),
+            [
+                "127.0.0.1:7000".parse::<SocketAddr>().unwrap(),
+                "[::1]:7001".parse().unwrap()
+            ]
+        );
+    }
 }
