@@ -1,0 +1,4 @@
+//! The Mainline DHT (BEP 5): pure parts.
+
+pub mod id;
+pub mod krpc;
