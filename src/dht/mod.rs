@@ -2,3 +2,4 @@
 
 pub mod id;
 pub mod krpc;
+pub mod routing;
