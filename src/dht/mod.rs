@@ -3,3 +3,5 @@
 pub mod id;
 pub mod krpc;
 pub mod routing;
+pub mod store;
+pub mod tokens;
