@@ -339,7 +339,8 @@ impl Engine {
                 id: response.id,
                 addr: from,
             };
-            self.inserted(self.table.on_response(node, now), now);
+            let insert = self.table.on_response(node, now);
+            self.inserted(insert, now);
         }
         match pending.purpose {
             Purpose::Ping => {}
