@@ -57,6 +57,8 @@ pub struct Running {
     handle: ShutdownHandle,
     pub stats: Arc<Stats>,
     pub addr: SocketAddr,
+    /// The session's DHT node, when its config has one.
+    pub dht: Option<bittorrent::dht::node::DhtHandle>,
 }
 
 impl Running {
@@ -68,6 +70,7 @@ impl Running {
             handle: session.shutdown_handle(),
             stats: session.stats(),
             addr: super::net::loopback(session.listen_addr()),
+            dht: session.dht().cloned(),
             session: Some(session),
         }
     }
