@@ -2,6 +2,7 @@
 
 pub mod id;
 pub mod krpc;
+pub mod lookup;
 pub mod routing;
 pub mod store;
 pub mod tokens;
