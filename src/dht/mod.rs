@@ -4,5 +4,6 @@ pub mod id;
 pub mod krpc;
 pub mod lookup;
 pub mod routing;
+pub mod state;
 pub mod store;
 pub mod tokens;
