@@ -2,6 +2,8 @@
 
 pub mod id;
 pub mod krpc;
+pub mod lookup;
 pub mod routing;
+pub mod state;
 pub mod store;
 pub mod tokens;
