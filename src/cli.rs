@@ -252,7 +252,11 @@ mod tests {
         let parse = |extra: &[&str]| {
             let mut argv = vec!["bittorrent", "a.torrent", "-d", "x"];
             argv.extend_from_slice(extra);
-            Args::try_parse_from(argv).unwrap().into_config().unwrap().dht
+            Args::try_parse_from(argv)
+                .unwrap()
+                .into_config()
+                .unwrap()
+                .dht
         };
         let default = parse(&[]).expect("on by default");
         assert!(default.bootstrap.is_empty(), "empty means the defaults");

@@ -300,8 +300,7 @@ impl Session {
                 Err(e) => failures.push((input.clone(), e)),
             }
         }
-        let mut client =
-            Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
+        let mut client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
         if let Some(dht) = &config.dht
             && let Err(e) = client.start_dht(dht, config.bind)
         {

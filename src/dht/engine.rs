@@ -429,11 +429,18 @@ impl Engine {
     fn maintain(&mut self, now: Instant) {
         self.store.expire(now);
         let bootstrapping = self.lookups.values().any(|r| r.goal == Goal::Bootstrap);
-        if !bootstrapping && self.table.len() < K && (!self.routers.is_empty() || !self.table.is_empty()) {
+        if !bootstrapping
+            && self.table.len() < K
+            && (!self.routers.is_empty() || !self.table.is_empty())
+        {
             let own_id = self.own_id;
             self.start_lookup(Goal::Bootstrap, own_id, now);
         }
-        let refreshing = self.lookups.values().filter(|r| r.goal == Goal::Refresh).count();
+        let refreshing = self
+            .lookups
+            .values()
+            .filter(|r| r.goal == Goal::Refresh)
+            .count();
         if refreshing == 0 && !self.table.is_empty() {
             let targets = self.table.refresh_targets(now, &mut self.rng);
             // A few buckets at a time: the others wait for the next round.
@@ -457,8 +464,9 @@ impl Engine {
         }
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
+        // Its first queries go out with the tick's steps, once the caller
+        // has noted the lookup (it may end at once, with nobody to ask).
         self.lookups.insert(id, Running { goal, lookup });
-        self.step_lookup(id, now);
         id
     }
 
@@ -544,9 +552,18 @@ impl Engine {
     }
 
     /// Queues a query; `false` when too many are in flight to send it.
-    fn send_query(&mut self, addr: SocketAddr, query: Query, purpose: Purpose, now: Instant) -> bool {
+    fn send_query(
+        &mut self,
+        addr: SocketAddr,
+        query: Query,
+        purpose: Purpose,
+        now: Instant,
+    ) -> bool {
         if self.pending.len() >= MAX_PENDING {
-            log::debug!("dht: {MAX_PENDING} queries in flight: not sending {}", query.method());
+            log::debug!(
+                "dht: {MAX_PENDING} queries in flight: not sending {}",
+                query.method()
+            );
             return false;
         }
         let tid = loop {
@@ -564,7 +581,8 @@ impl Engine {
                 purpose,
             },
         );
-        self.outbox.push((addr, Message::query(tid, query).encode()));
+        self.outbox
+            .push((addr, Message::query(tid, query).encode()));
         true
     }
 }

@@ -226,6 +226,18 @@ impl Drop for DhtNode {
     }
 }
 
+/// The state file: `DhtConfig::state_dir`/`dht.dat` when set, else in
+/// the user's state folder ([`super::state::state_path`]).
+pub fn state_file(config: &DhtConfig) -> Option<PathBuf> {
+    match &config.state_dir {
+        Some(dir) => Some(dir.join(super::state::STATE_FILE_NAME)),
+        None => super::state::state_path(
+            std::env::var_os("XDG_STATE_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        ),
+    }
+}
+
 /// The routers to bootstrap from: the configured ones, else (with no saved
 /// node) the defaults, unless [`NO_DEFAULTS_ENV`] is set. IPv4 only.
 pub fn bootstrap_list(config: &DhtConfig, have_saved_nodes: bool) -> Vec<String> {
@@ -257,8 +269,18 @@ fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
 
 /// The `dht` thread.
 fn run(socket: &UdpSocket, config: &DhtConfig, cmd_rx: &Receiver<Command>) {
-    let state_path = super::state::path(config.state_dir.as_deref());
-    let saved = state_path.as_deref().and_then(super::state::load);
+    let state_path = state_file(config);
+    let saved = match state_path.as_deref().map(super::state::load) {
+        Some(Ok(saved)) => saved,
+        Some(Err(e)) => {
+            log::warn!("{e}: starting with a new node id and an empty table");
+            None
+        }
+        None => {
+            log::warn!("dht: no state folder (neither XDG_STATE_HOME nor HOME): state not kept");
+            None
+        }
+    };
     let (id, nodes) = match saved {
         Some(state) => (state.id, state.nodes),
         None => (NodeId::random(), Vec::new()),
@@ -340,7 +362,12 @@ fn save(engine: &Engine, path: Option<&std::path::Path>) {
         return;
     };
     let nodes = engine.export(Instant::now());
-    if let Err(e) = super::state::save(path, engine.own_id(), &nodes) {
-        log::warn!("dht: cannot save the node state to {}: {e}", path.display());
+    let state = super::state::State {
+        id: engine.own_id(),
+        nodes,
+    };
+    if let Err(e) = super::state::save(path, &state) {
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        log::warn!("{e}: {}", cause.unwrap_or_default());
     }
 }

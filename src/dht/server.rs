@@ -45,7 +45,13 @@ impl Engine {
         self.inserted(insert, now);
     }
 
-    fn answer(&mut self, from: SocketAddr, tid: TransactionId, query: &Query, now: Instant) -> Message {
+    fn answer(
+        &mut self,
+        from: SocketAddr,
+        tid: TransactionId,
+        query: &Query,
+        now: Instant,
+    ) -> Message {
         let mut response = Response::new(self.own_id);
         match query {
             Query::Ping { .. } => {}

@@ -182,7 +182,11 @@ impl PeerContext {
 
     /// A peer's `port` message: its DHT node is at `addr`.
     pub fn dht_node_seen(&self, addr: SocketAddr) {
-        if let Some(dht) = self.dht.as_ref().filter(|_| self.dht_on.load(Ordering::Relaxed)) {
+        if let Some(dht) = self
+            .dht
+            .as_ref()
+            .filter(|_| self.dht_on.load(Ordering::Relaxed))
+        {
             dht.add_node(addr);
         }
     }

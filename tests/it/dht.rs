@@ -37,7 +37,9 @@ fn node(from: &[SocketAddr], state_dir: &Path) -> DhtNode {
 }
 
 fn status_of(handle: &DhtHandle) -> bittorrent::dht::node::Status {
-    handle.status(Duration::from_secs(5)).expect("the node answers")
+    handle
+        .status(Duration::from_secs(5))
+        .expect("the node answers")
 }
 
 #[test]
@@ -107,10 +109,17 @@ fn a_second_run_starts_from_its_saved_table_without_bootstrap() {
         status_of(first.handle()).nodes >= 2
     });
     drop(first);
-    let saved = bittorrent::dht::state::load(&bittorrent::dht::state::path(Some(&state)).unwrap())
+    let first_config = dht(&[], &state).unwrap();
+    let file = bittorrent::dht::node::state_file(&first_config).unwrap();
+    let saved = bittorrent::dht::state::load(&file)
+        .unwrap()
         .expect("a state file");
     assert_eq!(saved.id, first_id, "the node id persists");
-    assert!(saved.nodes.iter().any(|n| n.addr == hub_addr), "{:?}", saved.nodes);
+    assert!(
+        saved.nodes.iter().any(|n| n.addr == hub_addr),
+        "{:?}",
+        saved.nodes
+    );
 
     // The second run: no --dht-bootstrap, and the saved nodes replace the
     // default routers, so it contacts none of them.
@@ -137,8 +146,16 @@ fn a_private_torrent_never_asks_nor_announces_to_the_dht() {
     let public = single_file(dir.path(), "public.bin", content(40_000, 53), 16384, None);
     let private = private_single_file(dir.path(), "private.bin", content(40_000, 54), 16384);
     let recorder = RecorderNode::start();
-    let mut seed_config = config(&public.torrent, Mode::Seed { path: dir.path().into() }, vec![]);
-    seed_config.torrents.push(private.torrent.to_string_lossy().into_owned());
+    let mut seed_config = config(
+        &public.torrent,
+        Mode::Seed {
+            path: dir.path().into(),
+        },
+        vec![],
+    );
+    seed_config
+        .torrents
+        .push(private.torrent.to_string_lossy().into_owned());
     seed_config.bind = Some(LOCALHOST);
     seed_config.dht = dht(&[recorder.addr], &dir.path().join("state"));
     let _seeder = Running::start(&seed_config);
@@ -149,7 +166,9 @@ fn a_private_torrent_never_asks_nor_announces_to_the_dht() {
             .any(|s| s.method == "announce_peer" && s.info_hash == Some(hash))
     };
     // The public torrent shows what the private one would have done.
-    wait_until("the public torrent announced", || announced(public.info_hash));
+    wait_until("the public torrent announced", || {
+        announced(public.info_hash)
+    });
     let about_private: Vec<_> = recorder
         .seen()
         .into_iter()
@@ -186,7 +205,10 @@ fn malformed_datagrams_do_not_stop_the_node_and_queries_are_rate_limited() {
     }
     // A query of an unknown method: error 204, with our transaction id.
     socket
-        .send_to(b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:blah1:t1:x1:y1:qe", to)
+        .send_to(
+            b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:blah1:t1:x1:y1:qe",
+            to,
+        )
         .unwrap();
     let reply = receive(&socket).expect("an error reply");
     assert_eq!(reply.tid.as_bytes(), b"x");
@@ -207,7 +229,10 @@ fn malformed_datagrams_do_not_stop_the_node_and_queries_are_rate_limited() {
             token: b"forged".to_vec(),
         },
     );
-    assert!(matches!(bad.body, Body::Error(ref e) if e.code == krpc::ERROR_PROTOCOL), "{bad:?}");
+    assert!(
+        matches!(bad.body, Body::Error(ref e) if e.code == krpc::ERROR_PROTOCOL),
+        "{bad:?}"
+    );
     // Transaction ids of 1 to 8 bytes come back byte for byte.
     for len in 1..=8u8 {
         let tid: Vec<u8> = (0..len).map(|n| n ^ 0xa5).collect();
