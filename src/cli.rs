@@ -207,7 +207,7 @@ impl Args {
             allow_hard_links: self.allow_hard_links,
             allow_overwrite: self.allow_overwrite,
             pex: !self.no_pex,
-            dht: (!self.no_dht).then(|| DhtConfig {
+            dht: (!self.no_dht).then_some(DhtConfig {
                 bootstrap: self.dht_bootstrap,
                 state_dir: None,
             }),

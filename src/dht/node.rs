@@ -254,8 +254,8 @@ fn resolve(hosts: &[String]) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for host in hosts {
         match host.to_socket_addrs() {
-            Ok(found) => {
-                let v4 = found.filter(SocketAddr::is_ipv4).next();
+            Ok(mut found) => {
+                let v4 = found.find(SocketAddr::is_ipv4);
                 match v4 {
                     Some(addr) => addrs.push(addr),
                     None => log::warn!("dht: bootstrap node {host:?} has no IPv4 address"),
