@@ -8,7 +8,7 @@
 //! torrent, followed by `announce_peer` to the closest nodes that gave a
 //! token), the timers (refresh, pings of questionable nodes, expiry of
 //! stored peers) and the torrents that asked for peers. Answering other
-//! nodes' queries is the [`super::server`] part of the same type.
+//! nodes' queries is the `server` part of the same type.
 //!
 //! Out of scope: sockets, threads and the state file ([`super::node`] runs
 //! this on its `dht` thread); the pure parts it drives ([`super::routing`],
@@ -43,7 +43,7 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 pub const MAX_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// How often the timers (refresh, pings, expiry, bootstrap retry) run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
 /// Questionable nodes pinged per maintenance round.
 const PINGS_PER_ROUND: usize = 8;
