@@ -299,7 +299,7 @@ bench_check() {
   t0=$(now)
   case $client in
     ours)
-      spawn "$log" "$OURS" "$torrent" -s "$content" --port 0
+      spawn "$log" "$OURS" "$torrent" -s "$content" --port 0 --no-dht
       pid=$SPAWNED
       t1=$(wait_line "$pid" "$log" '^seeding on port' 120) || status=FAIL
       ;;

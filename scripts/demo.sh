@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== seeding fixtures/multi (fixtures/multi.torrent, made by mktorrent)"
-"$bin" fixtures/multi.torrent -s fixtures/multi --port 0 2> "$work/seeder.log" &
+"$bin" fixtures/multi.torrent -s fixtures/multi --port 0 --no-dht 2> "$work/seeder.log" &
 seeder=$!
 port=""
 for _ in $(seq 100); do
@@ -30,7 +30,7 @@ done
 echo "   seeder listening on port $port"
 
 echo "== downloading into $work/out with --peer 127.0.0.1:$port"
-"$bin" fixtures/multi.torrent -d "$work/out" --peer "127.0.0.1:$port" --port 0 -v
+"$bin" fixtures/multi.torrent -d "$work/out" --peer "127.0.0.1:$port" --port 0 --no-dht -v
 
 echo "== comparing"
 diff -r fixtures/multi "$work/out/multi"
@@ -38,7 +38,7 @@ diff -r fixtures/multi "$work/out/multi"
 hash=$(sed -n 's/^multi.torrent \([0-9a-f]*\)$/\1/p' fixtures/info-hashes.txt)
 magnet="magnet:?xt=urn:btih:$hash&dn=multi&x.pe=127.0.0.1:$port"
 echo "== downloading $magnet into $work/by-magnet"
-"$bin" "$magnet" -d "$work/by-magnet" --port 0 --save-torrent "$work/saved.torrent" -v
+"$bin" "$magnet" -d "$work/by-magnet" --port 0 --save-torrent "$work/saved.torrent" --no-dht -v
 
 echo "== comparing"
 diff -r fixtures/multi "$work/by-magnet/multi"

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
+use crate::dht::node::DhtConfig;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent
@@ -152,6 +153,18 @@ pub struct Args {
     /// use it.
     #[arg(long)]
     pub no_pex: bool,
+
+    /// Turn the DHT (BEP 5) off: no node is run, no peers are found or
+    /// announced through it. Private torrents never use it.
+    #[arg(long)]
+    pub no_dht: bool,
+
+    /// A DHT node to bootstrap from (repeatable); replaces the default
+    /// routers (router.bittorrent.com:6881, dht.transmissionbt.com:6881,
+    /// router.utorrent.com:6881, dht.libtorrent.org:25401). Nodes saved by
+    /// an earlier run, when there are any, are used instead of the defaults.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
 }
 
 /// Peer connections allowed unless `--max-peers` says otherwise.
@@ -194,6 +207,10 @@ impl Args {
             allow_hard_links: self.allow_hard_links,
             allow_overwrite: self.allow_overwrite,
             pex: !self.no_pex,
+            dht: (!self.no_dht).then_some(DhtConfig {
+                bootstrap: self.dht_bootstrap,
+                state_dir: None,
+            }),
         })
     }
 }
@@ -236,6 +253,31 @@ pub fn peer_address(text: &str) -> Result<SocketAddr, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn dht_is_on_by_default_and_flags_turn_it_off_or_name_its_bootstrap() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "x"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+                .unwrap()
+                .into_config()
+                .unwrap()
+                .dht
+        };
+        let default = parse(&[]).expect("on by default");
+        assert!(default.bootstrap.is_empty(), "empty means the defaults");
+        assert_eq!(default.state_dir, None);
+        assert_eq!(parse(&["--no-dht"]), None);
+        let named = parse(&[
+            "--dht-bootstrap",
+            "127.0.0.1:6881",
+            "--dht-bootstrap",
+            "localhost:7000",
+        ])
+        .unwrap();
+        assert_eq!(named.bootstrap, ["127.0.0.1:6881", "localhost:7000"]);
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

@@ -94,6 +94,7 @@ pub mod buffers;
 pub mod choker;
 pub mod cli;
 pub mod client;
+pub mod dht;
 pub mod error;
 pub mod layout;
 pub mod magnet;

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 pub enum PeerSource {
     /// A tracker's announce answer.
     Tracker,
+    /// The DHT (BEP 5): a `get_peers` lookup's `values`.
+    Dht,
     /// Another peer's `ut_pex` message (BEP 11).
     Pex,
     /// `--peer`, or a magnet link's `x.pe`.
@@ -45,6 +47,7 @@ impl fmt::Display for PeerSource {
         f.write_str(match self {
             PeerSource::Tracker => "tracker",
             PeerSource::Pex => "PEX",
+            PeerSource::Dht => "DHT",
             PeerSource::CommandLine => "command line",
             PeerSource::Incoming => "incoming",
         })
@@ -437,6 +440,7 @@ mod tests {
         list.ban(addr(2).ip());
         assert!(!list.add(addr(4), PeerSource::Pex, now), "a banned IP");
         assert_eq!(PeerSource::Pex.to_string(), "PEX");
+        assert_eq!(PeerSource::Dht.to_string(), "DHT");
         assert_eq!(PeerSource::CommandLine.to_string(), "command line");
     }
 }

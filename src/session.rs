@@ -22,6 +22,7 @@ use crossbeam_channel::Sender;
 use indicatif::{HumanBytes, MultiProgress};
 
 use crate::client::Client;
+use crate::dht::node::DhtConfig;
 use crate::error::Error;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, MAX_METAINFO_LEN, Metainfo};
@@ -83,6 +84,8 @@ pub struct Config {
     pub pex: bool,
     /// Write the metainfo as a `.torrent` file here (one torrent only).
     pub save_torrent: Option<PathBuf>,
+    /// The DHT node (BEP 5) and how it bootstraps; `None` for `--no-dht`.
+    pub dht: Option<DhtConfig>,
 }
 
 /// A running client and its torrents.
@@ -297,7 +300,12 @@ impl Session {
                 Err(e) => failures.push((input.clone(), e)),
             }
         }
-        let client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
+        let mut client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
+        if let Some(dht) = &config.dht
+            && let Err(e) = client.start_dht(dht, config.bind)
+        {
+            log::warn!("cannot start the DHT node: {e}; going on without it");
+        }
         // Several distinct torrents, not inputs: a duplicate or a bad input
         // leaves `-s PATH` meaning the content, as with one.
         let several = sources.len() > 1;
@@ -347,6 +355,11 @@ impl Session {
             total,
             client,
         })
+    }
+
+    /// The DHT node, when it runs (not with `--no-dht`).
+    pub fn dht(&self) -> Option<&crate::dht::node::DhtHandle> {
+        self.client.dht()
     }
 
     /// The address the listener is bound to.

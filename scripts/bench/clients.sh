@@ -64,7 +64,7 @@ download_cmd() {
   CMD=()
   case $client in
     ours)
-      CMD=("$OURS" "$torrent" -d "$out" --port "$port")
+      CMD=("$OURS" "$torrent" -d "$out" --port "$port" --no-dht)
       for peer in "$@"; do CMD+=(--peer "$peer"); done
       ;;
     libtorrent)
@@ -158,7 +158,7 @@ start_seeder() {
   local client=$1 torrent=$2 content=$3 log=$4 peer=${5:-}
   case $client in
     ours)
-      local cmd=("$OURS" "$torrent" -s "$content" --port 0)
+      local cmd=("$OURS" "$torrent" -s "$content" --port 0 --no-dht)
       [ -n "$peer" ] && cmd+=(--peer "$peer")
       spawn "$log" "${cmd[@]}"
       SEEDER_PID=$SPAWNED

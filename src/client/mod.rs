@@ -1,7 +1,9 @@
 //! The process-level client, above the torrents: our peer id, the listen
 //! sockets, the connection budget shared by every torrent (`--max-peers`),
 //! and the routing of incoming connections to the torrent whose info-hash
-//! their handshake names. Later the DHT node and global rate limits.
+//! their handshake names, and the DHT node ([`crate::dht::node`], one per
+//! process, started by [`Client::start_dht`] unless `--no-dht`; torrents
+//! reach it through [`Client::dht`]). Later global rate limits.
 //!
 //! By default the client listens on every IPv4 and every IPv6 address on
 //! one port (the `bind` submodule; IPv4 alone on a machine without IPv6,
@@ -30,6 +32,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::dht::node::{DhtConfig, DhtHandle, DhtNode};
 use crate::error::Error;
 use crate::metainfo::InfoHash;
 use crate::peer::wire::{Handshake, PeerId};
@@ -159,6 +162,8 @@ pub struct Client {
     /// dropping the client can wake their `accept()`.
     sockets: Vec<Arc<TcpListener>>,
     stop: Arc<AtomicBool>,
+    /// The DHT node, once started; stopped first when the client is dropped.
+    dht: Option<DhtNode>,
 }
 
 impl Client {
@@ -196,6 +201,7 @@ impl Client {
             listeners: Vec::new(),
             sockets: bound.listeners.into_iter().map(Arc::new).collect(),
             stop: Arc::new(AtomicBool::new(false)),
+            dht: None,
         };
         // Shared by every socket: the caps are on the process.
         let pending = Arc::new(listener::Pending::default());
@@ -246,6 +252,23 @@ impl Client {
     pub fn budget(&self) -> &Arc<ConnectionBudget> {
         &self.budget
     }
+
+    /// Starts the process's DHT node on UDP, on the listen port number
+    /// (IPv4: the `bind` address when it is IPv4, else every address).
+    ///
+    /// # Errors
+    /// The I/O error when no UDP socket can be bound or the thread
+    /// cannot start.
+    pub fn start_dht(&mut self, config: &DhtConfig, bind: Option<IpAddr>) -> std::io::Result<()> {
+        let node = DhtNode::start(config, bind, self.listen_addr().port())?;
+        self.dht = Some(node);
+        Ok(())
+    }
+
+    /// The DHT node, when it runs.
+    pub fn dht(&self) -> Option<&DhtHandle> {
+        self.dht.as_ref().map(DhtNode::handle)
+    }
 }
 
 impl Drop for Client {
@@ -255,6 +278,8 @@ impl Drop for Client {
     /// process out of file descriptors cannot open the socket to connect
     /// with, and its `accept()` would then wait for ever.
     fn drop(&mut self) {
+        // Joins the `dht` thread, which saves its state on the way out.
+        self.dht = None;
         self.stop.store(true, Ordering::SeqCst);
         for (socket, addr) in self.sockets.iter().zip(&self.listen_addrs) {
             let woken = cfg!(target_os = "linux")

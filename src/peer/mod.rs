@@ -161,9 +161,41 @@ pub struct PeerContext {
     /// for `--no-pex` and private torrents (BEP 27), which a magnet's
     /// torrent may turn out to be once its metadata arrives.
     pub pex: AtomicBool,
+    /// The process's DHT node, for a torrent that may use it (not private):
+    /// our handshake sets the DHT bit, our `port` message goes to peers
+    /// that set theirs, and theirs are added as nodes (BEP 5).
+    pub dht: Option<crate::dht::node::DhtHandle>,
+    /// The DHT is still on for the torrent: off once a magnet's metadata
+    /// says the torrent is private (BEP 27).
+    pub dht_on: AtomicBool,
 }
 
 impl PeerContext {
+    /// The DHT node's port to send in our `port` message, when the DHT is
+    /// on for the torrent.
+    pub fn dht_port(&self) -> Option<u16> {
+        self.dht
+            .as_ref()
+            .filter(|_| self.dht_on.load(Ordering::Relaxed))
+            .map(crate::dht::node::DhtHandle::port)
+    }
+
+    /// A peer's `port` message: its DHT node is at `addr`.
+    pub fn dht_node_seen(&self, addr: SocketAddr) {
+        if let Some(dht) = self
+            .dht
+            .as_ref()
+            .filter(|_| self.dht_on.load(Ordering::Relaxed))
+        {
+            dht.add_node(addr);
+        }
+    }
+
+    /// Turns the DHT off for the torrent for good (it is private).
+    pub fn disable_dht(&self) {
+        self.dht_on.store(false, Ordering::Relaxed);
+    }
+
     /// Whether peer exchange is on for the torrent.
     pub fn pex_enabled(&self) -> bool {
         self.pex.load(Ordering::Relaxed)

@@ -81,6 +81,7 @@ pub fn run(
         };
         let mut conn = Conn::new(key, addr, started.stream, ctx, counters, started.loaded);
         conn.remote = started.remote;
+        conn.remote_dht = theirs.supports_dht();
         conn.out = started.out;
         let extensions = theirs.supports_extensions();
         let result = conn.run(
@@ -117,7 +118,9 @@ pub(super) fn io_error(during: &'static str) -> impl Fn(io::Error) -> Disconnect
 
 /// Connects (when outgoing) and exchanges handshakes.
 fn connect(origin: Origin, ctx: &PeerContext) -> Result<(Stream, Handshake), Disconnect> {
-    let ours = Handshake::new(ctx.info_hash, ctx.our_id).encode();
+    let ours = Handshake::new(ctx.info_hash, ctx.our_id)
+        .with_dht(ctx.dht_port().is_some())
+        .encode();
     let (stream, theirs): (Stream, Handshake) = match origin {
         Origin::Outgoing(addr) => {
             let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)

@@ -31,12 +31,15 @@ pub const HANDSHAKE_LEN: usize = 68;
 /// BEP 10: the reserved bit that says the sender speaks the extension
 /// protocol (`reserved[5] & 0x10`), as a mask over the 8 reserved bytes.
 pub const RESERVED_EXTENSION_PROTOCOL: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0];
+/// BEP 5: the reserved bit that says the sender runs a DHT node and takes
+/// the `port` message (`reserved[7] & 0x01`), as a mask over the 8 bytes.
+pub const RESERVED_DHT: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 0x01];
 const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 
 /// The opening message of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handshake {
-    /// Extension bits (see [`RESERVED_EXTENSION_PROTOCOL`]).
+    /// Extension bits (see [`RESERVED_EXTENSION_PROTOCOL`] and [`RESERVED_DHT`]).
     pub reserved: [u8; 8],
     /// The torrent this connection is about.
     pub info_hash: InfoHash,
@@ -53,6 +56,21 @@ impl Handshake {
             info_hash,
             peer_id,
         }
+    }
+
+    /// This handshake with the DHT bit (BEP 5) set, when `dht` is true: we
+    /// run a DHT node and will send our `port` message.
+    pub fn with_dht(mut self, dht: bool) -> Handshake {
+        if dht {
+            self.reserved[7] |= RESERVED_DHT[7];
+        }
+        self
+    }
+
+    /// Whether the sender runs a DHT node (BEP 5): only then is our `port`
+    /// message sent to it.
+    pub fn supports_dht(&self) -> bool {
+        self.reserved[7] & RESERVED_DHT[7] != 0
     }
 
     /// Whether the sender speaks the extension protocol (BEP 10): only then

@@ -9,6 +9,13 @@
 //! `info` dictionary (layout, storage, picker, verifier) is created when it
 //! is known, from the file or from peers.
 //!
+//! Peers come from the trackers, the command line and the magnet's `x.pe`,
+//! and, unless the torrent is private (BEP 27), from peer exchange and the
+//! client's DHT node, which a torrent registers with at its start
+//! ([`crate::dht::node::DhtHandle::announce`]: `get_peers`, then
+//! `announce_peer` of our port, also when seeding) and leaves at its end;
+//! a magnet found private leaves it when its metadata arrives.
+//!
 //! Threads: `tracker` (announces), and `torrent NAME`, which runs the
 //! metadata phase if needed, the check, then the [`PieceManager`]. A
 //! magnet's check runs on a `check` thread while the torrent thread keeps
@@ -34,6 +41,7 @@ use content::{Prepared, prepare, save_torrent};
 
 use crate::buffers::PieceBuffers;
 use crate::client::{Client, Router};
+use crate::dht::node::DhtHandle;
 use crate::error::Error;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, Metainfo};
@@ -150,6 +158,9 @@ pub struct Torrent {
     /// The tracker threads, when the torrent has trackers.
     tracker: Option<Trackers>,
     router: Arc<Router>,
+    /// The DHT node, when the torrent uses it (registered at the start,
+    /// forgotten at the end).
+    dht: Option<DhtHandle>,
 }
 
 impl Torrent {
@@ -199,6 +210,11 @@ impl Torrent {
         if private && options.pex {
             info!("{label}: private torrent: no peer exchange");
         }
+        // BEP 27 too: a private torrent never uses the DHT.
+        let dht = client.dht().filter(|_| !private).cloned();
+        if private && client.dht().is_some() {
+            info!("{label}: private torrent: no DHT");
+        }
         let prepared = match &meta {
             Some(meta) => {
                 state.store(State::Checking as u8, Ordering::Relaxed);
@@ -240,6 +256,10 @@ impl Torrent {
         if list.is_empty() {
             match rejected.into_iter().next() {
                 Some(e) if must_wait => return Err(Error::Tracker(e)),
+                _ if initial_peers.is_empty() && dht.is_some() => info!(
+                    "{}: no tracker and no peer known: looking in the DHT",
+                    label
+                ),
                 _ if initial_peers.is_empty() => warn!(
                     "{}: no usable tracker and no peer known: waiting for incoming peers",
                     label
@@ -268,6 +288,8 @@ impl Torrent {
             stats: Arc::clone(&stats),
             events_tx: events_tx.clone(),
             pex: AtomicBool::new(pex),
+            dht_on: AtomicBool::new(dht.is_some()),
+            dht: dht.clone(),
         });
         let table = PeerTable::new(ctx, Arc::clone(client.budget()));
         let progress = Progress::new(
@@ -304,6 +326,14 @@ impl Torrent {
             }
         };
         client.router().register(info_hash, events_tx.clone());
+        if let Some(dht) = &dht {
+            let peers_tx = events_tx.clone();
+            // Called on the `dht` thread, which must never block: peers
+            // that find the queue full are found again by the next lookup.
+            dht.announce(info_hash, port, seeding, move |peers| {
+                let _ = peers_tx.try_send(Event::Peers(peers, PeerSource::Dht));
+            });
+        }
         if !initial_peers.is_empty() {
             let _ = events_tx.send(Event::Peers(initial_peers, PeerSource::CommandLine));
         }
@@ -317,6 +347,7 @@ impl Torrent {
             thread,
             tracker,
             router: Arc::clone(client.router()),
+            dht,
         })
     }
 
@@ -363,6 +394,9 @@ impl Torrent {
             .map_err(|_| Error::Thread(format!("the torrent thread of {label} panicked")))
             .and_then(|r| r);
         self.router.unregister(self.info_hash);
+        if let Some(dht) = &self.dht {
+            dht.forget(self.info_hash);
+        }
         if let Some(trackers) = self.tracker {
             // A thread may be in the middle of an announce to trackers that
             // do not answer; the exit waits for them only so long.
@@ -427,6 +461,14 @@ impl Run {
                     // BEP 27: from now on, no ut_pex sent nor heard.
                     info!("private torrent: peer exchange off");
                     self.table.ctx().disable_pex();
+                }
+                if meta.private
+                    && let Some(dht) = &self.table.ctx().dht
+                {
+                    // BEP 27: a magnet found private leaves the DHT.
+                    info!("private torrent: DHT off");
+                    self.table.ctx().disable_dht();
+                    dht.forget(info_hash);
                 }
                 self.state.store(State::Checking as u8, Ordering::Relaxed);
                 self.progress.rename(&meta.name);

@@ -90,3 +90,9 @@ mod ipv6;
 /// download; a seeder tells peers of each other; private torrents (BEP 27)
 /// and `--no-pex` neither offer nor act on it.
 mod pex;
+
+/// The DHT (BEP 5) over loopback: a magnet with no tracker completes from a
+/// seeder found through a network of our nodes; a second run starts from
+/// its saved table; private torrents never use it; malformed datagrams,
+/// transaction ids of any length and the rate limit.
+mod dht;

@@ -72,6 +72,8 @@ pub(super) struct Conn<'a> {
     limits: Limits,
     /// What the remote's extended handshake told us (BEP 10).
     pub(super) remote: RemoteExtensions,
+    /// The remote set the DHT bit in its handshake (BEP 5).
+    pub(super) remote_dht: bool,
     pub(super) out: Vec<u8>,
     out_pos: usize,
     read_timeout: Option<Duration>,
@@ -115,6 +117,7 @@ impl<'a> Conn<'a> {
             layout,
             limits: Limits::for_pieces(layout.piece_count()),
             remote: RemoteExtensions::default(),
+            remote_dht: false,
             out: Vec::with_capacity(64 * 1024),
             out_pos: 0,
             read_timeout: None,
@@ -201,6 +204,12 @@ impl<'a> Conn<'a> {
         }
         if let Some(reqq) = self.remote.reqq {
             self.pipeline.set_remote_queue(reqq as usize);
+        }
+        // BEP 5: our DHT node's port, to a peer that runs one.
+        if self.remote_dht
+            && let Some(port) = self.ctx.dht_port()
+        {
+            self.queue(Message::Port(port));
         }
     }
 
@@ -466,7 +475,13 @@ impl<'a> Conn<'a> {
     fn handle_message(&mut self, message: Message) -> Outcome {
         trace!("{}: received {message:?}", self.addr);
         match message {
-            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::KeepAlive | Message::Unknown { .. } => {}
+            Message::Port(port) => {
+                if port != 0 {
+                    self.ctx
+                        .dht_node_seen(SocketAddr::new(self.addr.ip().to_canonical(), port));
+                }
+            }
             Message::Extended { id, payload } => self.on_extended(id, payload)?,
             Message::Choke => {
                 if !self.peer_choking {

@@ -291,6 +291,47 @@ fn handshake_tells_whether_the_sender_speaks_the_extension_protocol() {
 }
 
 #[test]
+fn handshake_with_dht_sets_the_last_reserved_bit() {
+    let hs = Handshake::new(InfoHash([7; 20]), PeerId([1; 20])).with_dht(true);
+    let bytes = hs.encode();
+    // BEP 5: the last bit of the reserved bytes, reserved[7] & 0x01.
+    assert_eq!(&bytes[20..28], &[0, 0, 0, 0, 0, 0x10, 0, 0x01]);
+    let decoded = Handshake::decode(&bytes).unwrap();
+    assert!(decoded.supports_dht());
+    assert!(decoded.supports_extensions());
+    let off = Handshake::new(InfoHash([7; 20]), PeerId([1; 20])).with_dht(false);
+    assert_eq!(&off.encode()[20..28], &[0, 0, 0, 0, 0, 0x10, 0, 0]);
+    assert!(!off.supports_dht());
+    let mut other_bits = off;
+    other_bits.reserved = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe];
+    assert!(!other_bits.supports_dht());
+}
+
+#[test]
+fn port_message_has_exact_bytes_and_a_two_byte_payload() {
+    let mut out = Vec::new();
+    Message::Port(51413).encode(&mut out);
+    assert_eq!(out, [0, 0, 0, 3, 9, 0xc8, 0xd5]);
+    let limits = Limits::for_pieces(8);
+    assert_eq!(
+        Message::decode(&out, limits),
+        Ok(Some((Message::Port(51413), 7)))
+    );
+    for split in 0..out.len() {
+        assert_eq!(Message::decode(&out[..split], limits), Ok(None));
+    }
+    for bad in [&[0, 0, 0, 2, 9, 0xc8][..], &[0, 0, 0, 4, 9, 0xc8, 0xd5, 0]] {
+        assert_eq!(
+            Message::decode(bad, limits),
+            Err(WireError::BadLength {
+                id: 9,
+                length: u32::from(bad[3])
+            })
+        );
+    }
+}
+
+#[test]
 fn handshake_of_another_protocol_is_error() {
     let mut bytes = Handshake::new(InfoHash([0; 20]), PeerId([0; 20])).encode();
     bytes[5] = b'X';

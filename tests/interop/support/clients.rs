@@ -353,6 +353,9 @@ fn listen_ip(options: &Options) -> IpAddr {
 /// Our binary's arguments for `options`. Peer exchange is on by default,
 /// and so is listening on both families.
 fn ours_options(command: &mut Command, options: &Options) {
+    // Never the DHT routers on the Internet; no state in ~/.local/state.
+    command.arg("--no-dht");
+    command.env(bittorrent::dht::node::NO_DEFAULTS_ENV, "1");
     if options.listen == Listen::Ipv6Only {
         command.args(["--bind", "::1"]);
     }

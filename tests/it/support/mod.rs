@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: torrent building, in-process
 //! sessions and binary runs with guards that stop them, test trackers (HTTP
 //! in `tracker`, UDP in `udp_tracker`), and
-//! scripted peers (BEP 3 in `peer` and `hostile`, BEP 9/10 in `meta_peer`).
+//! scripted peers (BEP 3 in `peer` and `hostile`, BEP 9/10 in `meta_peer`),
+//! and a scripted DHT node that records queries (`dht_node`).
 
 pub mod bencode;
+pub mod dht_node;
 pub mod ext;
 pub mod hostile;
 pub mod magnet;

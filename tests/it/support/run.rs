@@ -32,6 +32,8 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         allow_overwrite: false,
         max_peers: bittorrent::cli::DEFAULT_MAX_PEERS,
         pex: true,
+        // Tests never reach the default routers: DHT tests set their own.
+        dht: None,
     }
 }
 
@@ -55,6 +57,8 @@ pub struct Running {
     handle: ShutdownHandle,
     pub stats: Arc<Stats>,
     pub addr: SocketAddr,
+    /// The session's DHT node, when its config has one.
+    pub dht: Option<bittorrent::dht::node::DhtHandle>,
 }
 
 impl Running {
@@ -66,6 +70,7 @@ impl Running {
             handle: session.shutdown_handle(),
             stats: session.stats(),
             addr: super::net::loopback(session.listen_addr()),
+            dht: session.dht().cloned(),
             session: Some(session),
         }
     }
@@ -163,6 +168,12 @@ impl Binary {
 
     fn spawn_command(mut command: Command, log_dir: &Path) -> Binary {
         std::fs::create_dir_all(log_dir).unwrap();
+        // The binary's DHT never falls back to the routers on the Internet,
+        // and keeps its state in the test's folder, not in ~/.local/state.
+        command.env(bittorrent::dht::node::NO_DEFAULTS_ENV, "1");
+        if !command.get_envs().any(|(k, _)| k == "XDG_STATE_HOME") {
+            command.env("XDG_STATE_HOME", log_dir.join("state"));
+        }
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
