@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::content::{Made, first_difference, write_partial};
+use super::dht;
 use super::process::{Proc, free_port, free_udp_port, require};
 
 /// The longest a client may take to check its content and start serving.
@@ -65,6 +66,11 @@ pub struct Options {
     /// A word added to the peer's name and download folder, to tell apart
     /// two peers of one client in a test.
     pub tag: Option<&'static str>,
+    /// DHT nodes on 127.0.0.1 to start from (BEP 5), and no others: ours
+    /// `--dht-bootstrap`, libtorrent `--dht-node`, aria2 (one only)
+    /// `--dht-entry-point`; see [`super::dht`]. Empty: no DHT (ours
+    /// `--no-dht`, once it has a DHT).
+    pub dht: Vec<SocketAddr>,
 }
 
 /// The loopback addresses a peer listens on.
@@ -123,6 +129,11 @@ impl Client {
         self.start_seed(made, work, true, &Options::default())
     }
 
+    /// Like [`Client::seed_for_magnet`], with `options`.
+    pub fn seed_for_magnet_with(self, made: &Made, work: &Path, options: &Options) -> Peer {
+        self.start_seed(made, work, true, options)
+    }
+
     fn start_seed(self, made: &Made, work: &Path, serve_metadata: bool, options: &Options) -> Peer {
         let name = self.name("seeder", options);
         let logs = work.join("logs");
@@ -157,7 +168,7 @@ impl Client {
             }
             Client::Aria2 => {
                 let port = free_port();
-                let mut command = aria2(&made.parent, port, made, work);
+                let mut command = aria2(&made.parent, port, made, work, options);
                 // -V checks the existing data; a ratio of 0 seeds until stopped.
                 command.args(["--check-integrity=true", "--seed-ratio=0.0"]);
                 command.arg(&made.torrent);
@@ -200,6 +211,17 @@ impl Client {
     /// trackers and peers, then the content.
     pub fn download_magnet(self, made: &Made, magnet: &str, work: &Path) -> Peer {
         self.start_download(made, Some(magnet), work, &Options::default())
+    }
+
+    /// Like [`Client::download_magnet`], with `options`.
+    pub fn download_magnet_with(
+        self,
+        made: &Made,
+        magnet: &str,
+        work: &Path,
+        options: &Options,
+    ) -> Peer {
+        self.start_download(made, Some(magnet), work, options)
     }
 
     /// Starts a downloader of `made` given its `magnet` link or, if none,
@@ -245,7 +267,7 @@ impl Client {
                 Proc::spawn(name, command, &logs)
             }
             Client::Aria2 => {
-                let mut command = aria2(&dir, port, made, work);
+                let mut command = aria2(&dir, port, made, work, options);
                 // Exit as soon as the download is complete and verified.
                 command.args(["--seed-time=0"]);
                 if magnet.is_some() {
@@ -294,6 +316,12 @@ impl Client {
         asked("peer exchange", options.pex, ours_or_lt);
         let lt = self == Client::Libtorrent;
         asked("a download limit", options.download_limit.is_some(), lt);
+        // Transmission 3.00 drops every DHT packet from 127.x: see super::dht.
+        let dht_ok = match self {
+            Client::Aria2 => options.dht.len() <= 1,
+            client => client != Client::Transmission,
+        };
+        asked("DHT contacts", !options.dht.is_empty(), dht_ok);
         asked(
             "pieces on disk (seeders have them all)",
             options.prefill_pieces.is_some(),
@@ -334,6 +362,17 @@ impl Peer {
         self.proc.wait_output(needle, START_TIMEOUT)
     }
 
+    /// The address of its DHT node (libtorrent and ours: UDP on 127.0.0.1
+    /// at the listen port number), for another peer's DHT bootstrap.
+    pub fn dht_addr(&self) -> SocketAddr {
+        assert!(
+            matches!(self.client, Client::Ours | Client::Libtorrent),
+            "the suite does not know where the DHT node of {:?} listens",
+            self.client
+        );
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)
+    }
+
     /// The address it listens on, for a magnet link's `x.pe` or a `--peer`:
     /// 127.0.0.1, or ::1 when started with [`Listen::Ipv6Only`].
     pub fn addr(&self) -> SocketAddr {
@@ -359,6 +398,7 @@ fn ours_options(command: &mut Command, options: &Options) {
     for peer in &options.peers {
         command.arg("--peer").arg(peer.to_string());
     }
+    command.args(dht::ours_args(&options.dht));
 }
 
 /// `lt_peer.py`'s arguments for `options`.
@@ -381,6 +421,7 @@ fn lt_options(command: &mut Command, options: &Options) {
     for peer in &options.peers {
         command.arg("--peer").arg(peer.to_string());
     }
+    command.args(dht::lt_args(&options.dht));
 }
 
 /// The port number that follows `prefix` in a client's `output`.
@@ -398,13 +439,8 @@ fn port_after(output: &str, prefix: &str, name: &str) -> u16 {
 /// `lt_peer.py`, the libtorrent driver, in `mode` ("seed" or "download"),
 /// given `source`: the `.torrent` file or (to download) a magnet link.
 fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
-    // python3-libtorrent is built for Debian's own Python, which may not be
-    // the `python3` first on PATH.
-    require("/usr/bin/python3", "python3-libtorrent");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_peer.py");
-    let mut command = Command::new("/usr/bin/python3");
+    let mut command = dht::lt_peer_command();
     command
-        .arg(script)
         .arg(mode)
         .arg(source)
         .arg(dir)
@@ -414,25 +450,16 @@ fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
 
 /// aria2c with loopback-only settings, saving into (or seeding from) `dir`,
 /// for `made`'s torrent; `work` holds its DHT file when it needs one.
-fn aria2(dir: &Path, port: u16, made: &Made, work: &Path) -> Command {
+fn aria2(dir: &Path, port: u16, made: &Made, work: &Path, options: &Options) -> Command {
     require("aria2c", "aria2");
     let mut command = Command::new("aria2c");
-    if made.announce.starts_with("udp://") {
+    if made.announce.starts_with("udp://") || !options.dht.is_empty() {
         // aria2 1.36 sends UDP tracker requests from its DHT socket only:
         // with DHT off it fails them with "udp is not supported yet". So
-        // DHT goes on, bound to 127.0.0.1 (--interface binds every socket
-        // there), on a port of its own, with a routing table file that
-        // does not exist yet (aria2 logs once that it cannot load it) and
-        // no entry point: it knows no node and sends nothing but the
-        // tracker's requests.
-        let dht_port = free_udp_port();
-        command
-            .args(["--enable-dht=true", "--interface=127.0.0.1"])
-            .arg(format!("--dht-listen-port={dht_port}"))
-            .arg(format!(
-                "--dht-file-path={}",
-                work.join(format!("aria2-dht-{dht_port}.dat")).display()
-            ));
+        // DHT goes on, on 127.0.0.1 and a port of its own; with no entry
+        // point it knows no node and sends nothing but the tracker's
+        // requests.
+        command.args(dht::aria2_args(&options.dht, free_udp_port(), work));
     } else {
         command.arg("--enable-dht=false");
     }
