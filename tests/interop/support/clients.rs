@@ -10,8 +10,10 @@
 //! that came by magnet link.
 //!
 //! [`Options`] starts a peer with more: peers to dial, listening on `::1`
-//! only, peer exchange (BEP 11), a download rate limit and part of the
-//! content already on disk. A torrent whose tracker is `udp://` needs
+//! only, peer exchange (BEP 11), a download rate limit, part of the
+//! content already on disk, and a DHT (BEP 5) on 127.0.0.1 started from
+//! given nodes only (see [`super::dht`]; without them ours gets `--no-dht`
+//! once it has a DHT). A torrent whose tracker is `udp://` needs
 //! nothing more, except from aria2, which speaks to UDP trackers only
 //! through its DHT socket: that socket is then opened on 127.0.0.1 with an
 //! empty routing table and no entry point, so it reaches nothing else.
