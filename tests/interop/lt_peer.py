@@ -66,6 +66,9 @@ Exit status:
 Set LT_PEER_LOG=1 in the environment to also log every message exchanged
 with every peer (libtorrent's peer log): very verbose, for debugging.
 
+The DHT side is in lt_dht.py, next to this file, imported only when a DHT is
+asked for: without a DHT this file runs alone (scripts/bench.sh copies it).
+
 It needs Debian's python3-libtorrent (libtorrent-rasterbar 2.0), which is
 built for Debian's own /usr/bin/python3 only.
 
@@ -87,7 +90,6 @@ import signal
 import socket
 import sys
 import time
-import warnings
 
 try:
     import libtorrent as lt
@@ -104,8 +106,6 @@ RECONNECT_INTERVAL = 3.0
 # Failed connection attempts after which libtorrent stops dialling a peer
 # (its default is 3).
 MAX_FAILCOUNT = 100
-# How often a torrent's DHT lookup (and announce) is forced: see Dht.
-DHT_LOOKUP_INTERVAL = 5.0
 
 # Alerts too frequent to be worth a log line each.
 QUIET_ALERTS = {
@@ -255,32 +255,16 @@ def listen_interfaces(listen_ip, port):
     return f"{listen_ip}:{port}"
 
 
-def dht_settings(dht):
-    """The DHT's settings: off, or on 127.0.0.1 with no bootstrap routers.
-
-    The DHT runs on the listen_interfaces sockets, so it gets a socket only
-    where the session listens on an IP address: "127.0.0.1:PORT" (the
-    default here) has it, "lo:PORT" would not. dht_bootstrap_nodes is
-    emptied, so the default router (dht.libtorrent.org:25401) is never
-    resolved nor contacted: the DHT starts with an empty routing table and
-    knows only what add_dht_node gives it (the --dht-node contacts) and what
-    they name. The restrictions libtorrent applies to nodes on one address
-    are lifted, since every node of a test is 127.0.0.1 and differs only by
-    its port: dht_restrict_routing_ips (at most one node per IP /24 in the
-    table), dht_restrict_search_ips (one per IP in a lookup),
-    dht_enforce_node_id and dht_prefer_verified_node_ids (node ids tied to
-    the external address, BEP 42).
-    """
-    if not dht:
-        return {"enable_dht": False}
-    return {
-        "enable_dht": True,
-        "dht_bootstrap_nodes": "",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False,
-    }
+def lt_dht():
+    """lt_dht.py, next to this script: the DHT side, imported only when a
+    DHT is asked for (so that this file alone still runs without it)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        import lt_dht as module
+    except ImportError as error:
+        fail(f"a DHT needs lt_dht.py next to lt_peer.py in {here} ({error})")
+    return module
 
 
 def session_settings(listen_ip, port, dht):
@@ -313,7 +297,7 @@ def session_settings(listen_ip, port, dht):
         # another one (the real one is printed, and announced to the tracker).
         "listen_interfaces": listen_interfaces(listen_ip, port),
         "enable_ip_notifier": False,  # no re-opening sockets on network changes
-        # Nothing beyond loopback: no DHT (unless --dht: see dht_settings),
+        # Nothing beyond loopback: no DHT (unless --dht: see lt_dht.settings),
         # no local service discovery (multicast), no port mapping on a router.
         "enable_lsd": False,
         "enable_upnp": False,
@@ -353,7 +337,10 @@ def session_settings(listen_ip, port, dht):
         "alert_queue_size": 100000,
         "user_agent": f"lt_peer.py/libtorrent {lt.__version__}",
     }
-    settings.update(dht_settings(dht))
+    if dht:
+        settings.update(lt_dht().settings())
+    else:
+        settings["enable_dht"] = False
     return settings
 
 
@@ -415,74 +402,6 @@ def wait_listening(ses, sockets, udp, timeout=30.0):
         if opened >= sockets and udp_open:
             return ses.listen_port()
     fail(f"not listening after {timeout:.0f} s")
-
-
-class Dht:
-    """The DHT side of a session started with --dht: its first contacts,
-    the loopback check of every packet, the announces it receives, and the
-    torrent's lookups.
-
-    libtorrent looks a torrent up (get_peers, then announce_peer to the
-    closest nodes) when the torrent starts and then every
-    dht_announce_interval (15 minutes): a lookup made while the routing
-    table is still empty finds nothing. So the torrent's lookup is forced
-    once the table has a node, and again every DHT_LOOKUP_INTERVAL seconds
-    (a downloader until it is complete, a seeder so that nodes that joined
-    later learn of it too).
-    """
-
-    def __init__(self, ses, contacts):
-        self.ses = ses
-        self.contacts = contacts
-        self.next_lookup = 0.0
-        self.replied = set()  # nodes we have had a response from
-
-    def start(self):
-        """Adds the first contacts, once the DHT's socket is up: a node
-        pinged before then is retried only about 15 s later."""
-        for contact in self.contacts:
-            log(f"add_dht_node {contact[0]}:{contact[1]}")
-            self.ses.add_dht_node(contact)
-
-    def nodes(self):
-        """How many nodes the routing table holds."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return self.ses.status().dht_nodes
-
-    def on_alert(self, alert):
-        """Checks and reports one alert; True if it is a DHT alert."""
-        if isinstance(alert, lt.dht_pkt_alert):
-            # "==> [127.0.0.1:PORT] { ... }" or "<== [IP:PORT] { ... }"
-            message = alert.message()
-            endpoint = message.split("[", 1)[1].split("]", 1)[0] if "[" in message else ""
-            if not endpoint.startswith("127."):
-                fail(f"a DHT packet left loopback: {message}")
-            log(f"dht {message}")
-            # The top-level keys are printed sorted: "y" comes last.
-            if message.startswith("<==") and "'y': 'r'" in message:
-                if endpoint not in self.replied:
-                    self.replied.add(endpoint)
-                    say(f"dht reply from {endpoint}")
-            return True
-        if isinstance(alert, lt.dht_announce_alert):
-            log(describe_alert(alert))
-            say(f"dht announce {alert.info_hash} {alert.ip}:{alert.port}")
-            return True
-        if isinstance(alert, lt.dht_reply_alert):
-            log(describe_alert(alert))
-            say(f"dht peers {alert.num_peers}")
-            return True
-        return isinstance(alert, lt.dht_log_alert) and not os.environ.get("LT_PEER_LOG")
-
-    def tick(self, handle, now):
-        """Forces the torrent's lookup when it is due and the table has a
-        node."""
-        if handle is None or now < self.next_lookup or self.nodes() == 0:
-            return
-        log(f"force_dht_announce ({self.nodes()} nodes in the routing table)")
-        handle.force_dht_announce()
-        self.next_lookup = now + DHT_LOOKUP_INTERVAL
 
 
 def load_torrent(path):
@@ -604,7 +523,8 @@ def start_session(args):
     say(f"listening on {port}")
     dht = None
     if args.dht:
-        dht = Dht(ses, [parse_dht_node(text) for text in args.dht_node])
+        contacts = [parse_dht_node(text) for text in args.dht_node]
+        dht = lt_dht().Dht(ses, contacts, log=log, say=say, fail=fail)
         dht.start()
     return ses, dht, port
 

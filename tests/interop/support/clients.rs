@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use super::content::{Made, first_difference, write_partial};
 use super::dht;
-use super::process::{Proc, free_port, free_udp_port, require};
+use super::process::{Proc, free_port, free_tcp_and_udp_port, free_udp_port, require};
 
 /// The longest a client may take to check its content and start serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -143,11 +143,18 @@ impl Client {
         let (proc, port) = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
+                // With a DHT, a port free for UDP too (the DHT's socket has
+                // the listen port's number); else ours picks one.
+                let port = if options.dht.is_empty() {
+                    0
+                } else {
+                    free_tcp_and_udp_port()
+                };
                 command
                     .arg(&made.torrent)
                     .arg("-s")
                     .arg(made.content())
-                    .args(["--port", "0", "-vv"]);
+                    .args(["--port", &port.to_string(), "-vv"]);
                 ours_options(&mut command, options);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 let output = proc.wait_output("seeding on port ", START_TIMEOUT);
@@ -155,7 +162,7 @@ impl Client {
                 (proc, port)
             }
             Client::Libtorrent => {
-                let port = free_port();
+                let port = listen_port(options);
                 let mut command = lt_peer("seed", made.torrent.as_os_str(), &made.parent, port);
                 if serve_metadata {
                     command.arg("--ut-metadata");
@@ -250,7 +257,7 @@ impl Client {
         if let Some(pieces) = options.prefill_pieces {
             write_partial(made, &dir, pieces);
         }
-        let port = free_port();
+        let port = listen_port(options);
         let proc = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
@@ -379,6 +386,16 @@ impl Peer {
     /// 127.0.0.1, or ::1 when started with [`Listen::Ipv6Only`].
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// A free port for a peer started with `options` to listen on: free for
+/// UDP too if it runs a DHT, whose socket has the same number.
+fn listen_port(options: &Options) -> u16 {
+    if options.dht.is_empty() {
+        free_port()
+    } else {
+        free_tcp_and_udp_port()
     }
 }
 
