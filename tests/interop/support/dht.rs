@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bittorrent::metainfo::InfoHash;
 
-use super::clients::Peer;
+use super::clients::{Client, Peer};
 use super::process::{Proc, free_port, require, wait_until};
 
 /// The longest a peer may take to announce itself to the hub
@@ -104,6 +104,16 @@ pub fn ours_has_dht() -> bool {
             .expect("cannot run our binary with --help");
         String::from_utf8_lossy(&output.stdout).contains("--no-dht")
     })
+}
+
+/// Fails the test at once, saying why, when `client` is ours and our
+/// binary has no DHT yet (see [`ours_has_dht`]).
+pub fn require_dht(client: Client) {
+    assert!(
+        client != Client::Ours || ours_has_dht(),
+        "our binary has no DHT yet: its --help lists no --no-dht (nor, then, \
+         --dht-bootstrap), which this row needs"
+    );
 }
 
 /// Our binary's DHT arguments: `--dht-bootstrap` for each of `contacts`,
