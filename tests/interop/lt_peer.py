@@ -5,6 +5,7 @@ Usage:
     /usr/bin/python3 lt_peer.py seed     TORRENT DIR --port PORT [OPTIONS]
     /usr/bin/python3 lt_peer.py download TORRENT DIR --port PORT [OPTIONS]
     /usr/bin/python3 lt_peer.py download MAGNET  DIR --port PORT [OPTIONS]
+    /usr/bin/python3 lt_peer.py dht-node --port PORT [--dht-node HOST:PORT ...]
 
 OPTIONS:
     --peer HOST:PORT      a peer to dial (repeatable; [::1]:PORT for IPv6)
@@ -13,6 +14,11 @@ OPTIONS:
     --listen-ip IP        listen on IP instead of 127.0.0.1: ::1, or both
                           (127.0.0.1 and ::1 on one port)
     --download-limit N    download at most N bytes a second (0: no limit)
+    --dht                 run libtorrent's DHT (BEP 5) on 127.0.0.1 only, with
+                          no bootstrap routers, and use it for the torrent
+    --dht-node HOST:PORT  a DHT node to contact first (repeatable; implies
+                          --dht): added with add_dht_node once the socket
+                          is up; it must be on 127.0.0.1
 
 DIR is libtorrent's save_path: the folder holding the torrent's file or top
 folder (DIR/<name>), to seed from or to download into.
@@ -30,9 +36,20 @@ peers it is connected to (then, once a minute, what changed). --download-limit
 keeps a downloader from completing during a test (a relay that stays
 partial), so whoever downloads from it must also find another source.
 
+dht-node runs a DHT node and no torrent (the hub of a test's DHT): it
+answers queries, stores announced peers and prints each announce it gets.
+
 stdout carries only the lines a test waits for, each flushed at once:
     listening on PORT   the session listens on 127.0.0.1:PORT (or the
                         --listen-ip address; the real port)
+    dht announce HASH IP:PORT
+                        (--dht, dht-node) a node announced (announce_peer)
+                        the peer IP:PORT for the info-hash HASH (hex) to us
+    dht peers N         (--dht, a torrent) a DHT lookup of the torrent's
+                        info-hash (get_peers) returned N peers
+    dht reply from IP:PORT
+                        (--dht, dht-node) the first DHT response from the
+                        node IP:PORT (once per node)
     seeding             (seed) the content was checked and is complete
     metadata received   (magnet download) the info dictionary arrived and
                         matches the info-hash
@@ -49,15 +66,22 @@ Exit status:
 Set LT_PEER_LOG=1 in the environment to also log every message exchanged
 with every peer (libtorrent's peer log): very verbose, for debugging.
 
+The DHT side is in lt_dht.py, next to this file, imported only when a DHT is
+asked for: without a DHT this file runs alone (scripts/bench.sh copies it).
+
 It needs Debian's python3-libtorrent (libtorrent-rasterbar 2.0), which is
 built for Debian's own /usr/bin/python3 only.
 
 Everything is kept on loopback: the session listens on 127.0.0.1 only, and
 finds peers only through the torrent's own tracker (the test's opentracker on
 127.0.0.1) and the --peer addresses. DHT, local service discovery, UPnP,
-NAT-PMP and (unless --ut-pex) peer exchange are all off; connections are plain TCP (no uTP),
-unencrypted when we dial out, either way when dialled. A magnet link's
-trackers and peers must be on loopback too: the caller sees to that.
+NAT-PMP and (unless --ut-pex) peer exchange are all off; so is the DHT
+unless --dht, and then it runs on 127.0.0.1 with no bootstrap routers,
+reaches only the --dht-node nodes and the nodes they name, and exits with an
+error if a DHT packet ever goes to or comes from anywhere but 127.0.0.1.
+Connections are plain TCP (no uTP), unencrypted when we dial out, either way
+when dialled. A magnet link's trackers and peers must be on loopback too: the
+caller sees to that.
 """
 
 import argparse
@@ -119,11 +143,15 @@ def fail(message):
 
 def parse_args():
     parser = argparse.ArgumentParser(description="A libtorrent peer for loopback tests.")
-    parser.add_argument("mode", choices=["seed", "download"])
+    parser.add_argument("mode", choices=["seed", "download", "dht-node"])
     parser.add_argument(
-        "source", help="the .torrent file, or (download) a magnet link: magnet:?xt=urn:btih:..."
+        "source",
+        nargs="?",
+        help="the .torrent file, or (download) a magnet link: magnet:?xt=urn:btih:...",
     )
-    parser.add_argument("dir", help="save path: the folder that holds (or will hold) <name>")
+    parser.add_argument(
+        "dir", nargs="?", help="save path: the folder that holds (or will hold) <name>"
+    )
     parser.add_argument("--port", type=int, required=True, help="port to listen on, on 127.0.0.1")
     parser.add_argument(
         "--ut-metadata",
@@ -157,8 +185,30 @@ def parse_args():
         metavar="HOST:PORT",
         help="a peer to connect to (repeatable)",
     )
+    parser.add_argument(
+        "--dht",
+        action="store_true",
+        help="run the DHT on 127.0.0.1 only, with no bootstrap routers, for the torrent too",
+    )
+    parser.add_argument(
+        "--dht-node",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a DHT node on 127.0.0.1 to contact first (repeatable; implies --dht)",
+    )
     args = parser.parse_args()
-    args.magnet = args.source.startswith("magnet:")
+    if args.mode == "dht-node":
+        if args.source is not None:
+            parser.error("dht-node takes no torrent and no folder")
+        args.dht = True
+    elif args.source is None or args.dir is None:
+        parser.error(f"{args.mode} needs a torrent (or magnet link) and a folder")
+    if args.dht_node:
+        args.dht = True
+    if args.dht and args.listen_ip != "127.0.0.1":
+        parser.error("--dht runs on 127.0.0.1 only")
+    args.magnet = args.mode != "dht-node" and args.source.startswith("magnet:")
     if args.magnet and args.mode == "seed":
         parser.error("a seeder needs the .torrent file, not a magnet link")
     if args.magnet:
@@ -168,6 +218,14 @@ def parse_args():
     if args.download_limit < 0:
         parser.error("--download-limit must be 0 or more")
     return args
+
+
+def parse_dht_node(text):
+    """'127.0.0.1:PORT' -> ('127.0.0.1', port): a DHT contact, loopback only."""
+    ip, port = parse_peer(text)
+    if not ip.startswith("127."):
+        fail(f"--dht-node {text!r}: the DHT of a test stays on 127.0.0.1")
+    return (ip, port)
 
 
 def parse_peer(text):
@@ -197,7 +255,19 @@ def listen_interfaces(listen_ip, port):
     return f"{listen_ip}:{port}"
 
 
-def session_settings(listen_ip, port):
+def lt_dht():
+    """lt_dht.py, next to this script: the DHT side, imported only when a
+    DHT is asked for (so that this file alone still runs without it)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        import lt_dht as module
+    except ImportError as error:
+        fail(f"a DHT needs lt_dht.py next to lt_peer.py in {here} ({error})")
+    return module
+
+
+def session_settings(listen_ip, port, dht):
     """The session's settings: loopback only, plain TCP, no limits."""
     categories = lt.alert.category_t
     alert_mask = (
@@ -212,15 +282,23 @@ def session_settings(listen_ip, port):
     )
     if os.environ.get("LT_PEER_LOG"):
         alert_mask |= categories.peer_log_notification
-    return {
+    if dht:
+        # Announces received, lookups and their replies; and every DHT
+        # packet (dht_pkt_alert, in the dht_log category), to check that
+        # none leaves loopback and to show them in the log.
+        alert_mask |= (
+            categories.dht_notification
+            | categories.dht_operation_notification
+            | categories.dht_log_notification
+        )
+    settings = {
         # Listen on loopback only (127.0.0.1, or ::1 alone), at the port the
         # test chose. If it was taken meanwhile, libtorrent falls back to
         # another one (the real one is printed, and announced to the tracker).
         "listen_interfaces": listen_interfaces(listen_ip, port),
         "enable_ip_notifier": False,  # no re-opening sockets on network changes
-        # Nothing beyond loopback: no DHT, no local service discovery
-        # (multicast), no port mapping on a router.
-        "enable_dht": False,
+        # Nothing beyond loopback: no DHT (unless --dht: see lt_dht.settings),
+        # no local service discovery (multicast), no port mapping on a router.
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
@@ -259,9 +337,14 @@ def session_settings(listen_ip, port):
         "alert_queue_size": 100000,
         "user_agent": f"lt_peer.py/libtorrent {lt.__version__}",
     }
+    if dht:
+        settings.update(lt_dht().settings())
+    else:
+        settings["enable_dht"] = False
+    return settings
 
 
-def create_session(listen_ip, port, ut_metadata, ut_pex):
+def create_session(listen_ip, port, ut_metadata, ut_pex, dht):
     """A session with the settings above and no plugins but, if asked,
     ut_metadata and ut_pex.
 
@@ -277,7 +360,7 @@ def create_session(listen_ip, port, ut_metadata, ut_pex):
     added. ut_pex (BEP 11) is in the binding's default session
     (lt.session() without flags), left out here unless asked.
     """
-    ses = lt.session(session_settings(listen_ip, port), flags=0)
+    ses = lt.session(session_settings(listen_ip, port, dht), flags=0)
     if ut_metadata:
         ses.add_extension("ut_metadata")
     if ut_pex:
@@ -298,11 +381,13 @@ def raise_max_failcount(ses):
     ses.apply_settings({"max_failcount": MAX_FAILCOUNT})
 
 
-def wait_listening(ses, sockets, timeout=30.0):
-    """Waits until `sockets` TCP listen sockets are open; returns the actual
-    port."""
+def wait_listening(ses, sockets, udp, timeout=30.0):
+    """Waits until `sockets` TCP listen sockets are open and, if `udp`, the
+    UDP socket too (the DHT's); returns the actual port."""
     deadline = time.monotonic() + timeout
     opened = 0
+    udp_open = not udp
+    udp_types = (lt.socket_type_t.udp, lt.socket_type_t.utp)
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
@@ -310,10 +395,12 @@ def wait_listening(ses, sockets, timeout=30.0):
                 log(alert.message())
                 if alert.socket_type == lt.socket_type_t.tcp:
                     opened += 1
-                    if opened == sockets:
-                        return ses.listen_port()
+                elif alert.socket_type in udp_types:
+                    udp_open = True
             elif isinstance(alert, lt.listen_failed_alert):
                 fail(f"cannot listen: {alert.message()}")
+        if opened >= sockets and udp_open:
+            return ses.listen_port()
     fail(f"not listening after {timeout:.0f} s")
 
 
@@ -324,15 +411,19 @@ def load_torrent(path):
         fail(f"cannot load {path}: {error}")
 
 
-def add_torrent(ses, params, save_path, seed, pex):
+def add_torrent(ses, params, save_path, seed, pex, dht):
     """Adds the torrent of `params` (a .torrent's info, or a parsed magnet
     link) and returns its handle."""
     params.save_path = save_path
     # Start now, outside libtorrent's queue (not auto-managed), and keep the
-    # per-torrent switches for DHT, LSD and (unless asked) peer exchange off
-    # as well.
+    # per-torrent switches for LSD and (unless asked) DHT and peer exchange
+    # off as well.
     flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    flags |= lt.torrent_flags.disable_lsd
+    if dht:
+        flags &= ~lt.torrent_flags.disable_dht
+    else:
+        flags |= lt.torrent_flags.disable_dht
     if pex:
         flags &= ~lt.torrent_flags.disable_pex
     else:
@@ -422,28 +513,64 @@ def status_line(st):
     )
 
 
+def start_session(args):
+    """The session of `args`, listening (and its DHT started, with --dht);
+    returns it, its Dht (or None) and the port it listens on."""
+    ses = create_session(args.listen_ip, args.port, args.ut_metadata, args.ut_pex, args.dht)
+    port = wait_listening(ses, 2 if args.listen_ip == "both" else 1, udp=args.dht)
+    if port != args.port and args.port != 0:
+        log(f"warning: port {args.port} was taken; listening on {port} instead")
+    say(f"listening on {port}")
+    dht = None
+    if args.dht:
+        contacts = [parse_dht_node(text) for text in args.dht_node]
+        dht = lt_dht().Dht(ses, contacts, log=log, say=say, fail=fail)
+        dht.start()
+    return ses, dht, port
+
+
+def run_dht_node(args, stop):
+    """dht-node: a DHT node with no torrent, until stopped."""
+    ses, dht, _port = start_session(args)
+    next_status = 0.0
+    while not stop:
+        ses.wait_for_alert(250)
+        for alert in ses.pop_alerts():
+            if not dht.on_alert(alert) and type(alert).__name__ not in QUIET_ALERTS:
+                log(describe_alert(alert))
+        now = time.monotonic()
+        if now >= next_status:
+            log(f"dht: {dht.nodes()} nodes in the routing table")
+            next_status = now + STATUS_INTERVAL * 5
+    log(f"stopped by signal {stop[0]}")
+    del ses
+    log("done")
+    return 0
+
+
 def main():
     args = parse_args()
-    peers = [parse_peer(text) for text in args.peer]
-    save_path = os.path.abspath(args.dir)
-    if args.mode == "download":
-        os.makedirs(save_path, exist_ok=True)
 
     # SIGTERM and SIGINT end the main loop; the session is then closed
     # cleanly (files flushed, "stopped" sent to the tracker).
     stop = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: stop.append(number))
+    if args.mode == "dht-node":
+        return run_dht_node(args, stop)
+
+    peers = [parse_peer(text) for text in args.peer]
+    save_path = os.path.abspath(args.dir)
+    if args.mode == "download":
+        os.makedirs(save_path, exist_ok=True)
 
     params = torrent_params(args)
     info = params.ti  # None until a magnet's metadata arrives
-    ses = create_session(args.listen_ip, args.port, args.ut_metadata, args.ut_pex)
-    port = wait_listening(ses, 2 if args.listen_ip == "both" else 1)
-    if port != args.port and args.port != 0:
-        log(f"warning: port {args.port} was taken; listening on {port} instead")
-    say(f"listening on {port}")
+    ses, dht, port = start_session(args)
 
-    handle = add_torrent(ses, params, save_path, seed=args.mode == "seed", pex=args.ut_pex)
+    handle = add_torrent(
+        ses, params, save_path, seed=args.mode == "seed", pex=args.ut_pex, dht=args.dht
+    )
     if args.download_limit:
         handle.set_download_limit(args.download_limit)
         log(f"download limit {args.download_limit} bytes/s")
@@ -464,7 +591,9 @@ def main():
         ses.wait_for_alert(250)
         for alert in ses.pop_alerts():
             name = type(alert).__name__
-            if is_self_connection(alert, own) and not os.environ.get("LT_PEER_LOG"):
+            if dht is not None and dht.on_alert(alert):
+                pass
+            elif is_self_connection(alert, own) and not os.environ.get("LT_PEER_LOG"):
                 if not self_noted:
                     log(f"{describe_alert(alert)} (a tracker or a peer's PEX lists us; such lines are not shown again)")
                     self_noted = True
@@ -515,6 +644,8 @@ def main():
                 break
 
         now = time.monotonic()
+        if dht is not None:
+            dht.tick(handle, now)
         if now >= next_status:
             log(status_line(st))
             next_status = now + STATUS_INTERVAL

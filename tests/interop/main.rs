@@ -8,7 +8,7 @@
 //! (python3-libtorrent, driven by `lt_peer.py`), aria2 and Transmission; a
 //! missing one fails the test that needs it with the package to install.
 //!
-//! The rows of `udp`, `ipv6` and `pex` run with libtorrent in place of ours
+//! The rows of `udp`, `ipv6`, `pex` and `dht` run with libtorrent in place of ours
 //! when `INTEROP_STAND_IN=libtorrent` is set: a check of the row itself (its
 //! other clients, the tracker's UDP port, the design), so that when the row
 //! fails with ours the fault is ours.
@@ -44,3 +44,9 @@ mod ipv6;
 /// Peer exchange (BEP 11): ours completes from a seeder that only
 /// libtorrent's `ut_pex` messages name (no tracker, no `--peer`).
 mod pex;
+
+/// The DHT (BEP 5) on 127.0.0.1, with a libtorrent node as every peer's
+/// first contact: ours finds a libtorrent or aria2 seeder through the DHT
+/// alone, by magnet, and a libtorrent or aria2 downloader finds our seeder
+/// with our node as its only contact.
+mod dht;

@@ -10,8 +10,10 @@
 //! that came by magnet link.
 //!
 //! [`Options`] starts a peer with more: peers to dial, listening on `::1`
-//! only, peer exchange (BEP 11), a download rate limit and part of the
-//! content already on disk. A torrent whose tracker is `udp://` needs
+//! only, peer exchange (BEP 11), a download rate limit, part of the
+//! content already on disk, and a DHT (BEP 5) on 127.0.0.1 started from
+//! given nodes only (see [`super::dht`]; without them ours gets `--no-dht`
+//! once it has a DHT). A torrent whose tracker is `udp://` needs
 //! nothing more, except from aria2, which speaks to UDP trackers only
 //! through its DHT socket: that socket is then opened on 127.0.0.1 with an
 //! empty routing table and no entry point, so it reaches nothing else.
@@ -24,7 +26,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::content::{Made, first_difference, write_partial};
-use super::process::{Proc, free_port, free_udp_port, require};
+use super::dht;
+use super::process::{Proc, free_port, free_tcp_and_udp_port, free_udp_port, require};
 
 /// The longest a client may take to check its content and start serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,6 +68,11 @@ pub struct Options {
     /// A word added to the peer's name and download folder, to tell apart
     /// two peers of one client in a test.
     pub tag: Option<&'static str>,
+    /// DHT nodes on 127.0.0.1 to start from (BEP 5), and no others: ours
+    /// `--dht-bootstrap`, libtorrent `--dht-node`, aria2 (one only)
+    /// `--dht-entry-point`; see [`super::dht`]. Empty: no DHT (ours
+    /// `--no-dht`, once it has a DHT).
+    pub dht: Vec<SocketAddr>,
 }
 
 /// The loopback addresses a peer listens on.
@@ -123,6 +131,11 @@ impl Client {
         self.start_seed(made, work, true, &Options::default())
     }
 
+    /// Like [`Client::seed_for_magnet`], with `options`.
+    pub fn seed_for_magnet_with(self, made: &Made, work: &Path, options: &Options) -> Peer {
+        self.start_seed(made, work, true, options)
+    }
+
     fn start_seed(self, made: &Made, work: &Path, serve_metadata: bool, options: &Options) -> Peer {
         let name = self.name("seeder", options);
         let logs = work.join("logs");
@@ -130,11 +143,18 @@ impl Client {
         let (proc, port) = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
+                // With a DHT, a port free for UDP too (the DHT's socket has
+                // the listen port's number); else ours picks one.
+                let port = if options.dht.is_empty() {
+                    0
+                } else {
+                    free_tcp_and_udp_port()
+                };
                 command
                     .arg(&made.torrent)
                     .arg("-s")
                     .arg(made.content())
-                    .args(["--port", "0", "-vv"]);
+                    .args(["--port", &port.to_string(), "-vv"]);
                 ours_options(&mut command, options);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 let output = proc.wait_output("seeding on port ", START_TIMEOUT);
@@ -142,7 +162,7 @@ impl Client {
                 (proc, port)
             }
             Client::Libtorrent => {
-                let port = free_port();
+                let port = listen_port(options);
                 let mut command = lt_peer("seed", made.torrent.as_os_str(), &made.parent, port);
                 if serve_metadata {
                     command.arg("--ut-metadata");
@@ -157,7 +177,7 @@ impl Client {
             }
             Client::Aria2 => {
                 let port = free_port();
-                let mut command = aria2(&made.parent, port, made, work);
+                let mut command = aria2(&made.parent, port, made, work, options);
                 // -V checks the existing data; a ratio of 0 seeds until stopped.
                 command.args(["--check-integrity=true", "--seed-ratio=0.0"]);
                 command.arg(&made.torrent);
@@ -202,6 +222,17 @@ impl Client {
         self.start_download(made, Some(magnet), work, &Options::default())
     }
 
+    /// Like [`Client::download_magnet`], with `options`.
+    pub fn download_magnet_with(
+        self,
+        made: &Made,
+        magnet: &str,
+        work: &Path,
+        options: &Options,
+    ) -> Peer {
+        self.start_download(made, Some(magnet), work, options)
+    }
+
     /// Starts a downloader of `made` given its `magnet` link or, if none,
     /// its `.torrent` file: every client takes either as its argument.
     fn start_download(
@@ -226,7 +257,7 @@ impl Client {
         if let Some(pieces) = options.prefill_pieces {
             write_partial(made, &dir, pieces);
         }
-        let port = free_port();
+        let port = listen_port(options);
         let proc = match self {
             Client::Ours => {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_bittorrent"));
@@ -245,7 +276,7 @@ impl Client {
                 Proc::spawn(name, command, &logs)
             }
             Client::Aria2 => {
-                let mut command = aria2(&dir, port, made, work);
+                let mut command = aria2(&dir, port, made, work, options);
                 // Exit as soon as the download is complete and verified.
                 command.args(["--seed-time=0"]);
                 if magnet.is_some() {
@@ -294,6 +325,12 @@ impl Client {
         asked("peer exchange", options.pex, ours_or_lt);
         let lt = self == Client::Libtorrent;
         asked("a download limit", options.download_limit.is_some(), lt);
+        // Transmission 3.00 drops every DHT packet from 127.x: see super::dht.
+        let dht_ok = match self {
+            Client::Aria2 => options.dht.len() <= 1,
+            client => client != Client::Transmission,
+        };
+        asked("DHT contacts", !options.dht.is_empty(), dht_ok);
         asked(
             "pieces on disk (seeders have them all)",
             options.prefill_pieces.is_some(),
@@ -334,10 +371,31 @@ impl Peer {
         self.proc.wait_output(needle, START_TIMEOUT)
     }
 
+    /// The address of its DHT node (libtorrent and ours: UDP on 127.0.0.1
+    /// at the listen port number), for another peer's DHT bootstrap.
+    pub fn dht_addr(&self) -> SocketAddr {
+        assert!(
+            matches!(self.client, Client::Ours | Client::Libtorrent),
+            "the suite does not know where the DHT node of {:?} listens",
+            self.client
+        );
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)
+    }
+
     /// The address it listens on, for a magnet link's `x.pe` or a `--peer`:
     /// 127.0.0.1, or ::1 when started with [`Listen::Ipv6Only`].
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// A free port for a peer started with `options` to listen on: free for
+/// UDP too if it runs a DHT, whose socket has the same number.
+fn listen_port(options: &Options) -> u16 {
+    if options.dht.is_empty() {
+        free_port()
+    } else {
+        free_tcp_and_udp_port()
     }
 }
 
@@ -362,6 +420,7 @@ fn ours_options(command: &mut Command, options: &Options) {
     for peer in &options.peers {
         command.arg("--peer").arg(peer.to_string());
     }
+    command.args(dht::ours_args(&options.dht));
 }
 
 /// `lt_peer.py`'s arguments for `options`.
@@ -384,6 +443,7 @@ fn lt_options(command: &mut Command, options: &Options) {
     for peer in &options.peers {
         command.arg("--peer").arg(peer.to_string());
     }
+    command.args(dht::lt_args(&options.dht));
 }
 
 /// The port number that follows `prefix` in a client's `output`.
@@ -401,13 +461,8 @@ fn port_after(output: &str, prefix: &str, name: &str) -> u16 {
 /// `lt_peer.py`, the libtorrent driver, in `mode` ("seed" or "download"),
 /// given `source`: the `.torrent` file or (to download) a magnet link.
 fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
-    // python3-libtorrent is built for Debian's own Python, which may not be
-    // the `python3` first on PATH.
-    require("/usr/bin/python3", "python3-libtorrent");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_peer.py");
-    let mut command = Command::new("/usr/bin/python3");
+    let mut command = dht::lt_peer_command();
     command
-        .arg(script)
         .arg(mode)
         .arg(source)
         .arg(dir)
@@ -417,25 +472,16 @@ fn lt_peer(mode: &str, source: &OsStr, dir: &Path, port: u16) -> Command {
 
 /// aria2c with loopback-only settings, saving into (or seeding from) `dir`,
 /// for `made`'s torrent; `work` holds its DHT file when it needs one.
-fn aria2(dir: &Path, port: u16, made: &Made, work: &Path) -> Command {
+fn aria2(dir: &Path, port: u16, made: &Made, work: &Path, options: &Options) -> Command {
     require("aria2c", "aria2");
     let mut command = Command::new("aria2c");
-    if made.announce.starts_with("udp://") {
+    if made.announce.starts_with("udp://") || !options.dht.is_empty() {
         // aria2 1.36 sends UDP tracker requests from its DHT socket only:
         // with DHT off it fails them with "udp is not supported yet". So
-        // DHT goes on, bound to 127.0.0.1 (--interface binds every socket
-        // there), on a port of its own, with a routing table file that
-        // does not exist yet (aria2 logs once that it cannot load it) and
-        // no entry point: it knows no node and sends nothing but the
-        // tracker's requests.
-        let dht_port = free_udp_port();
-        command
-            .args(["--enable-dht=true", "--interface=127.0.0.1"])
-            .arg(format!("--dht-listen-port={dht_port}"))
-            .arg(format!(
-                "--dht-file-path={}",
-                work.join(format!("aria2-dht-{dht_port}.dat")).display()
-            ));
+        // DHT goes on, on 127.0.0.1 and a port of its own; with no entry
+        // point it knows no node and sends nothing but the tracker's
+        // requests.
+        command.args(dht::aria2_args(&options.dht, free_udp_port(), work));
     } else {
         command.arg("--enable-dht=false");
     }

@@ -1,8 +1,10 @@
 //! Helpers for the interop suite: child processes with guards, opentracker,
-//! content and torrents made by mktorrent, and the clients themselves.
+//! content and torrents made by mktorrent, the clients themselves, and a DHT
+//! on loopback.
 
 pub mod clients;
 pub mod content;
+pub mod dht;
 pub mod opentracker;
 pub mod process;
 
@@ -37,7 +39,7 @@ pub enum Announce {
     /// The same opentracker over UDP, BEP 15 (`udp://127.0.0.1:PORT/announce`).
     Udp,
     /// No tracker in the torrent, and none started: peers come from
-    /// `--peer` and peer exchange only.
+    /// `--peer`, peer exchange or the DHT only.
     None,
 }
 

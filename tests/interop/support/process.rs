@@ -120,6 +120,19 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// A port number free a moment ago on 127.0.0.1 for both TCP and UDP: the
+/// listen port of a peer whose DHT node listens on UDP at the same number
+/// (ours and libtorrent).
+pub fn free_tcp_and_udp_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on 127.0.0.1 in 100 tries");
+}
+
 /// A UDP port on 127.0.0.1 that was free a moment ago (aria2's socket for
 /// UDP trackers).
 pub fn free_udp_port() -> u16 {
