@@ -203,11 +203,11 @@ impl RoutingTable {
         let at = bucket.nodes.iter().position(|c| c.info.addr == addr)?;
         bucket.nodes[at].failures += 1;
         let state = bucket.nodes[at].state(now);
-        if state == NodeState::Bad {
-            if let Some(replacement) = bucket.replacement.take() {
-                bucket.nodes[at] = replacement;
-                bucket.last_changed = now;
-            }
+        if state == NodeState::Bad
+            && let Some(replacement) = bucket.replacement.take()
+        {
+            bucket.nodes[at] = replacement;
+            bucket.last_changed = now;
         }
         Some(state)
     }

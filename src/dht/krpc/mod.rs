@@ -441,7 +441,7 @@ pub fn put_compact_node(node: &NodeInfo, out: &mut Vec<u8>) {
 /// ([`COMPACT_NODE_LEN`] or [`COMPACT_NODE6_LEN`]); `None` when the string
 /// is not a whole number of entries.
 pub fn compact_nodes(bytes: &[u8], entry_len: usize) -> Option<Vec<NodeInfo>> {
-    if entry_len <= ID_LEN || bytes.len() % entry_len != 0 {
+    if entry_len <= ID_LEN || !bytes.len().is_multiple_of(entry_len) {
         return None;
     }
     bytes
