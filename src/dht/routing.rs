@@ -31,8 +31,9 @@ pub const GOOD_FOR: Duration = Duration::from_secs(15 * 60);
 /// A bucket untouched for this long needs a refresh (BEP 5).
 pub const REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Failed queries in a row after which a node is bad.
-pub const MAX_FAILURES: u32 = 3;
+/// Failed queries in a row after which a node is bad: BEP 5 suggests one
+/// more try after a node fails to answer a ping, before replacing it.
+pub const MAX_FAILURES: u32 = 2;
 
 /// What we think of a node (BEP 5's good, questionable and bad).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -352,6 +352,22 @@ mod props {
         }
 
         #[test]
+        fn random_dictionaries_of_krpc_keys_never_panic(top in proptest::collection::btree_map(key(), value(), 0..8)) {
+            let mut bytes = Vec::new();
+            put_value(&Value::Dict(top.into_iter().collect()), &mut bytes);
+            match decode(&bytes) {
+                Ok(message) => prop_assert_eq!(decode(&message.encode()), Ok(message)),
+                Err(e) => {
+                    if let Some(reply) = e.reply() {
+                        let back = decode(&reply.encode()).unwrap();
+                        prop_assert_eq!(Some(back.tid), e.tid);
+                        prop_assert!(matches!(back.body, Body::Error(_)));
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn responses_round_trip(
             t in proptest::collection::vec(any::<u8>(), 1..=MAX_TID_LEN),
             nodes in proptest::collection::vec((any::<[u8; 20]>(), any::<SocketAddr>()), 0..8),
@@ -375,6 +391,86 @@ mod props {
                 prop_assert!(r.nodes.is_sorted_by_key(|n| n.addr.is_ipv6()));
             }
             prop_assert_eq!(decoded, expected);
+        }
+    }
+
+    /// A bencoded value, to build messages that reach past the first checks.
+    #[derive(Clone, Debug)]
+    enum Value {
+        Int(i64),
+        Bytes(Vec<u8>),
+        List(Vec<Value>),
+        Dict(Vec<(Vec<u8>, Value)>),
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        let keys = [
+            "t",
+            "y",
+            "q",
+            "a",
+            "r",
+            "e",
+            "v",
+            "ro",
+            "ip",
+            "id",
+            "target",
+            "info_hash",
+            "port",
+            "implied_port",
+            "token",
+            "nodes",
+            "nodes6",
+            "values",
+            "x",
+        ];
+        prop::sample::select(keys.to_vec()).prop_map(|k| k.as_bytes().to_vec())
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let words = [
+            "q",
+            "r",
+            "e",
+            "ping",
+            "find_node",
+            "get_peers",
+            "announce_peer",
+        ];
+        let leaf = prop_oneof![
+            (-2i64..70_000).prop_map(Value::Int),
+            prop::sample::select(words.to_vec()).prop_map(|w| Value::Bytes(w.as_bytes().to_vec())),
+            prop::sample::select(vec![0usize, 1, 2, 6, 18, 20, 26, 38, 52, 65])
+                .prop_flat_map(|len| proptest::collection::vec(any::<u8>(), len))
+                .prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::btree_map(key(), inner, 0..6)
+                    .prop_map(|m| Value::Dict(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn put_value(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Int(n) => crate::bencode::put_int(out, *n),
+            Value::Bytes(b) => crate::bencode::put_bytes(out, b),
+            Value::List(items) => {
+                out.push(b'l');
+                items.iter().for_each(|v| put_value(v, out));
+                out.push(b'e');
+            }
+            Value::Dict(entries) => {
+                out.push(b'd');
+                for (k, v) in entries {
+                    crate::bencode::put_bytes(out, k);
+                    put_value(v, out);
+                }
+                out.push(b'e');
+            }
         }
     }
 
