@@ -355,6 +355,13 @@ mod props {
         fn random_dictionaries_of_krpc_keys_never_panic(top in proptest::collection::btree_map(key(), value(), 0..8)) {
             let mut bytes = Vec::new();
             put_value(&Value::Dict(top.into_iter().collect()), &mut bytes);
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn near_valid_messages_decode_or_fail_cleanly(top in message()) {
+            let mut bytes = Vec::new();
+            put_value(&top, &mut bytes);
             match decode(&bytes) {
                 Ok(message) => prop_assert_eq!(decode(&message.encode()), Ok(message)),
                 Err(e) => {
@@ -452,6 +459,80 @@ mod props {
                     .prop_map(|m| Value::Dict(m.into_iter().collect())),
             ]
         })
+    }
+
+    /// A message whose keys are mostly right, each of them sometimes
+    /// missing or of the wrong type, so that decoding gets past its first checks.
+    fn message() -> impl Strategy<Value = Value> {
+        use proptest::collection::{btree_map, vec};
+        use proptest::option::weighted;
+        let bytes = |v: Vec<u8>| Value::Bytes(v);
+        let word = |words: &'static [&'static str]| {
+            prop::sample::select(words.to_vec()).prop_map(|w| Value::Bytes(w.as_bytes().to_vec()))
+        };
+        let tid = prop_oneof![4 => vec(any::<u8>(), 1..5).prop_map(bytes), 1 => value()];
+        let kind = prop_oneof![4 => word(&["q", "r", "e"]), 1 => value()];
+        let method = prop_oneof![
+            4 => word(&["ping", "find_node", "get_peers", "announce_peer", "vote"]),
+            1 => value()
+        ];
+        let id = prop_oneof![6 => vec(any::<u8>(), 20).prop_map(bytes), 1 => value()];
+        let field = prop_oneof![
+            3 => vec(any::<u8>(), 20).prop_map(bytes),
+            2 => (0i64..70_000).prop_map(Value::Int),
+            1 => (0usize..4).prop_flat_map(|n| vec(any::<u8>(), 26 * n)).prop_map(bytes),
+            1 => vec(vec(any::<u8>(), 6).prop_map(bytes), 0..4).prop_map(Value::List),
+            1 => value(),
+        ];
+        let names = [
+            "target",
+            "info_hash",
+            "port",
+            "implied_port",
+            "token",
+            "nodes",
+            "values",
+        ];
+        let args = (
+            weighted(0.9, id),
+            btree_map(prop::sample::select(names.to_vec()), field, 0..5),
+        )
+            .prop_map(|(id, rest)| {
+                let mut entries: Vec<(Vec<u8>, Value)> = rest
+                    .into_iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                    .collect();
+                if let Some(id) = id {
+                    entries.push((b"id".to_vec(), id));
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Dict(entries)
+            });
+        let error = vec(
+            prop_oneof![(200i64..206).prop_map(Value::Int), value()],
+            0..3,
+        )
+        .prop_map(Value::List);
+        (
+            weighted(0.95, tid),
+            weighted(0.95, kind),
+            weighted(0.8, method),
+            weighted(0.8, args.clone()),
+            weighted(0.5, args),
+            weighted(0.3, error),
+            weighted(0.2, (0i64..3).prop_map(Value::Int)),
+            weighted(0.2, vec(any::<u8>(), 0..20).prop_map(bytes)),
+        )
+            .prop_map(|(t, y, q, a, r, e, ro, v)| {
+                let keys = ["a", "e", "q", "r", "ro", "t", "v", "y"];
+                let values = [a, e, q, r, ro, t, v, y];
+                let entries = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some((k.as_bytes().to_vec(), v?)))
+                    .collect();
+                Value::Dict(entries)
+            })
     }
 
     fn put_value(value: &Value, out: &mut Vec<u8>) {
