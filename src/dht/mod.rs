@@ -25,9 +25,11 @@
 //!   [`RoutingTable::closest`]; `get_peers` with [`PeerStore::peers`] as
 //!   `values`, or else the closest nodes, and always
 //!   [`TokenSecrets::token_for`] the source IP; `announce_peer` after
-//!   [`TokenSecrets::check`], then [`PeerStore::announce`] of the source IP
-//!   with `port`, or the source port when `implied_port`; a bad token gets
-//!   error 203), echoing the transaction id, and report the querier with
+//!   [`TokenSecrets::check`], then [`PeerStore::announce`] of
+//!   [`Query::announced_peer`] (the source IP, with `port` or the source
+//!   port); a bad token gets error 203), echoing the transaction id, and
+//!   setting [`Message::external_addr`] to the querier's address (BEP 42);
+//!   report the querier with
 //!   [`RoutingTable::on_query`] (passing [`Message::read_only`]). A response or
 //!   error: match its transaction id to a pending query of ours (and its
 //!   source address to the one queried); a response goes to

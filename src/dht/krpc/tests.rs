@@ -204,6 +204,30 @@ fn malformed_queries_are_answered_with_error_203() {
 }
 
 #[test]
+fn the_announced_peer_is_the_source_ip_with_the_given_or_implied_port() {
+    let from: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+    let announce = |implied_port| Query::AnnouncePeer {
+        id: NodeId([1; 20]),
+        info_hash: NodeId([2; 20]),
+        port: 6881,
+        implied_port,
+        token: vec![],
+    };
+    assert_eq!(
+        announce(false).announced_peer(from),
+        Some("127.0.0.5:6881".parse().unwrap())
+    );
+    assert_eq!(announce(true).announced_peer(from), Some(from));
+    assert_eq!(
+        Query::Ping {
+            id: NodeId([1; 20])
+        }
+        .announced_peer(from),
+        None
+    );
+}
+
+#[test]
 fn implied_port_makes_the_port_value_irrelevant() {
     let bytes = b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti0e5:token1:xe1:q13:announce_peer1:t2:aa1:y1:qe";
     match decode(bytes).unwrap().body {
