@@ -66,3 +66,6 @@ pub use routing::{Insert, NodeState, RoutingTable};
 pub use state::State;
 pub use store::PeerStore;
 pub use tokens::TokenSecrets;
+
+#[cfg(test)]
+mod tests;
