@@ -168,7 +168,9 @@ impl Lookup {
     }
 
     /// Whether the lookup is over: the [`K`] closest nodes not failed have all
-    /// answered (or every node has failed).
+    /// answered (or every node has failed). Queries may still be in flight to
+    /// farther nodes; their answers no longer matter, so the node thread
+    /// may forget those transactions.
     pub fn is_done(&self) -> bool {
         self.candidates
             .iter()
