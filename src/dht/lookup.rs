@@ -99,10 +99,10 @@ impl Lookup {
     /// id is given as our target (it is unknown); only its address matters.
     pub fn next_queries(&mut self, now: Instant) -> Vec<SocketAddr> {
         for c in &mut self.candidates {
-            if let Status::InFlight(sent) = c.status {
-                if now.saturating_duration_since(sent) >= QUERY_TIMEOUT {
-                    c.status = Status::Failed;
-                }
+            if let Status::InFlight(sent) = c.status
+                && now.saturating_duration_since(sent) >= QUERY_TIMEOUT
+            {
+                c.status = Status::Failed;
             }
         }
         let mut in_flight = self.in_flight();
@@ -168,7 +168,9 @@ impl Lookup {
     }
 
     /// Whether the lookup is over: the [`K`] closest nodes not failed have all
-    /// answered (or every node has failed).
+    /// answered (or every node has failed). Queries may still be in flight to
+    /// farther nodes; their answers no longer matter, so the node thread
+    /// may forget those transactions.
     pub fn is_done(&self) -> bool {
         self.candidates
             .iter()

@@ -31,8 +31,9 @@ pub const GOOD_FOR: Duration = Duration::from_secs(15 * 60);
 /// A bucket untouched for this long needs a refresh (BEP 5).
 pub const REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Failed queries in a row after which a node is bad.
-pub const MAX_FAILURES: u32 = 3;
+/// Failed queries in a row after which a node is bad: BEP 5 suggests one
+/// more try after a node fails to answer a ping, before replacing it.
+pub const MAX_FAILURES: u32 = 2;
 
 /// What we think of a node (BEP 5's good, questionable and bad).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -203,11 +204,11 @@ impl RoutingTable {
         let at = bucket.nodes.iter().position(|c| c.info.addr == addr)?;
         bucket.nodes[at].failures += 1;
         let state = bucket.nodes[at].state(now);
-        if state == NodeState::Bad {
-            if let Some(replacement) = bucket.replacement.take() {
-                bucket.nodes[at] = replacement;
-                bucket.last_changed = now;
-            }
+        if state == NodeState::Bad
+            && let Some(replacement) = bucket.replacement.take()
+        {
+            bucket.nodes[at] = replacement;
+            bucket.last_changed = now;
         }
         Some(state)
     }

@@ -97,7 +97,6 @@ fn repeated_failures_make_a_node_bad_and_a_response_forgives_them() {
     let n = node(0x80, 1);
     t.on_response(n, t0);
     assert_eq!(t.on_failure(n.addr, t0), Some(NodeState::Good));
-    assert_eq!(t.on_failure(n.addr, t0), Some(NodeState::Good));
     assert_eq!(t.on_failure(n.addr, t0), Some(NodeState::Bad));
     assert_eq!(t.closest(&n.id, K, t0), []);
     t.on_response(n, t0 + MIN);

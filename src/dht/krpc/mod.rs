@@ -188,6 +188,22 @@ impl Query {
         }
     }
 
+    /// For `announce_peer` received from `from`, the peer to store: the
+    /// source IP (never an address the query names) with the announced
+    /// port, or the source port when `implied_port` is set. `None` for the
+    /// other queries.
+    pub fn announced_peer(&self, from: SocketAddr) -> Option<SocketAddr> {
+        match self {
+            Query::AnnouncePeer {
+                port, implied_port, ..
+            } => {
+                let port = if *implied_port { from.port() } else { *port };
+                Some(SocketAddr::new(from.ip(), port))
+            }
+            _ => None,
+        }
+    }
+
     /// The method name on the wire (`q`).
     pub fn method(&self) -> &'static str {
         match self {
@@ -209,6 +225,8 @@ pub struct Response {
     /// travel in `nodes`, IPv6 ones in `nodes6`, both decode into this list.
     pub nodes: Vec<NodeInfo>,
     /// Peers (`get_peers`): compact addresses, 6 bytes (IPv4) or 18 (IPv6).
+    /// Encoding does not bound them: send at most
+    /// [`crate::dht::store::VALUES_PER_REPLY`], so the datagram stays small.
     pub values: Vec<SocketAddr>,
     /// The token to present in `announce_peer` (`get_peers`).
     pub token: Option<Vec<u8>>,
@@ -441,7 +459,7 @@ pub fn put_compact_node(node: &NodeInfo, out: &mut Vec<u8>) {
 /// ([`COMPACT_NODE_LEN`] or [`COMPACT_NODE6_LEN`]); `None` when the string
 /// is not a whole number of entries.
 pub fn compact_nodes(bytes: &[u8], entry_len: usize) -> Option<Vec<NodeInfo>> {
-    if entry_len <= ID_LEN || bytes.len() % entry_len != 0 {
+    if entry_len <= ID_LEN || !bytes.len().is_multiple_of(entry_len) {
         return None;
     }
     bytes

@@ -204,6 +204,30 @@ fn malformed_queries_are_answered_with_error_203() {
 }
 
 #[test]
+fn the_announced_peer_is_the_source_ip_with_the_given_or_implied_port() {
+    let from: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+    let announce = |implied_port| Query::AnnouncePeer {
+        id: NodeId([1; 20]),
+        info_hash: NodeId([2; 20]),
+        port: 6881,
+        implied_port,
+        token: vec![],
+    };
+    assert_eq!(
+        announce(false).announced_peer(from),
+        Some("127.0.0.5:6881".parse().unwrap())
+    );
+    assert_eq!(announce(true).announced_peer(from), Some(from));
+    assert_eq!(
+        Query::Ping {
+            id: NodeId([1; 20])
+        }
+        .announced_peer(from),
+        None
+    );
+}
+
+#[test]
 fn implied_port_makes_the_port_value_irrelevant() {
     let bytes = b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti0e5:token1:xe1:q13:announce_peer1:t2:aa1:y1:qe";
     match decode(bytes).unwrap().body {
@@ -352,6 +376,29 @@ mod props {
         }
 
         #[test]
+        fn random_dictionaries_of_krpc_keys_never_panic(top in proptest::collection::btree_map(key(), value(), 0..8)) {
+            let mut bytes = Vec::new();
+            put_value(&Value::Dict(top.into_iter().collect()), &mut bytes);
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn near_valid_messages_decode_or_fail_cleanly(top in message()) {
+            let mut bytes = Vec::new();
+            put_value(&top, &mut bytes);
+            match decode(&bytes) {
+                Ok(message) => prop_assert_eq!(decode(&message.encode()), Ok(message)),
+                Err(e) => {
+                    if let Some(reply) = e.reply() {
+                        let back = decode(&reply.encode()).unwrap();
+                        prop_assert_eq!(Some(back.tid), e.tid);
+                        prop_assert!(matches!(back.body, Body::Error(_)));
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn responses_round_trip(
             t in proptest::collection::vec(any::<u8>(), 1..=MAX_TID_LEN),
             nodes in proptest::collection::vec((any::<[u8; 20]>(), any::<SocketAddr>()), 0..8),
@@ -375,6 +422,160 @@ mod props {
                 prop_assert!(r.nodes.is_sorted_by_key(|n| n.addr.is_ipv6()));
             }
             prop_assert_eq!(decoded, expected);
+        }
+    }
+
+    /// A bencoded value, to build messages that reach past the first checks.
+    #[derive(Clone, Debug)]
+    enum Value {
+        Int(i64),
+        Bytes(Vec<u8>),
+        List(Vec<Value>),
+        Dict(Vec<(Vec<u8>, Value)>),
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        let keys = [
+            "t",
+            "y",
+            "q",
+            "a",
+            "r",
+            "e",
+            "v",
+            "ro",
+            "ip",
+            "id",
+            "target",
+            "info_hash",
+            "port",
+            "implied_port",
+            "token",
+            "nodes",
+            "nodes6",
+            "values",
+            "x",
+        ];
+        prop::sample::select(keys.to_vec()).prop_map(|k| k.as_bytes().to_vec())
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let words = [
+            "q",
+            "r",
+            "e",
+            "ping",
+            "find_node",
+            "get_peers",
+            "announce_peer",
+        ];
+        let leaf = prop_oneof![
+            (-2i64..70_000).prop_map(Value::Int),
+            prop::sample::select(words.to_vec()).prop_map(|w| Value::Bytes(w.as_bytes().to_vec())),
+            prop::sample::select(vec![0usize, 1, 2, 6, 18, 20, 26, 38, 52, 65])
+                .prop_flat_map(|len| proptest::collection::vec(any::<u8>(), len))
+                .prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::btree_map(key(), inner, 0..6)
+                    .prop_map(|m| Value::Dict(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A message whose keys are mostly right, each of them sometimes
+    /// missing or of the wrong type, so that decoding gets past its first checks.
+    fn message() -> impl Strategy<Value = Value> {
+        use proptest::collection::{btree_map, vec};
+        use proptest::option::weighted;
+        let bytes = |v: Vec<u8>| Value::Bytes(v);
+        let word = |words: &'static [&'static str]| {
+            prop::sample::select(words.to_vec()).prop_map(|w| Value::Bytes(w.as_bytes().to_vec()))
+        };
+        let tid = prop_oneof![4 => vec(any::<u8>(), 1..5).prop_map(bytes), 1 => value()];
+        let kind = prop_oneof![4 => word(&["q", "r", "e"]), 1 => value()];
+        let method = prop_oneof![
+            4 => word(&["ping", "find_node", "get_peers", "announce_peer", "vote"]),
+            1 => value()
+        ];
+        let id = prop_oneof![6 => vec(any::<u8>(), 20).prop_map(bytes), 1 => value()];
+        let field = prop_oneof![
+            3 => vec(any::<u8>(), 20).prop_map(bytes),
+            2 => (0i64..70_000).prop_map(Value::Int),
+            1 => (0usize..4).prop_flat_map(|n| vec(any::<u8>(), 26 * n)).prop_map(bytes),
+            1 => vec(vec(any::<u8>(), 6).prop_map(bytes), 0..4).prop_map(Value::List),
+            1 => value(),
+        ];
+        let names = [
+            "target",
+            "info_hash",
+            "port",
+            "implied_port",
+            "token",
+            "nodes",
+            "values",
+        ];
+        let args = (
+            weighted(0.9, id),
+            btree_map(prop::sample::select(names.to_vec()), field, 0..5),
+        )
+            .prop_map(|(id, rest)| {
+                let mut entries: Vec<(Vec<u8>, Value)> = rest
+                    .into_iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                    .collect();
+                if let Some(id) = id {
+                    entries.push((b"id".to_vec(), id));
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Dict(entries)
+            });
+        let error = vec(
+            prop_oneof![(200i64..206).prop_map(Value::Int), value()],
+            0..3,
+        )
+        .prop_map(Value::List);
+        (
+            weighted(0.95, tid),
+            weighted(0.95, kind),
+            weighted(0.8, method),
+            weighted(0.8, args.clone()),
+            weighted(0.5, args),
+            weighted(0.3, error),
+            weighted(0.2, (0i64..3).prop_map(Value::Int)),
+            weighted(0.2, vec(any::<u8>(), 0..20).prop_map(bytes)),
+        )
+            .prop_map(|(t, y, q, a, r, e, ro, v)| {
+                let keys = ["a", "e", "q", "r", "ro", "t", "v", "y"];
+                let values = [a, e, q, r, ro, t, v, y];
+                let entries = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some((k.as_bytes().to_vec(), v?)))
+                    .collect();
+                Value::Dict(entries)
+            })
+    }
+
+    fn put_value(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Int(n) => crate::bencode::put_int(out, *n),
+            Value::Bytes(b) => crate::bencode::put_bytes(out, b),
+            Value::List(items) => {
+                out.push(b'l');
+                items.iter().for_each(|v| put_value(v, out));
+                out.push(b'e');
+            }
+            Value::Dict(entries) => {
+                out.push(b'd');
+                for (k, v) in entries {
+                    crate::bencode::put_bytes(out, k);
+                    put_value(v, out);
+                }
+                out.push(b'e');
+            }
         }
     }
 
