@@ -155,7 +155,7 @@ impl Client {
                     .arg("-s")
                     .arg(made.content())
                     .args(["--port", &port.to_string(), "-vv"]);
-                ours_options(&mut command, options);
+                ours_options(&mut command, options, &logs);
                 let mut proc = Proc::spawn(&name, command, &logs);
                 let output = proc.wait_output("seeding on port ", START_TIMEOUT);
                 let port = port_after(&output, "seeding on port ", &name);
@@ -266,7 +266,7 @@ impl Client {
                     .arg("-d")
                     .arg(&dir)
                     .args(["--port", &port.to_string(), "-vv"]);
-                ours_options(&mut command, options);
+                ours_options(&mut command, options, &logs);
                 Proc::spawn(name, command, &logs)
             }
             Client::Libtorrent => {
@@ -410,10 +410,11 @@ fn listen_ip(options: &Options) -> IpAddr {
 
 /// Our binary's arguments for `options`. Peer exchange is on by default,
 /// and so is listening on both families.
-fn ours_options(command: &mut Command, options: &Options) {
-    // Never the DHT routers on the Internet; no state in ~/.local/state.
-    command.arg("--no-dht");
+fn ours_options(command: &mut Command, options: &Options, logs: &Path) {
+    // Never the DHT routers on the Internet (`--no-dht`, or loopback
+    // contacts, from dht::ours_args below); no state in ~/.local/state.
     command.env(bittorrent::dht::node::NO_DEFAULTS_ENV, "1");
+    command.env("XDG_STATE_HOME", logs.join("state"));
     if options.listen == Listen::Ipv6Only {
         command.args(["--bind", "::1"]);
     }
