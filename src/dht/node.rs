@@ -100,12 +100,21 @@ pub struct DhtHandle {
     cmd_tx: Sender<Command>,
     socket: Arc<UdpSocket>,
     wake_addr: SocketAddr,
+    /// Whether the node started with anyone to ask: bootstrap nodes or a
+    /// saved table.
+    has_contacts: bool,
 }
 
 impl DhtHandle {
     /// The node's UDP address (its port is the one sent in `port` messages).
     pub fn local_addr(&self) -> SocketAddr {
         self.wake_addr
+    }
+
+    /// Whether the node can look for peers at all: it started with
+    /// bootstrap nodes or a saved table. One with neither only answers.
+    pub fn has_contacts(&self) -> bool {
+        self.has_contacts
     }
 
     /// The node's UDP port.
@@ -195,10 +204,12 @@ impl DhtNode {
         log::info!("dht: node listening on UDP {local}");
         let socket = Arc::new(socket);
         let (cmd_tx, cmd_rx) = unbounded();
+        let saved = state_file(config).is_some_and(|path| path.is_file());
         let handle = DhtHandle {
             cmd_tx,
             socket: Arc::clone(&socket),
             wake_addr,
+            has_contacts: saved || !bootstrap_list(config, saved).is_empty(),
         };
         let config = config.clone();
         let thread = thread::Builder::new()

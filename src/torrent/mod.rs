@@ -242,21 +242,22 @@ impl Torrent {
                 numwant: NUMWANT,
             }
         };
-        // With peers to dial (or as a seeder, which waits for peers anyway)
-        // the tracker threads (one per tier) announce while the torrent
-        // works. With nobody else to download from, the start waits for the
-        // first tier to answer, so trackers that all fail are an immediate,
-        // clear error.
+        // With peers to dial (or as a seeder, which waits for peers anyway,
+        // or with a DHT node that has someone to ask) the tracker threads
+        // (one per tier) announce while the torrent works. With no other
+        // way to find anyone, the start waits for the first tier to answer,
+        // so trackers that all fail are an immediate, clear error.
         let (list, rejected) = TrackerList::new(&trackers, options.tracker_timeout);
         for e in &rejected {
             warn!("{}: skipping a tracker: {e}", label);
         }
-        let must_wait = initial_peers.is_empty() && !seeding;
+        let dht_searches = dht.as_ref().is_some_and(DhtHandle::has_contacts);
+        let must_wait = initial_peers.is_empty() && !seeding && !dht_searches;
         let mut tracker = None;
         if list.is_empty() {
             match rejected.into_iter().next() {
                 Some(e) if must_wait => return Err(Error::Tracker(e)),
-                _ if initial_peers.is_empty() && dht.is_some() => info!(
+                _ if initial_peers.is_empty() && dht_searches => info!(
                     "{}: no tracker and no peer known: looking in the DHT",
                     label
                 ),

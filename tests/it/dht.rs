@@ -86,6 +86,40 @@ fn a_magnet_with_no_tracker_completes_from_a_seeder_found_through_the_dht() {
     assert_eq!(std::fs::read(dest.join("dht.bin")).unwrap(), made.data);
 }
 
+/// With a DHT node that has someone to ask, a torrent whose only tracker
+/// is down is no error: the download goes on, through the DHT. (With no
+/// DHT, or one with nobody to ask, it still fails at once:
+/// `errors::unreachable_tracker_without_peers_is_a_clear_error`.)
+#[test]
+fn a_torrent_whose_tracker_is_down_completes_through_the_dht() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nobody listens, so the announce is refused at once.
+    let dead = "http://127.0.0.1:1/announce";
+    let made = single_file(
+        dir.path(),
+        "down.bin",
+        content(120_000, 53),
+        16384,
+        Some(dead),
+    );
+    let hub = node(&[], &dir.path().join("hub"));
+    let hub_addr = hub.handle().local_addr();
+    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
+    seed_config.bind = Some(LOCALHOST);
+    seed_config.dht = dht(&[hub_addr], &dir.path().join("seeder"));
+    let seeder = Running::start(&seed_config);
+    let seeder_dht = seeder.dht.clone().expect("the seeder runs a node");
+    wait_until("the seeder's announce_peer answered", || {
+        status_of(&seeder_dht).counters.announced > 0
+    });
+    let dest = dir.path().join("out");
+    let mut get_config = config(&made.torrent, download_to(&dest), vec![]);
+    get_config.bind = Some(LOCALHOST);
+    get_config.dht = dht(&[hub_addr], &dir.path().join("downloader"));
+    download(&get_config);
+    assert_eq!(std::fs::read(dest.join("down.bin")).unwrap(), made.data);
+}
+
 #[test]
 fn a_second_run_starts_from_its_saved_table_without_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
