@@ -149,13 +149,16 @@ pub struct Args {
     pub save_torrent: Option<PathBuf>,
 
     /// Turn peer exchange (BEP 11, ut_pex) off: peers come only from the
-    /// trackers, --peer and incoming connections. Private torrents never
-    /// use it.
+    /// trackers, the DHT, --peer and incoming connections. Private torrents
+    /// never use it.
     #[arg(long)]
     pub no_pex: bool,
 
     /// Turn the DHT (BEP 5) off: no node is run, no peers are found or
-    /// announced through it. Private torrents never use it.
+    /// announced through it. Private torrents never use it. The node (on
+    /// UDP, at the listen port's number) keeps its id and the nodes it
+    /// knows in $XDG_STATE_HOME/bittorrent/dht.dat, else
+    /// ~/.local/state/bittorrent/dht.dat.
     #[arg(long)]
     pub no_dht: bool,
 

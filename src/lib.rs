@@ -7,6 +7,8 @@
 //!          ├─ client::Client (one per process): peer id, listen sockets (IPv4 and IPv6,
 //!          │     one port), connection budget
 //!          │     `listener` threads ─► `incoming ADDR`: read the handshake, route it by info-hash
+//!          │     `dht` thread (dht::node): one UDP socket, answers nodes, looks up and
+//!          │           announces each torrent ─► peers ─► that torrent's events
 //!          └─ torrent::Torrent (one per info-hash), states:
 //!                fetching metadata ─► checking ─► downloading ─► seeding
 //!                ├─ `tracker tier N` threads, one per tier: announce (HTTP, UDP), peers ─► events
@@ -47,12 +49,17 @@
 //! reading from the same storage, and serve the metadata to peers that
 //! fetch it by magnet.
 //!
-//! Peers are found through the trackers, `--peer`, incoming connections and
-//! peer exchange ([`peer::pex`], BEP 11): the [`peer_table`] tells each
-//! peer once a minute which peers came and went ([`peer_table::pex`]) and
-//! puts the addresses it is told into the [`peer_list`], which remembers
-//! each address's [`peer_list::PeerSource`]. A private torrent (BEP 27,
-//! [`metainfo::Metainfo::private`]) uses no peer exchange.
+//! Peers are found through the trackers, `--peer`, incoming connections,
+//! peer exchange ([`peer::pex`], BEP 11) and the [`dht`] (BEP 5): the
+//! [`peer_table`] tells each peer once a minute which peers came and went
+//! ([`peer_table::pex`]) and puts the addresses it is told into the
+//! [`peer_list`], which remembers each address's
+//! [`peer_list::PeerSource`]. The client's DHT node
+//! ([`dht::node::DhtNode`]) is pure parts ([`dht::routing`],
+//! [`dht::lookup`], [`dht::krpc`], ...) driven by [`dht::engine`] on one
+//! thread; a torrent asks it through a [`dht::node::DhtHandle`]. A private
+//! torrent (BEP 27, [`metainfo::Metainfo::private`]) uses neither peer
+//! exchange nor the DHT.
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest
@@ -80,7 +87,8 @@
 //! only the keys it uses.
 //!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
-//! [`magnet`], [`peer::wire`], [`peer::ext`], [`peer::pex`], and the URL and response half
+//! [`magnet`], [`peer::wire`], [`peer::ext`], [`peer::pex`], [`dht::krpc`],
+//! the datagrams of [`tracker::udp::codec`], and the URL and response half
 //! of [`tracker::http`]. Text that comes from outside is capped and escaped
 //! by [`untrusted`] before it is printed. Size arithmetic lives in [`layout`].
 
