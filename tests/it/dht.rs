@@ -17,7 +17,7 @@ use bittorrent::dht::ratelimit::BURST;
 use bittorrent::session::Mode;
 
 use crate::support::dht_node::RecorderNode;
-use crate::support::magnet::single_file;
+use crate::support::magnet::{Made, single_file};
 use crate::support::pex_peer::private_single_file;
 use crate::support::{Running, config, content, download, download_to, seed_from, wait_until};
 
@@ -40,6 +40,29 @@ fn status_of(handle: &DhtHandle) -> bittorrent::dht::node::Status {
     handle
         .status(Duration::from_secs(5))
         .expect("the node answers")
+}
+
+/// A seeder of `made` on 127.0.0.1 whose node joins through `hub`, once
+/// its `announce_peer` has been answered.
+fn seed_through_dht(made: &Made, hub: SocketAddr, dir: &Path) -> Running {
+    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
+    seed_config.bind = Some(LOCALHOST);
+    seed_config.dht = dht(&[hub], &dir.join("seeder"));
+    let seeder = Running::start(&seed_config);
+    let seeder_dht = seeder.dht.clone().expect("the seeder runs a node");
+    wait_until("the seeder's announce_peer answered", || {
+        status_of(&seeder_dht).counters.announced > 0
+    });
+    seeder
+}
+
+/// Downloads `input` (a .torrent or a magnet) into `dest` with a node that
+/// joins through `hub`, and no other peer.
+fn download_through_dht(input: &Path, dest: &Path, hub: SocketAddr, dir: &Path) {
+    let mut get_config = config(input, download_to(dest), vec![]);
+    get_config.bind = Some(LOCALHOST);
+    get_config.dht = dht(&[hub], &dir.join("downloader"));
+    download(&get_config);
 }
 
 #[test]
@@ -68,21 +91,11 @@ fn a_magnet_with_no_tracker_completes_from_a_seeder_found_through_the_dht() {
     let _others: Vec<DhtNode> = (0..2)
         .map(|n| node(&[hub_addr], &dir.path().join(format!("n{n}"))))
         .collect();
-    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
-    seed_config.bind = Some(LOCALHOST);
-    seed_config.dht = dht(&[hub_addr], &dir.path().join("seeder"));
-    let seeder = Running::start(&seed_config);
-    let seeder_dht = seeder.dht.clone().expect("the seeder runs a node");
-    wait_until("the seeder's announce_peer answered", || {
-        status_of(&seeder_dht).counters.announced > 0
-    });
+    let _seeder = seed_through_dht(&made, hub_addr, dir.path());
 
     let dest = dir.path().join("out");
     let magnet = made.magnet(&[], &[]);
-    let mut get_config = config(Path::new(&magnet), download_to(&dest), vec![]);
-    get_config.bind = Some(LOCALHOST);
-    get_config.dht = dht(&[hub_addr], &dir.path().join("downloader"));
-    download(&get_config);
+    download_through_dht(Path::new(&magnet), &dest, hub_addr, dir.path());
     assert_eq!(std::fs::read(dest.join("dht.bin")).unwrap(), made.data);
 }
 
@@ -104,19 +117,9 @@ fn a_torrent_whose_tracker_is_down_completes_through_the_dht() {
     );
     let hub = node(&[], &dir.path().join("hub"));
     let hub_addr = hub.handle().local_addr();
-    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
-    seed_config.bind = Some(LOCALHOST);
-    seed_config.dht = dht(&[hub_addr], &dir.path().join("seeder"));
-    let seeder = Running::start(&seed_config);
-    let seeder_dht = seeder.dht.clone().expect("the seeder runs a node");
-    wait_until("the seeder's announce_peer answered", || {
-        status_of(&seeder_dht).counters.announced > 0
-    });
+    let _seeder = seed_through_dht(&made, hub_addr, dir.path());
     let dest = dir.path().join("out");
-    let mut get_config = config(&made.torrent, download_to(&dest), vec![]);
-    get_config.bind = Some(LOCALHOST);
-    get_config.dht = dht(&[hub_addr], &dir.path().join("downloader"));
-    download(&get_config);
+    download_through_dht(&made.torrent, &dest, hub_addr, dir.path());
     assert_eq!(std::fs::read(dest.join("down.bin")).unwrap(), made.data);
 }
 
@@ -126,14 +129,7 @@ fn a_second_run_starts_from_its_saved_table_without_bootstrap() {
     let made = single_file(dir.path(), "again.bin", content(100_000, 52), 16384, None);
     let hub = node(&[], &dir.path().join("hub"));
     let hub_addr = hub.handle().local_addr();
-    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
-    seed_config.bind = Some(LOCALHOST);
-    seed_config.dht = dht(&[hub_addr], &dir.path().join("seeder"));
-    let seeder = Running::start(&seed_config);
-    let seeder_dht = seeder.dht.clone().unwrap();
-    wait_until("the seeder's announce_peer answered", || {
-        status_of(&seeder_dht).counters.announced > 0
-    });
+    let _seeder = seed_through_dht(&made, hub_addr, dir.path());
 
     // A first run learns the hub and the seeder's node, and saves them when it stops.
     let state = dir.path().join("state");
