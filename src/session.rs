@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -301,10 +301,18 @@ impl Session {
             }
         }
         let mut client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
-        if let Some(dht) = &config.dht
-            && let Err(e) = client.start_dht(dht, config.bind)
-        {
-            log::warn!("cannot start the DHT node: {e}; going on without it");
+        match (&config.dht, config.bind) {
+            // The node is IPv4 only (no BEP 32): on an IPv6 address it
+            // would listen on every IPv4 one, which the user did not ask.
+            (Some(_), Some(ip @ IpAddr::V6(_))) => {
+                log::info!("dht: off, since --bind {ip} is IPv6 and the DHT node is IPv4 only");
+            }
+            (Some(dht), bind) => {
+                if let Err(e) = client.start_dht(dht, bind) {
+                    log::warn!("cannot start the DHT node: {e}; going on without it");
+                }
+            }
+            (None, _) => {}
         }
         // Several distinct torrents, not inputs: a duplicate or a bad input
         // leaves `-s PATH` meaning the content, as with one.

@@ -462,6 +462,14 @@ impl Engine {
                 lookup.add_router(*router);
             }
         }
+        if let Goal::Torrent(info_hash) = goal
+            && let Some(torrent) = self.torrents.get_mut(&info_hash)
+        {
+            // Peers are deduplicated per lookup: a batch the torrent could
+            // not take, or an address it has forgotten since, is offered
+            // again by the next one, and `sent` cannot fill up for good.
+            torrent.sent.clear();
+        }
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
         // Its first queries go out with the tick's steps, once the caller

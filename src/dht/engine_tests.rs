@@ -100,7 +100,22 @@ fn a_seeder_announced_through_the_network_is_found_by_a_downloader() {
     // Node 2's address, with the TCP port it announced.
     let seeder = SocketAddr::new(addr(2).ip(), 7000);
     assert_eq!(*found.lock().unwrap(), vec![seeder]);
-    // Each peer is handed over once, whatever the later lookups say.
+    // Each lookup hands a peer over once; the next one offers it again, so
+    // a batch the torrent could not take is not lost for good (regression:
+    // peers were remembered per torrent, never offered again, and after
+    // 2,000 the torrent got no new ones).
+    // Half an hour on, the nodes and the seeder are asked again (the
+    // rounds before keep the tables good and let the seeder re-announce).
+    for round in 1..=200 {
+        net.run(now + MAINTENANCE_EVERY * round);
+    }
+    let offered = found
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|&&a| a == seeder)
+        .count();
+    assert_eq!(offered, 2, "{:?}", found.lock().unwrap());
     net.engine(6).forget(&info_hash);
     assert_eq!(net.engine(6).torrent_count(), 0);
 }

@@ -204,7 +204,11 @@ impl DhtNode {
         log::info!("dht: node listening on UDP {local}");
         let socket = Arc::new(socket);
         let (cmd_tx, cmd_rx) = unbounded();
-        let saved = state_file(config).is_some_and(|path| path.is_file());
+        // A state file counts only with nodes in it (one is saved at every
+        // stop, an empty table too).
+        let saved = state_file(config)
+            .and_then(|path| super::state::load(&path).ok().flatten())
+            .is_some_and(|state| !state.nodes.is_empty());
         let handle = DhtHandle {
             cmd_tx,
             socket: Arc::clone(&socket),

@@ -58,7 +58,10 @@ impl PexOut {
     /// The message due at `now`, given the peers connected now (`live`)
     /// and the remote's own addresses (`own`, never sent to it); `None`
     /// when none is due or there is nothing new to tell. A message due is
-    /// counted as sent: the next one is due [`INTERVAL`] later.
+    /// counted as sent: the next one is due [`INTERVAL`] later. With
+    /// nothing to tell, nothing is sent and the next look is
+    /// [`FIRST_AFTER`] later, so a peer that connects just after is told
+    /// of soon, not a minute on.
     pub fn next(
         &mut self,
         now: Instant,
@@ -95,7 +98,11 @@ impl PexOut {
         for addr in &message.dropped {
             self.told.remove(addr);
         }
-        (!message.is_empty()).then_some(message)
+        if message.is_empty() {
+            self.next_at = now + FIRST_AFTER;
+            return None;
+        }
+        Some(message)
     }
 }
 
@@ -171,6 +178,19 @@ mod tests {
 
     fn addrs(peers: &[PexPeer]) -> Vec<SocketAddr> {
         peers.iter().map(|p| p.addr).collect()
+    }
+
+    /// Regression: with nothing to tell at the first look, the next was a
+    /// minute later, so a peer that connected 3 s after another heard of
+    /// it only a minute on.
+    #[test]
+    fn with_nothing_to_tell_the_next_look_comes_soon() {
+        let t0 = Instant::now();
+        let mut out = PexOut::new(t0);
+        assert_eq!(out.next(t0 + FIRST_AFTER, &[], &[]), None);
+        let soon = t0 + FIRST_AFTER * 2;
+        let told = out.next(soon, &[peer(1)], &[]).expect("due again soon");
+        assert_eq!(told.added, vec![peer(1)]);
     }
 
     #[test]

@@ -299,3 +299,16 @@ fn malformed_datagrams_do_not_stop_the_node_and_queries_are_rate_limited() {
     let answer = query(&other, to, b"zz", Query::Ping { id });
     assert!(matches!(answer.body, Body::Response(_)));
 }
+
+/// Regression: with `--bind ::1` the node (IPv4 only) listened on every
+/// IPv4 address, which the user had not asked for; it is now off.
+#[test]
+fn a_session_bound_to_an_ipv6_address_runs_no_dht_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = single_file(dir.path(), "v6.bin", content(20_000, 54), 16384, None);
+    let mut seed_config = config(&made.torrent, seed_from(&made.source), vec![]);
+    seed_config.bind = Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+    seed_config.dht = dht(&["127.0.0.1:9".parse().unwrap()], &dir.path().join("s"));
+    let seeder = Running::start(&seed_config);
+    assert!(seeder.dht.is_none(), "a DHT node runs beside --bind ::1");
+}

@@ -171,6 +171,13 @@ impl Binary {
         // The binary's DHT never falls back to the routers on the Internet,
         // and keeps its state in the test's folder, not in ~/.local/state.
         command.env(bittorrent::dht::node::NO_DEFAULTS_ENV, "1");
+        // And it runs no node at all unless the test names its contacts.
+        let dht_named = command
+            .get_args()
+            .any(|a| a == "--no-dht" || a == "--dht-bootstrap");
+        if !dht_named {
+            command.arg("--no-dht");
+        }
         if !command.get_envs().any(|(k, _)| k == "XDG_STATE_HOME") {
             command.env("XDG_STATE_HOME", log_dir.join("state"));
         }
