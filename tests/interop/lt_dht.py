@@ -22,7 +22,7 @@ def settings():
     The DHT runs on the listen_interfaces sockets, so it gets a socket only
     where the session listens on an IP address: "127.0.0.1:PORT" (the
     default here) has it, "lo:PORT" would not. dht_bootstrap_nodes is
-    emptied, so the default router (dht.libtorrent.org:25401) is never
+    emptied, so libtorrent's default router on the Internet is never
     resolved nor contacted: the DHT starts with an empty routing table and
     knows only what add_dht_node gives it (the --dht-node contacts) and what
     they name. The restrictions libtorrent applies to nodes on one address

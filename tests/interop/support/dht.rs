@@ -18,8 +18,9 @@
 //!
 //! Transmission 3.00 cannot take part: its DHT library drops every packet
 //! from a 127.x (or `::1`) address as "martian", and, never reaching 40
-//! good nodes, it resolves and pings `dht.transmissionbt.com` 20 to 60 s
-//! after its `dht.bootstrap` file is used up.
+//! good nodes, it resolves and pings its built-in router on the Internet
+//! 20 to 60 s after its `dht.bootstrap` file is used up. So no row runs
+//! Transmission with its DHT on (its settings say `"dht-enabled": false`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
