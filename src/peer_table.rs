@@ -222,7 +222,8 @@ impl PeerTable {
     /// any: the connected peers with a known listen address it has not been
     /// told of, and those gone that it was told of.
     pub fn pex_tick(&mut self, now: Instant) {
-        if !self.ctx.pex_enabled() {
+        let due = |c: &Connection| c.pex_out.as_ref().is_some_and(|o| o.is_due(now));
+        if !self.ctx.pex_enabled() || !self.conns.values().any(due) {
             return;
         }
         let live: Vec<PexPeer> = self
