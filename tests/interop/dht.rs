@@ -1,6 +1,6 @@
 use crate::support::clients::{Client, Options};
 use crate::support::content::Shape;
-use crate::support::dht::{Hub, require_dht};
+use crate::support::dht::Hub;
 use crate::support::{Announce, Swarm, ours};
 
 /// Their client seeds a torrent with no tracker, its DHT started from the
@@ -11,7 +11,6 @@ use crate::support::{Announce, Swarm, ours};
 /// answer to its `get_peers`. It fetches the info dictionary from the
 /// seeder and downloads everything.
 fn ours_downloads_through_the_dht_from(theirs: Client) {
-    require_dht(ours());
     let swarm = Swarm::with(Shape::Single, Announce::None);
     let mut hub = Hub::start(swarm.work());
     let seeder_options = Options {
@@ -39,7 +38,6 @@ fn ours_downloads_through_the_dht_from(theirs: Client) {
 /// transaction ids (libtorrent's are 2 bytes, aria2's 4), gives a token and
 /// the nodes closest to the info-hash, and the peers it knows.
 fn downloads_through_the_dht_from_ours(theirs: Client) {
-    require_dht(ours());
     let swarm = Swarm::with(Shape::Single, Announce::None);
     let mut hub = Hub::start(swarm.work());
     let seeder_options = Options {

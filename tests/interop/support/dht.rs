@@ -13,8 +13,7 @@
 //!   `--dht-file-path` means no saved nodes, and `--dht-entry-point` is the
 //!   one node it starts from (aria2 has no default entry point);
 //! - ours: `--dht-bootstrap HOST:PORT`, which replaces the default routers;
-//!   every row without a DHT passes `--no-dht` once our binary has it (see
-//!   [`ours_has_dht`]).
+//!   every row without a DHT passes `--no-dht` ([`ours_args`]).
 //!
 //! Transmission 3.00 cannot take part: its DHT library drops every packet
 //! from a 127.x (or `::1`) address as "martian", and, never reaching 40
@@ -25,12 +24,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bittorrent::metainfo::InfoHash;
 
-use super::clients::{Client, Peer};
+use super::clients::Peer;
 use super::process::{Proc, free_port, require, wait_until};
 
 /// The longest a peer may take to announce itself to the hub
@@ -92,41 +90,12 @@ pub fn lt_peer_command() -> Command {
     command
 }
 
-/// Whether our binary has a DHT: its `--help` lists `--no-dht`. Until it
-/// does, the DHT rows fail (ours rejects `--dht-bootstrap`) and the other
-/// rows pass nothing; once it does, every row without DHT contacts passes
-/// `--no-dht`, so that no test lets ours reach the default routers.
-pub fn ours_has_dht() -> bool {
-    static HAS_DHT: OnceLock<bool> = OnceLock::new();
-    *HAS_DHT.get_or_init(|| {
-        let output = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
-            .arg("--help")
-            .output()
-            .expect("cannot run our binary with --help");
-        String::from_utf8_lossy(&output.stdout).contains("--no-dht")
-    })
-}
-
-/// Fails the test at once, saying why, when `client` is ours and our
-/// binary has no DHT yet (see [`ours_has_dht`]).
-pub fn require_dht(client: Client) {
-    assert!(
-        client != Client::Ours || ours_has_dht(),
-        "our binary has no DHT yet: its --help lists no --no-dht (nor, then, \
-         --dht-bootstrap), which this row needs"
-    );
-}
-
 /// Our binary's DHT arguments: `--dht-bootstrap` for each of `contacts`,
-/// or, with none, `--no-dht` (once ours has it).
+/// or, with none, `--no-dht`.
 pub fn ours_args(contacts: &[SocketAddr]) -> Vec<String> {
     assert_loopback(contacts);
     if contacts.is_empty() {
-        return if ours_has_dht() {
-            vec!["--no-dht".to_string()]
-        } else {
-            Vec::new()
-        };
+        return vec!["--no-dht".to_string()];
     }
     contacts
         .iter()
