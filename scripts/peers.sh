@@ -21,8 +21,8 @@
 #    answer a connect (listeners whose accept queue is full: the kernel
 #    drops the SYNs, so each connect stays in SYN-SENT until its timeout).
 #    It prints the most sockets of the downloader seen in SYN-SENT at once
-#    (`ss`, every 0.1 s) and how many of the addresses it tried in
-#    PACE_SECS.
+#    (`ss`, every 0.1 s; a socket counts when it is in two dumps in a row)
+#    and how many of the addresses it tried in PACE_SECS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -157,14 +157,20 @@ mkdir -p "$WORK/dl"
   --no-progress "${peer_args[@]}" 2>"$WORK/downloader.log" &
 DL=$!
 PIDS+=("$DL")
+# A dump of the socket table is not atomic: a socket closed and a new one
+# opened meanwhile may both be in one. A socket in two dumps in a row was
+# there at the moment between them, so those count as in flight at once.
 most=0
 : >"$WORK/syn-sent"
+: >"$WORK/syn-last"
 end=$((SECONDS + PACE_SECS))
 while ((SECONDS < end)); do
-  ss -Htnp state syn-sent 2>/dev/null | grep "pid=$DL," >"$WORK/syn-now" || true
-  now=$(wc -l <"$WORK/syn-now")
+  ss -Htnp state syn-sent 2>/dev/null | grep "pid=$DL," | awk '{ print $3, $4 }' |
+    sort >"$WORK/syn-now" || true
+  now=$(comm -12 "$WORK/syn-last" "$WORK/syn-now" | wc -l)
   ((now > most)) && most=$now
-  awk '{ print $4 }' "$WORK/syn-now" >>"$WORK/syn-sent"
+  awk '{ print $2 }' "$WORK/syn-now" >>"$WORK/syn-sent"
+  mv "$WORK/syn-now" "$WORK/syn-last"
   sleep 0.1
 done
 tried=$(sort -u "$WORK/syn-sent" | wc -l)
