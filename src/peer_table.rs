@@ -6,6 +6,9 @@
 //! A connection takes a [`Permit`] from the client's [`ConnectionBudget`]
 //! before its thread is spawned and gives it back when its `Disconnected`
 //! event arrives, so `--max-peers` holds across all torrents of the process.
+//! A dial also takes a place among the process's connects in flight
+//! ([`crate::client::pacing`]), which its thread gives back as soon as the
+//! TCP connect returns.
 //! Incoming connections may not take the slots kept for our own dials, and
 //! at most [`MAX_PER_IP`] come from one IP. When the budget is spent and a
 //! newcomer or a dial needs a slot, the least useful incoming connection

@@ -23,6 +23,8 @@
 //!    the remote's requests from [`Storage`] while the manager has it unchoked.
 //!    A remote that stops sending blocks is snubbed: its pieces, with the
 //!    blocks already received, go back to the manager for other peers.
+//!    An idle connection sleeps in `poll()` on its socket until bytes or a
+//!    command come ([`wake`]), so idle peers cost next to no CPU.
 //! 5. On any exit it reports
 //!    [`PeerEvent::Disconnected`](crate::piece_manager::PeerEvent::Disconnected)
 //!    with a typed [`Disconnect`] reason (whose variant says whether the
