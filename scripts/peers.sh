@@ -120,11 +120,12 @@ hwm_kib=$(status_field "$SEEDER" VmHWM)
 threads_after=$(status_field "$SEEDER" Threads)
 out_after=$(established "$WORK/listen.err")
 in_after=$(established "$WORK/incoming.err")
-# Peer stacks are the mappings of 512 KiB (+ a guard page) that hold Rss.
+# Peer stacks are the mappings of exactly 512 KiB (their guard page is a
+# mapping of its own); what each holds resident is what its thread touched.
 stack_kib=$(awk '
-  /^[0-9a-f]+-[0-9a-f]+ / { split($1, r, "-"); size = 0 }
+  /^[0-9a-f]+-[0-9a-f]+ / { size = 0 }
   $1 == "Size:" { size = $2 }
-  $1 == "Rss:" && (size == 512 || size == 516) { if ($2 > most) most = $2; n++ }
+  $1 == "Rss:" && size == 512 { if ($2 > most) most = $2; n++ }
   END { printf "%d %d", most, n }' "/proc/$SEEDER/smaps")
 ticks=$((ticks1 - ticks0))
 # Clock ticks are 1/100 s on Linux.
