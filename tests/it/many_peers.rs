@@ -5,19 +5,19 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use bittorrent::client::pacing::MAX_HALF_OPEN;
 use bittorrent::metainfo::InfoHash;
-use bittorrent::peer::wire::{Limits, Message};
+use bittorrent::peer::wire::{self, Handshake, Limits, Message};
 use rustix::net::{AddressFamily, SocketType, bind, listen, socket};
 
 use crate::support::bencode::{SingleFile, write_single_file};
 use crate::support::magnet::{Seeder, arg};
-use crate::support::net::{connect_from, exchange_handshakes, held, peer_id, poll_until};
+use crate::support::net::{connect_from, handshake_bytes, held, peer_id, poll_until};
 use crate::support::*;
 
 /// 64 pieces of 16 KiB.
@@ -76,22 +76,32 @@ fn a_seeder_holds_100_connections_lets_them_go_and_still_serves() {
     let pieces = (CONTENT_LEN / PIECE_LEN) as u32;
     let baseline = held(pid).expect("the seeder is running").threads;
 
-    // One IP each (a torrent takes only a few connections from one IP).
+    // One IP each (a torrent takes only a few connections from one IP),
+    // all at once: every connection and its handshake go out before any
+    // answer is read, more than the listener reads handshakes at a time.
     let mut open = Vec::new();
     for n in 0..100u8 {
         let from = Ipv4Addr::new(127, 0, 5, 1 + n);
         let mut stream = connect_from(from, addr).unwrap();
-        let within = Duration::from_secs(10);
-        let answer = exchange_handshakes(&mut stream, info_hash, peer_id(n), within);
+        stream
+            .write_all(&handshake_bytes(info_hash, peer_id(n)))
+            .unwrap();
+        open.push(stream);
+    }
+    for (n, stream) in open.iter_mut().enumerate() {
+        let within = Duration::from_secs(20);
+        let mut theirs = [0u8; wire::HANDSHAKE_LEN];
+        stream.set_read_timeout(Some(within)).unwrap();
+        let answer = stream.read_exact(&mut theirs);
         assert!(
-            matches!(answer, Ok(Some(_))),
-            "connection {n} from {from}: {answer:?}; stderr:\n{}",
+            answer.is_ok(),
+            "connection {n}: no handshake: {answer:?}; stderr:\n{}",
             tail(&seeder.stderr())
         );
-        let had = read_bitfield(&mut stream, pieces, within)
+        assert_eq!(Handshake::decode(&theirs).unwrap().info_hash, info_hash);
+        let had = read_bitfield(stream, pieces, within)
             .unwrap_or_else(|e| panic!("connection {n}: no bitfield: {e}"));
         assert_eq!(had, pieces, "connection {n}: the seeder has every piece");
-        open.push(stream);
     }
     // All 100 at once: a peer thread each.
     let mut during = held(pid).expect("the seeder is running").threads;
