@@ -498,6 +498,12 @@ impl PeerTable {
     /// Tells every peer to stop and waits a little for their threads,
     /// draining `events_rx` so none stays blocked on a full channel.
     pub fn shutdown(&mut self, events_rx: &Receiver<Event>) {
+        let dialling = self.budget.dialling();
+        debug!(
+            "at most {} of our connects were in flight at once (the limit is {})",
+            dialling.most_in_flight(),
+            dialling.max()
+        );
         for conn in self.conns.values() {
             let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
         }
