@@ -5,7 +5,7 @@
 //! ```text
 //! cli ─► session::Session: parses each input (.torrent or magnet link)
 //!          ├─ client::Client (one per process): peer id, listen sockets (IPv4 and IPv6,
-//!          │     one port), connection budget
+//!          │     one port), connection budget, pace of our connects
 //!          │     `listener` threads ─► `incoming ADDR`: read the handshake, route it by info-hash
 //!          │     `dht` thread (dht::node): one UDP socket, answers nodes, looks up and
 //!          │           announces each torrent ─► peers ─► that torrent's events
@@ -74,8 +74,9 @@
 //! What a hostile peer, tracker or torrent can do is bounded where it
 //! enters. The [`client`] gives each handshake one deadline, caps pending
 //! handshakes and incoming connections per IP, keeps a fifth of the budget
-//! for our own dials, and backs off when `accept()` runs out of
-//! descriptors; the [`peer_table`] evicts idle incoming peers when a
+//! for our own dials, limits and paces our connects in flight
+//! ([`client::pacing`]: a thousand dead addresses open a few sockets at a
+//! time), and backs off when `accept()` runs out of descriptors; the [`peer_table`] evicts idle incoming peers when a
 //! useful one needs the slot, and bans by IP, never by the peer id a remote
 //! chooses; the [`peer_list`] keeps a bounded number of addresses in a
 //! queue by retry time. [`storage`] reaches every file below `DEST` from

@@ -6,6 +6,9 @@
 //! A connection takes a [`Permit`] from the client's [`ConnectionBudget`]
 //! before its thread is spawned and gives it back when its `Disconnected`
 //! event arrives, so `--max-peers` holds across all torrents of the process.
+//! A dial also takes a place among the process's connects in flight
+//! ([`crate::client::pacing`]), which its thread gives back as soon as the
+//! TCP connect returns.
 //! Incoming connections may not take the slots kept for our own dials, and
 //! at most [`MAX_PER_IP`] come from one IP. When the budget is spent and a
 //! newcomer or a dial needs a slot, the least useful incoming connection
@@ -34,7 +37,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::Receiver;
 use log::{debug, info, warn};
 
 pub mod pex;
@@ -262,7 +265,9 @@ impl PeerTable {
         }
     }
 
-    /// Dials known addresses while the budget has room.
+    /// Dials known addresses while the budget has room, at most half the
+    /// budget still connecting for this torrent, within the process's limit
+    /// and pace of connects in flight ([`crate::client::pacing`]).
     ///
     /// When the budget is spent and an address is due, an idle incoming
     /// connection is closed to make room for it.
@@ -276,26 +281,28 @@ impl PeerTable {
             .values()
             .filter(|c| c.outgoing && c.peer_id.is_none())
             .count();
-        loop {
-            if half_open >= most_half_open {
-                break;
-            }
+        while half_open < most_half_open && self.peer_list.is_due(now) {
             let Some(permit) = self.budget.try_acquire() else {
-                if self.peer_list.is_due(now) {
-                    self.evict_idle(now);
-                }
+                self.evict_idle(now);
+                break;
+            };
+            // The process's connects in flight, and their pace (pacing):
+            // when they allow none, the next tick or ended dial tries again.
+            let Some(dialling) = self.budget.dialling().try_start(now) else {
                 break;
             };
             let Some(addr) = self.peer_list.next_to_dial(now) else {
+                dialling.unused();
                 break;
             };
             if self.conns.values().any(|c| c.addr == addr) {
                 // It dialled us from its listen port: try again later,
                 // rather than leave the address marked as being dialled.
                 self.peer_list.disconnected(addr, now);
+                dialling.unused();
                 continue;
             }
-            self.spawn(addr, Origin::Outgoing(addr), permit);
+            self.spawn(addr, Origin::Outgoing(addr, dialling), permit);
             half_open += 1;
         }
     }
@@ -363,7 +370,7 @@ impl PeerTable {
         self.reap();
         let key = self.next_key;
         self.next_key += 1;
-        let outgoing = matches!(origin, Origin::Outgoing(_));
+        let outgoing = matches!(origin, Origin::Outgoing(..));
         let source = if outgoing {
             let source = self
                 .peer_list
@@ -374,10 +381,17 @@ impl PeerTable {
         } else {
             PeerSource::Incoming
         };
-        let (cmd_tx, cmd_rx) = unbounded();
+        let (cmd_tx, cmd_rx, waker) = peer::wake::command_channel();
         let counters = Arc::new(PeerCounters::default());
         let ctx = Arc::clone(&self.ctx);
-        match peer::spawn(key, addr, origin, ctx, Arc::clone(&counters), cmd_rx) {
+        match peer::spawn(
+            key,
+            addr,
+            origin,
+            ctx,
+            Arc::clone(&counters),
+            (cmd_rx, waker),
+        ) {
             Ok(thread) => {
                 let conn = Connection {
                     addr,
@@ -484,6 +498,12 @@ impl PeerTable {
     /// Tells every peer to stop and waits a little for their threads,
     /// draining `events_rx` so none stays blocked on a full channel.
     pub fn shutdown(&mut self, events_rx: &Receiver<Event>) {
+        let dialling = self.budget.dialling();
+        debug!(
+            "at most {} of our connects were in flight at once (the limit is {})",
+            dialling.most_in_flight(),
+            dialling.max()
+        );
         for conn in self.conns.values() {
             let _ = conn.cmd_tx.send(PeerCommand::Shutdown);
         }

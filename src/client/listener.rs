@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,8 @@ use crate::peer_list::host_of;
 use crate::piece_manager::Event;
 
 /// Handshakes being read at once; more incoming connections wait in the
-/// kernel's accept queue.
+/// kernel's accept queue (for about a second at most, when every place is
+/// held by a slow one: the oldest then gives its place up).
 pub const MAX_PENDING_HANDSHAKES: usize = 32;
 /// Handshakes being read at once from one IP.
 pub const MAX_PENDING_PER_IP: usize = 4;
@@ -45,6 +46,10 @@ pub(super) fn accept_loop(
 ) {
     let mut failing = Failing::default();
     loop {
+        // Leave newcomers in the kernel's accept queue while every place is
+        // taken, rather than accept and close them: a burst of honest
+        // peers is served a little later instead of refused.
+        pending.wait_for_room(stop);
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
@@ -123,6 +128,8 @@ impl Failing {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     state: Mutex<PendingState>,
+    /// Signalled when a place is given back, and at shutdown.
+    room: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -201,9 +208,43 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// Returns once a place may be had: one is free, or the oldest pending
+    /// handshake is old enough to give its place up, or `stop` is set (and
+    /// [`Pending::wake_all`] called).
+    pub(super) fn wait_for_room(&self, stop: &AtomicBool) {
+        let mut state = self.lock();
+        loop {
+            if stop.load(Ordering::SeqCst) || state.entries.len() < MAX_PENDING_HANDSHAKES {
+                return;
+            }
+            let oldest = state.entries.values().map(|entry| entry.1).min();
+            let age = oldest.map_or(PENDING_EVICT_AFTER, |since| since.elapsed());
+            let Some(left) = PENDING_EVICT_AFTER
+                .checked_sub(age)
+                .filter(|d| !d.is_zero())
+            else {
+                return;
+            };
+            state = self
+                .room
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Wakes every listener waiting for a place (at shutdown).
+    pub(super) fn wake_all(&self) {
+        let _state = self.lock();
+        self.room.notify_all();
+    }
+}
+
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         self.pending.lock().forget(self.id);
+        self.pending.room.notify_all();
     }
 }
 

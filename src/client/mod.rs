@@ -1,6 +1,7 @@
 //! The process-level client, above the torrents: our peer id, the listen
-//! sockets, the connection budget shared by every torrent (`--max-peers`),
-//! and the routing of incoming connections to the torrent whose info-hash
+//! sockets, the connection budget shared by every torrent (`--max-peers`)
+//! with the limit and pace of our connects in flight ([`pacing`]), and the
+//! routing of incoming connections to the torrent whose info-hash
 //! their handshake names, and the DHT node ([`crate::dht::node`], one per
 //! process, started by [`Client::start_dht`] unless `--no-dht`; torrents
 //! reach it through [`Client::dht`]). Later global rate limits.
@@ -18,8 +19,9 @@
 //! Nothing a remote does can hold the listener: the whole handshake has one
 //! deadline ([`HANDSHAKE_TIMEOUT`], however slowly the bytes drip), at most
 //! [`MAX_PENDING_HANDSHAKES`] are read at once and at most
-//! [`MAX_PENDING_PER_IP`] from one IP (when all places are taken, one
-//! pending for over a second gives way to a newcomer), and when `accept()` fails (out of
+//! [`MAX_PENDING_PER_IP`] from one IP (when all places are taken,
+//! newcomers wait in the kernel's accept queue, and one pending for over a
+//! second gives way to a newcomer), and when `accept()` fails (out of
 //! file descriptors) the listener backs off, up to [`MAX_ACCEPT_BACKOFF`],
 //! logging once per streak of failures, instead of spinning.
 
@@ -40,6 +42,7 @@ use crate::piece_manager::Event;
 
 mod bind;
 mod listener;
+pub mod pacing;
 
 pub use listener::{
     HANDSHAKE_TIMEOUT, MAX_ACCEPT_BACKOFF, MAX_PENDING_HANDSHAKES, MAX_PENDING_PER_IP,
@@ -47,10 +50,12 @@ pub use listener::{
 /// The process-wide limit on peer connections, in both directions. A fifth
 /// of it is kept for our own dials: incoming connections alone never fill
 /// it, so peers we choose (from trackers, `--peer`) can always be dialled.
+/// Our connects in flight are limited and paced apart ([`pacing`]).
 #[derive(Debug)]
 pub struct ConnectionBudget {
     max: usize,
     used: AtomicUsize,
+    dialling: Arc<pacing::Dialling>,
 }
 
 /// One connection's share of the [`ConnectionBudget`], given back on drop.
@@ -63,7 +68,18 @@ impl ConnectionBudget {
         Arc::new(ConnectionBudget {
             max,
             used: AtomicUsize::new(0),
+            dialling: pacing::Dialling::new(
+                pacing::MAX_HALF_OPEN,
+                pacing::DIAL_RATE,
+                pacing::DIAL_BURST,
+                std::time::Instant::now(),
+            ),
         })
+    }
+
+    /// Our connects in flight and their pace, for every torrent.
+    pub fn dialling(&self) -> &Arc<pacing::Dialling> {
+        &self.dialling
     }
 
     /// A permit for one more connection, or `None` at the limit.
@@ -162,6 +178,8 @@ pub struct Client {
     /// dropping the client can wake their `accept()`.
     sockets: Vec<Arc<TcpListener>>,
     stop: Arc<AtomicBool>,
+    /// The places of pending handshakes, shared by the `listener` threads.
+    pending: Arc<listener::Pending>,
     /// The DHT node, once started; stopped first when the client is dropped.
     dht: Option<DhtNode>,
 }
@@ -201,13 +219,13 @@ impl Client {
             listeners: Vec::new(),
             sockets: bound.listeners.into_iter().map(Arc::new).collect(),
             stop: Arc::new(AtomicBool::new(false)),
+            // Shared by every socket: the caps are on the process.
+            pending: Arc::new(listener::Pending::default()),
             dht: None,
         };
-        // Shared by every socket: the caps are on the process.
-        let pending = Arc::new(listener::Pending::default());
         for (n, socket) in client.sockets.iter().enumerate() {
             let (router, stop) = (Arc::clone(&client.router), Arc::clone(&client.stop));
-            let (socket, pending) = (Arc::clone(socket), Arc::clone(&pending));
+            let (socket, pending) = (Arc::clone(socket), Arc::clone(&client.pending));
             let name = if n == 0 {
                 "listener".into()
             } else {
@@ -281,6 +299,7 @@ impl Drop for Client {
         // Joins the `dht` thread, which saves its state on the way out.
         self.dht = None;
         self.stop.store(true, Ordering::SeqCst);
+        self.pending.wake_all();
         for (socket, addr) in self.sockets.iter().zip(&self.listen_addrs) {
             let woken = cfg!(target_os = "linux")
                 && rustix::net::shutdown(&**socket, rustix::net::Shutdown::Read).is_ok();

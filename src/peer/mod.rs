@@ -23,6 +23,8 @@
 //!    the remote's requests from [`Storage`] while the manager has it unchoked.
 //!    A remote that stops sending blocks is snubbed: its pieces, with the
 //!    blocks already received, go back to the manager for other peers.
+//!    An idle connection sleeps in `poll()` on its socket until bytes or a
+//!    command come ([`wake`]), so idle peers cost next to no CPU.
 //! 5. On any exit it reports
 //!    [`PeerEvent::Disconnected`](crate::piece_manager::PeerEvent::Disconnected)
 //!    with a typed [`Disconnect`] reason (whose variant says whether the
@@ -44,6 +46,7 @@ pub mod pipeline;
 pub mod reason;
 pub mod requests;
 pub mod transport;
+pub mod wake;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -55,6 +58,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::bitfield::Bitfield;
 use crate::buffers::PieceBuffers;
+use crate::client::pacing::DialPermit;
 use crate::metainfo::InfoHash;
 use crate::piece_manager::Event;
 use crate::stats::Stats;
@@ -140,8 +144,7 @@ pub struct PeerCounters {
     pub uploaded: AtomicU64,
 }
 
-/// The sending end of a peer's command channel, kept by the manager.
-pub type CommandSender = Sender<PeerCommand>;
+pub use wake::CommandSender;
 
 /// What every peer thread of a torrent shares from the start: identities,
 /// counters and the channel to the manager. All of it is known from the
@@ -226,13 +229,15 @@ impl std::fmt::Debug for Loaded {
 
 /// Where a connection comes from.
 pub enum Origin {
-    /// We dial this address.
-    Outgoing(SocketAddr),
+    /// We dial this address, holding a place among the connects in flight
+    /// until the TCP connect returns.
+    Outgoing(SocketAddr, DialPermit),
     /// The client accepted this stream and read the remote's handshake.
     Incoming(Stream, Handshake),
 }
 
-/// Spawns the thread for one connection, named after the peer's address.
+/// Spawns the thread for one connection, named after the peer's address;
+/// it parks on `waker` while idle ([`wake`]).
 ///
 /// # Errors
 /// The OS error when the thread cannot be created.
@@ -242,11 +247,15 @@ pub fn spawn(
     origin: Origin,
     ctx: Arc<PeerContext>,
     counters: Arc<PeerCounters>,
-    cmd_rx: Receiver<PeerCommand>,
+    (cmd_rx, waker): (Receiver<PeerCommand>, Arc<wake::Waker>),
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("peer {addr}"))
         // A peer thread keeps its buffers on the heap: a small stack will do.
-        .stack_size(512 * 1024)
-        .spawn(move || open::run(key, addr, origin, &ctx, &counters, &cmd_rx))
+        .stack_size(PEER_STACK_LEN)
+        .spawn(move || open::run(key, addr, origin, &ctx, &counters, &cmd_rx, waker))
 }
+
+/// The stack of a peer thread: virtual memory, of which only the pages a
+/// thread touches are resident.
+pub const PEER_STACK_LEN: usize = 512 * 1024;

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -17,6 +18,7 @@ use super::conn::Conn;
 use super::extensions::RemoteExtensions;
 use super::fetching::{self, Started};
 use super::transport::Stream;
+use super::wake::Waker;
 use super::wire::{self, Handshake};
 use super::{
     Closed, Disconnect, Origin, PeerCommand, PeerContext, PeerCounters, PeerKey, Violation,
@@ -72,6 +74,7 @@ pub fn run(
     ctx: &PeerContext,
     counters: &PeerCounters,
     cmd_rx: &Receiver<PeerCommand>,
+    waker: Arc<Waker>,
 ) {
     let mut returned = Vec::new();
     let outcome = connect(origin, ctx).and_then(|(stream, theirs)| {
@@ -83,6 +86,7 @@ pub fn run(
         conn.remote = started.remote;
         conn.remote_dht = theirs.supports_dht();
         conn.out = started.out;
+        conn.waker = Some(waker);
         let extensions = theirs.supports_extensions();
         let result = conn.run(
             started.have,
@@ -122,9 +126,11 @@ fn connect(origin: Origin, ctx: &PeerContext) -> Result<(Stream, Handshake), Dis
         .with_dht(ctx.dht_port().is_some())
         .encode();
     let (stream, theirs): (Stream, Handshake) = match origin {
-        Origin::Outgoing(addr) => {
-            let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-                .map_err(|e| Closed::ConnectFailed(e.to_string()))?;
+        Origin::Outgoing(addr, dialling) => {
+            let connected = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+            // The connect is over, failed or not: its place goes to the next.
+            drop(dialling);
+            let mut stream = connected.map_err(|e| Closed::ConnectFailed(e.to_string()))?;
             stream
                 .set_nodelay(true)
                 .map_err(io_error("setting a socket option"))?;

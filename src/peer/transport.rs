@@ -7,10 +7,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
-/// A bidirectional byte stream with the timeouts the peer loop needs.
-pub trait Transport: Read + Write + Send {
+/// A bidirectional byte stream with the timeouts the peer loop needs, and
+/// the descriptor an idle peer thread polls ([`super::wake`]; a wrapper that
+/// buffers bytes it has read must not let the thread park on them).
+pub trait Transport: Read + Write + Send + AsFd {
     /// Bounds how long a `read` may block (`None`: forever).
     ///
     /// # Errors

@@ -96,3 +96,8 @@ mod pex;
 /// its saved table; private torrents never use it; malformed datagrams,
 /// transaction ids of any length and the rate limit.
 mod dht;
+
+/// Hundreds of peers: a seeder holds 100 connections at once, lets them
+/// go back to its baseline of threads and still serves; 300 addresses that
+/// never answer a connect keep no more than the limit of connects in flight.
+mod many_peers;

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ pub(crate) const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
 pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 /// Read timeout when nothing is waiting to be written: the longest a command waits.
 pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Longest an idle thread that can park ([`super::wake`]) sleeps before it
+/// looks at its timers (keep-alive, silence, request timeout).
+pub(crate) const PARKED_WAIT: Duration = Duration::from_secs(1);
 /// Read timeout while output is pending, so writing resumes quickly.
 pub(crate) const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long after an event that may bring new work the loop polls for commands.
@@ -94,6 +98,8 @@ pub(super) struct Conn<'a> {
     expect_command_until: Instant,
     last_sent: Instant,
     last_received: Instant,
+    /// Parks the thread while idle, when set (by [`super::open`]).
+    pub(super) waker: Option<Arc<super::wake::Waker>>,
 }
 
 impl<'a> Conn<'a> {
@@ -134,6 +140,7 @@ impl<'a> Conn<'a> {
             expect_command_until: now,
             last_sent: now,
             last_received: now,
+            waker: None,
         }
     }
 
@@ -273,6 +280,18 @@ impl<'a> Conn<'a> {
             // there is nowhere to read into (and a zero-byte read would look
             // like the remote closing).
             let backlogged = self.serve_queue.len() >= MAX_QUEUED_REQUESTS || end == rbuf.len();
+            // Idle: sleep until the remote sends something or a command
+            // comes (super::wake), not a read timeout's worth at a time.
+            if !busy
+                && !backlogged
+                && let Some(waker) = self.waker.as_deref()
+                && waker.can_park()
+                && !waker
+                    .park(self.stream.as_fd(), cmd_rx, PARKED_WAIT)
+                    .map_err(io_error("waiting for the socket"))?
+            {
+                continue;
+            }
             if backlogged {
                 // We are the ones not reading: the remote is not silent.
                 self.last_received = Instant::now();
