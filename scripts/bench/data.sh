@@ -79,6 +79,11 @@ make_torrent() {
   fi
 }
 
+# Human sizes for labels, from MiB: 1 GiB, 320 MiB.
+size_label() {
+  if (($1 % 1024 == 0)); then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi
+}
+
 # Total bytes of a file or of every file under a folder.
 content_bytes() {
   if [ -d "$1" ]; then

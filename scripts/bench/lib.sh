@@ -163,3 +163,22 @@ time_field() {
 elapsed() {
   awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
 }
+
+# install_ours DEST: copies our release binary to DEST, so that a rebuild
+# while a benchmark runs cannot change what is measured. The binary is BIN
+# when set (nothing is built), else what `cargo build --release` makes in
+# $CARGO_TARGET_DIR (relative to the repository, as cargo takes it) or
+# target/. Run from the repository's root.
+install_ours() {
+  local dest=$1 src
+  if [ -n "${BIN:-}" ]; then
+    src=$BIN
+  else
+    say "cargo build --release"
+    cargo build --release --quiet
+    src=${CARGO_TARGET_DIR:-target}/release/bittorrent
+  fi
+  [ -x "$src" ] || die "no binary at $src"
+  mkdir -p "$(dirname "$dest")"
+  cp "$src" "$dest"
+}
