@@ -163,7 +163,11 @@ peer_cmd() {
         --disable-ipv6=true --file-allocation=none --summary-interval=1 --no-conf=true
         --seed-ratio=0.0 --seed-time=120 --bt-max-peers=0 "--log=$log" --log-level=notice
         --console-log-level=notice)
-      if [ "$role" = seed ]; then CMD+=(-V); fi
+      if [ "$role" = seed ]; then
+        CMD+=(-V)
+      else
+        CMD+=("--on-bt-download-complete=$ARIA2_HOOK")
+      fi
       CMD+=("$TORRENT")
       ;;
     *) die "no swarm peer for $client" ;;
@@ -177,7 +181,7 @@ leecher_complete() {
   case $client in
     ours) ! running "${LEECH_PID[i]}" ;;
     libtorrent) grep -q '^complete ' "$RUNDIR/leecher-$i.log" ;;
-    aria2) grep -q 'Download complete\|SEEDING' "$RUNDIR/leecher-$i.aria2.log" ;;
+    aria2) [ -e "$RUNDIR/out-$i.complete" ] ;;
   esac
 }
 
@@ -228,7 +232,7 @@ swarm() {
   case $client in
     ours) seed_ready='^seeding on port' ;;
     libtorrent) seed_ready='^seeding$' ;;
-    aria2) seed_ready='SEEDING|Download complete' ;;
+    aria2) seed_ready='BitTorrent: listening on TCP port' ;;
   esac
   if [ "$status" = ok ]; then
     # Ours seeds the file; the others from the folder that holds it.
@@ -294,7 +298,7 @@ swarm() {
     for ((i = 0; i < n; i++)); do
       [ -n "${done_at[i]:-}" ] || continue
       if [ "$client" = aria2 ]; then
-        line="$(elapsed "$t0" "${done_at[i]}")	-	-"
+        line="$(elapsed "$t0" "$(cat "$RUNDIR/out-$i.complete")")	-	-"
       else
         line=$(/usr/bin/python3 "$STATS" leecher "$kind" "$RUNDIR/leecher-$i.log" "$t0" "$PIECES" "${done_at[i]}")
       fi
@@ -310,9 +314,20 @@ swarm() {
   rm -rf "$RUNDIR"/out-*
 }
 
-# aria2_uploaded LOG: aria2 logs no byte count that we can read reliably.
+# aria2_uploaded LOG: the bytes aria2 says it uploaded when it stopped
+# ("uploaded/downloaded=59MiB/32MiB", to the unit it prints), or "-".
 aria2_uploaded() {
-  echo "-"
+  sed -n 's#.*uploaded/downloaded=\([0-9.]*\)\([KMG]\{0,1\}i\{0,1\}B\)/.*#\1 \2#p' "$1" | tail -n 1 |
+    awk '{ m["B"] = 1; m["KiB"] = 1024; m["MiB"] = 1048576; m["GiB"] = 1073741824; printf "%d\n", $1 * m[$2] } END { if (NR == 0) print "-" }'
+}
+
+# The hook aria2 runs when a download completes (--on-bt-download-complete,
+# with the first file's path as $3; it seeds on): it writes the time into
+# out-I.complete beside the leecher's out-I folder.
+make_aria2_hook() {
+  ARIA2_HOOK=$SWARM_DIR/bin/aria2-complete.sh
+  printf '%s\n' '#!/bin/sh' 'date +%s.%N >"$(dirname "$3").complete"' >"$ARIA2_HOOK"
+  chmod 755 "$ARIA2_HOOK"
 }
 
 # make_swarm_torrent OUT: the torrent of the cached content, announcing to
@@ -391,6 +406,7 @@ main() {
   install_ours "$OURS"
   cp "$REPO/tests/interop/lt_peer.py" "$LT_PEER"
   cp "$REPO/scripts/bench/lt_swarm.py" "$LT_SWARM"
+  make_aria2_hook
   CONTENT_PATH=$(single_file "$SWARM_SIZE_MB")
   BYTES=$(content_bytes "$CONTENT_PATH")
   PIECES=$(((BYTES + SWARM_PIECE_KIB * 1024 - 1) / (SWARM_PIECE_KIB * 1024)))
