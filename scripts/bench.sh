@@ -560,12 +560,7 @@ print_targets() {
 main() {
   check_tools
   mkdir -p "$BENCH_DIR/torrents" "$BENCH_DIR/run"
-  trap cleanup EXIT
-  trap 'exit 130' INT TERM
-  STAMP=$(date +%Y%m%d-%H%M%S)
-  RESULTS=$BENCH_DIR/results-$STAMP.tsv
-  echo "$RESULTS_HEADER" >"$RESULTS"
-  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  start_results "$BENCH_DIR" "$RESULTS_HEADER"
   local started=$SECONDS
 
   build

@@ -17,6 +17,10 @@
 #   SWARM_CLIENTS="…"  clients, one swarm each (default: ours libtorrent
 #                      aria2); ours is the reference of the ratios
 #   RUNS=N             runs of every swarm; the table shows medians (default 1)
+#   SWARM_ADDRS=shared|distinct  every peer on 127.0.0.1 (the default), or
+#                      each on its own address: the seeder on 127.0.0.2, the
+#                      leechers on 127.0.0.3 and up (ours by --bind; it then
+#                      needs to dial and announce from that address)
 #   SWARM_TIMEOUT=S    longest one swarm may take (default 4 x T_min + 60 s)
 #   SWARM_DIR=DIR      work dir (default /tmp/bittorrent-swarm): cached content
 #                      and torrent, per-run logs, results-*.tsv, report-*.md
@@ -54,6 +58,7 @@ SWARM_SEED_RATE=${SWARM_SEED_RATE:-20M}
 SWARM_LEECH_RATE=${SWARM_LEECH_RATE:-10M}
 SWARM_NS=${SWARM_NS:-4 8 16}
 SWARM_CLIENTS=${SWARM_CLIENTS:-ours libtorrent aria2}
+SWARM_ADDRS=${SWARM_ADDRS:-shared}
 RUNS=${RUNS:-1}
 # Runs of ours never reach the DHT's default routers.
 export BITTORRENT_DHT_NO_DEFAULTS=1
@@ -83,6 +88,7 @@ check_tools() {
   [[ $SWARM_PIECE_KIB =~ ^[0-9]+$ ]] && [ "$SWARM_PIECE_KIB" -ge 16 ] &&
     [ $((SWARM_PIECE_KIB & (SWARM_PIECE_KIB - 1))) = 0 ] || die "SWARM_PIECE_KIB must be a power of two, at least 16"
   [[ $RUNS =~ ^[0-9]+$ ]] && [ "$RUNS" -ge 1 ] || die "RUNS must be at least 1"
+  case $SWARM_ADDRS in shared | distinct) ;; *) die "SWARM_ADDRS must be shared or distinct" ;; esac
   US=$(rate_bytes "$SWARM_SEED_RATE") || die "SWARM_SEED_RATE: not a rate: $SWARM_SEED_RATE"
   UL=$(rate_bytes "$SWARM_LEECH_RATE") || die "SWARM_LEECH_RATE: not a rate: $SWARM_LEECH_RATE"
   local n
@@ -134,11 +140,19 @@ ours_has_limits() {
   "$OURS" --help 2>/dev/null | grep -q -- --max-upload-rate
 }
 
-# peer_cmd CLIENT ROLE PORT RATE OUT LOG: sets CMD to a swarm peer. ROLE is
-# seed (serving the cached content) or leech (downloading into OUT); LOG is
-# aria2's log file.
+# peer_ip I: the address of peer I (-1: the seeder, 0 and up: the leechers).
+peer_ip() {
+  if [ "$SWARM_ADDRS" = distinct ]; then echo "127.0.0.$(($1 + 3))"; else echo 127.0.0.1; fi
+}
+
+# peer_cmd CLIENT ROLE I PORT RATE OUT LOG: sets CMD to swarm peer I (see
+# peer_ip). ROLE is seed (serving the cached content) or leech (downloading
+# into OUT); LOG is aria2's log file.
 peer_cmd() {
-  local client=$1 role=$2 port=$3 rate=$4 out=$5 log=$6
+  local client=$1 role=$2 ip
+  ip=$(peer_ip "$3")
+  shift
+  local port=$3 rate=$4 out=$5 log=$6
   CMD=()
   case $client in
     ours)
@@ -147,10 +161,10 @@ peer_cmd() {
       else
         CMD=("$OURS" "$TORRENT" -d "$out")
       fi
-      CMD+=(--port "$port" --bind 127.0.0.1 --no-dht --no-pex --max-upload-rate "$rate")
+      CMD+=(--port "$port" --bind "$ip" --no-dht --no-pex --max-upload-rate "$rate")
       ;;
     libtorrent)
-      CMD=(/usr/bin/python3 "$LT_SWARM" "$role" "$TORRENT" "$out" --listen "127.0.0.1:$port"
+      CMD=(/usr/bin/python3 "$LT_SWARM" "$role" "$TORRENT" "$out" --listen "$ip:$port"
         --upload-limit "$rate")
       if [ "$role" = seed ]; then CMD+=(--log-uploads); fi
       ;;
@@ -158,7 +172,7 @@ peer_cmd() {
       # Seeds on after completing (ratio 0: no ratio condition) until
       # stopped; -V checks the seeder's data first.
       CMD=(aria2c "--dir=$out" "--listen-port=$port" "--max-upload-limit=$rate"
-        --interface=127.0.0.1 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false
+        "--interface=$ip" --enable-dht=false --enable-dht6=false --bt-enable-lpd=false
         --enable-peer-exchange=false --bt-require-crypto=false --bt-min-crypto-level=plain
         --disable-ipv6=true --file-allocation=none --summary-interval=1 --no-conf=true
         --seed-ratio=0.0 --seed-time=120 --bt-max-peers=0 "--log=$log" --log-level=notice
@@ -212,7 +226,7 @@ swarm() {
   for ((i = 0; i < n; i++)); do
     port[i]=$(free_port)
     mkdir -p "$RUNDIR/out-$i"
-    peer_cmd "$client" leech "${port[i]}" "$UL" "$RUNDIR/out-$i" "$RUNDIR/leecher-$i.aria2.log"
+    peer_cmd "$client" leech "$i" "${port[i]}" "$UL" "$RUNDIR/out-$i" "$RUNDIR/leecher-$i.aria2.log"
     RUST_LOG="bittorrent=warn,bittorrent::progress=info,bittorrent::verified=debug" \
       spawn "$RUNDIR/leecher-$i.log" "${CMD[@]}"
     LEECH_PID[i]=$SPAWNED
@@ -239,7 +253,7 @@ swarm() {
     local seed_from=$CONTENT_PATH seed_log=$RUNDIR/seeder.log
     [ "$client" = ours ] || seed_from=$(dirname "$CONTENT_PATH")
     [ "$client" != aria2 ] || seed_log=$RUNDIR/seeder.aria2.log
-    peer_cmd "$client" seed "$seed_port" "$US" "$seed_from" "$seed_log"
+    peer_cmd "$client" seed -1 "$seed_port" "$US" "$seed_from" "$seed_log"
     RUST_LOG="bittorrent=info,bittorrent::peer::conn::serve=trace" \
       spawn "$RUNDIR/seeder.log" "${CMD[@]}"
     seed_pid=$SPAWNED
@@ -263,7 +277,7 @@ swarm() {
           note="leecher $i exited with status $rc"
           break
         fi
-        peer_cmd ours seed "${port[i]}" "$UL" "$RUNDIR/out-$i/$(basename "$CONTENT_PATH")" ""
+        peer_cmd ours seed "$i" "${port[i]}" "$UL" "$RUNDIR/out-$i/$(basename "$CONTENT_PATH")" ""
         spawn "$RUNDIR/leecher-$i.seeding.log" "${CMD[@]}"
         LEECH_PID[i]=$SPAWNED
       fi
@@ -347,7 +361,7 @@ record_swarm() {
     function r(a, b) { return (a == "-" || a == "" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.3f", a / b) }
     BEGIN {
       tail = (last == "-" || t95 == "-") ? "-" : sprintf("%.3f", last - t95)
-      if (slowest != "-" && slowest >= 0 && how != "-") note = note (note == "" ? "" : "; ") "last leecher " slowest ", 95% point " how
+      if (status == "ok" && slowest != "-" && slowest >= 0 && how != "-") note = note (note == "" ? "" : "; ") "last leecher " slowest ", 95% point " how
       print stamp, run, "swarm:" n, client, status, bytes, n, us, ul, tmin, last, r(last, tmin), r(up, bytes), out, fus, r(out, fus), tail, r(tail, last), how, load1, rustc, note
     }')
   echo "$line" >>"$RESULTS"
@@ -360,7 +374,9 @@ print_report() {
   echo "### Swarm benchmark ($(date +%F), \`bash scripts/swarm.sh\`, RUNS=$RUNS, medians)"
   echo
   echo "F = $(size_label "$SWARM_SIZE_MB") ($BYTES bytes) in $SWARM_PIECE_KIB KiB pieces ($PIECES pieces);"
-  echo "U_s = $SWARM_SEED_RATE ($US B/s), U_l = $SWARM_LEECH_RATE ($UL B/s); one seeder, N leechers, one opentracker, all on 127.0.0.1."
+  local where="all on 127.0.0.1, each peer on its own port"
+  [ "$SWARM_ADDRS" = shared ] || where="the tracker on 127.0.0.1, each peer on its own address (127.0.0.2 and up)"
+  echo "U_s = $SWARM_SEED_RATE ($US B/s), U_l = $SWARM_LEECH_RATE ($UL B/s); one seeder, N leechers, one opentracker; $where."
   echo "Machine: $(nproc) CPUs, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;"
   echo "runs during which another rustc was running: $(awk -F'\t' 'NR > 1 && $21 > 0 { n++ } END { print n + 0 }' "$RESULTS") of $(awk 'END { print NR - 1 }' "$RESULTS")."
   echo
@@ -396,12 +412,7 @@ print_report() {
 main() {
   check_tools
   mkdir -p "$SWARM_DIR/bin" "$SWARM_DIR/run"
-  trap cleanup EXIT
-  trap 'exit 130' INT TERM
-  STAMP=$(date +%Y%m%d-%H%M%S)
-  RESULTS=$SWARM_DIR/results-$STAMP.tsv
-  echo "$SWARM_HEADER" >"$RESULTS"
-  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  start_results "$SWARM_DIR" "$SWARM_HEADER"
   local started=$SECONDS client n run
   install_ours "$OURS"
   cp "$REPO/tests/interop/lt_peer.py" "$LT_PEER"

@@ -182,3 +182,16 @@ install_ours() {
   mkdir -p "$(dirname "$dest")"
   cp "$src" "$dest"
 }
+
+# start_results DIR HEADER: what a benchmark's main does first: the EXIT
+# trap that ends every process it starts, a STAMP for this run's files, and
+# RESULTS, DIR/results-STAMP.tsv, holding HEADER; LOAD_START is the load
+# average now.
+start_results() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  STAMP=$(date +%Y%m%d-%H%M%S)
+  RESULTS=$1/results-$STAMP.tsv
+  echo "$2" >"$RESULTS"
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+}
