@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The swarm benchmark (issue 14): one seeder whose upload is limited to U_s
-# and N leechers each limited to U_l, all of one client, all on 127.0.0.1
-# (each peer its own port), meeting through a local opentracker; for each N,
+# and N leechers each limited to U_l, all of one client, on loopback (by
+# default all on 127.0.0.1, each its own port), meeting through a local
+# opentracker; for each N,
 # the time until the last leecher completes against the minimum distribution
 # time T_min = max(F/U_s, N*F/(U_s + N*U_l)) (Kumar and Ross, 2006; F the
 # file's size).
 #
-# Usage: bash scripts/swarm.sh          (a few minutes per client at the defaults)
+# Usage: bash scripts/swarm.sh   (about 3 minutes per client at the defaults)
 #   SWARM_SIZE_MB=N    the file's size in MiB (default 256)
 #   SWARM_PIECE_KIB=N  its piece length in KiB (default 256)
 #   SWARM_SEED_RATE=R  the seeder's upload limit U_s (default 20M)
@@ -41,12 +42,16 @@
 # every piece had left the seeder at least once, against F/U_s; and the
 # slowest (last) leecher's time from 95% to 100% of the pieces, and its
 # share of the total time. Ours logs each block it serves at trace level
-# (bittorrent::peer::conn::serve) and its progress every 5 s; without a
-# line per verified piece its 95% point is interpolated between progress
-# lines. libtorrent peers run lt_swarm.py (scripts/bench), with a peer-class
-# filter so that its limits apply to loopback peers; aria2 has no per-piece
-# log, so its seeder and tail columns are n/a. Transmission 3.00 never dials
-# 127.x peers, so it cannot form a loopback swarm and is not run.
+# (bittorrent::peer::conn::serve) and its progress every 5 s; its 95% point
+# is interpolated between progress lines, unless it logs each verified piece
+# (a line "piece I verified, H of N", enabled here as the debug target
+# bittorrent::verified). libtorrent peers run lt_swarm.py (scripts/bench),
+# with a peer-class filter so that its limits apply to loopback peers; aria2
+# has no per-piece log, so its seeder and tail columns are n/a.
+# Transmission 3.00 never dials 127.x peers, so it cannot form a loopback
+# swarm and is not run. Ours takes at most 8 connections from one IP
+# (peer_table::MAX_PER_IP), so with every peer on 127.0.0.1 a swarm of more
+# than 8 peers of ours is not a full mesh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
