@@ -36,6 +36,8 @@
 # completes seeds on (ours exits when complete, so it is started again at
 # once as a seeder of what it downloaded, with the same limit). The swarm
 # ends when the last leecher is complete; every process is then stopped.
+# Peers come from the tracker only: no DHT, local discovery or peer exchange
+# for any client (ours --no-dht --no-pex).
 #
 # Reported for each client and N: the last leecher's completion time and
 # its ratio to T_min; the seeder's uploaded payload / F; the time by which
