@@ -101,8 +101,9 @@ only() {
   [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]
 }
 
-# Builds the release binary and copies it, with lt_peer.py, into the work
-# dir: what is measured cannot change if the work tree does meanwhile.
+# Builds the release binary (or takes BIN) and copies it, with lt_peer.py
+# and lt_swarm.py, into the work dir: what is measured cannot change if the
+# work tree does meanwhile.
 build() {
   install_ours "$OURS"
   cp "$REPO/tests/interop/lt_peer.py" "$LT_PEER"
@@ -112,7 +113,7 @@ build() {
   if [ -n "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     BENCH_COMMIT="$BENCH_COMMIT, with uncommitted changes to src/ or Cargo files"
   fi
-  [ -z "${BIN:-}" ] || BENCH_COMMIT="$BENCH_COMMIT?, binary given as BIN=$BIN"
+  [ -z "${BIN:-}" ] || BENCH_COMMIT="tree at $BENCH_COMMIT; the binary measured is BIN=$BIN"
 }
 
 # Whether client $1 is among the compared downloaders.
