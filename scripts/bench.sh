@@ -11,6 +11,12 @@
 #   BENCH_CLIENTS="…" downloaders to compare (default: ours libtorrent aria2
 #                     transmission rqbit; ours always runs)
 #   BENCH_SEEDERS4=ours|libtorrent  the seeders of the four-seeder scenario
+#   BENCH_ONLY=A,B,…  run only these scenarios (default: all): 1m, 256k,
+#                     multi, 4seeders, seed, check (with the raw SHA-1 rows),
+#                     4g (with BENCH_4G=1), and the newer 16k, 32seeders,
+#                     ltseed; for example BENCH_ONLY=16k,32seeders,ltseed
+#   BIN=PATH          our binary (default: cargo build --release, then
+#                     $CARGO_TARGET_DIR/release/bittorrent or target/release)
 #   BENCH_DIR=DIR     work dir (default /tmp/bittorrent-bench): cached content
 #                     and torrents, per-run logs, results-*.tsv, report-*.md
 #   BENCH_TIMEOUT=S   longest one download may take (default 60 s + 1 s per
@@ -23,6 +29,13 @@
 #             a 320 MiB folder of 201 files of mixed sizes in 1 MiB pieces,
 #             each from one seeder (ours, the same for every downloader), by
 #             every client; the 1 GiB file also from four seeders at once;
+#   newer     the same 1 GiB file in 16 KiB pieces (65,536 pieces; torrent
+#             by scripts/bench/make_torrent.py, as mktorrent 1.1 refuses
+#             pieces under 32 KiB) from one seeder of ours, by every client;
+#             the 1 GiB file in 1 MiB pieces by ours from 32 seeders of ours
+#             (32 processes, each on its own port); and the same by every
+#             client from one libtorrent seeder with libtorrent's
+#             high_performance_seed settings (scripts/bench/lt_swarm.py);
 #   seeding   our seeder and a libtorrent seeder serving the 1 GiB file to
 #             the same libtorrent downloader;
 #   check     the start-up check of the complete 1 GiB file by ours and by
@@ -43,6 +56,9 @@ RUNS=${RUNS:-3}
 BENCH_4G=${BENCH_4G:-0}
 BENCH_CLIENTS=${BENCH_CLIENTS:-ours libtorrent aria2 transmission rqbit}
 BENCH_SEEDERS4=${BENCH_SEEDERS4:-ours}
+BENCH_ONLY=${BENCH_ONLY:-}
+# Runs of ours never reach the DHT's default routers.
+export BITTORRENT_DHT_NO_DEFAULTS=1
 DL_TIMEOUT=${BENCH_TIMEOUT:-$((60 + BENCH_SIZE_MB / 8))}
 
 source "$REPO/scripts/bench/lib.sh"
@@ -69,21 +85,35 @@ check_tools() {
   [[ $BENCH_SIZE_MB =~ ^[0-9]+$ ]] && [ "$BENCH_SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be a number of MiB, at least 16"
   [[ $RUNS =~ ^[0-9]+$ ]] && [ "$RUNS" -ge 1 ] || die "RUNS must be at least 1"
   case $BENCH_SEEDERS4 in ours | libtorrent) ;; *) die "BENCH_SEEDERS4 must be ours or libtorrent" ;; esac
+  local name
+  for name in ${BENCH_ONLY//,/ }; do
+    [[ " $SCENARIOS " == *" $name "* ]] || die "BENCH_ONLY: no scenario $name (the scenarios: $SCENARIOS)"
+  done
 }
 
-# Builds the release binary and copies it, with lt_peer.py, into the work
-# dir: what is measured cannot change if the work tree does meanwhile.
+# The scenarios BENCH_ONLY can name.
+SCENARIOS="1m 256k multi 4seeders seed check 4g 16k 32seeders ltseed"
+
+# Whether scenario $1 is to run: every one unless BENCH_ONLY names some
+# (4g also needs BENCH_4G=1).
+only() {
+  [ "$1" != 4g ] || [ "$BENCH_4G" = 1 ] || return 1
+  [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]
+}
+
+# Builds the release binary (or takes BIN) and copies it, with lt_peer.py
+# and lt_swarm.py, into the work dir: what is measured cannot change if the
+# work tree does meanwhile.
 build() {
-  say "cargo build --release"
-  cargo build --release --quiet
-  mkdir -p "$BENCH_DIR/bin"
-  cp "$REPO/target/release/bittorrent" "$OURS"
+  install_ours "$OURS"
   cp "$REPO/tests/interop/lt_peer.py" "$LT_PEER"
+  cp "$REPO/scripts/bench/lt_swarm.py" "$LT_SWARM"
   BENCH_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
   # Only what goes into the binary counts as a modification.
   if [ -n "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     BENCH_COMMIT="$BENCH_COMMIT, with uncommitted changes to src/ or Cargo files"
   fi
+  [ -z "${BIN:-}" ] || BENCH_COMMIT="tree at $BENCH_COMMIT; the binary measured is BIN=$BIN"
 }
 
 # Whether client $1 is among the compared downloaders.
@@ -107,11 +137,6 @@ prepare() {
   make_torrent "$content" "$piece_log2" "${TORRENT[$key]}"
 }
 
-# Human sizes for labels: 1 GiB, 320 MiB.
-size_label() {
-  if (($1 % 1024 == 0)); then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi
-}
-
 prepare_data() {
   local single multi multi_mb=$((BENCH_SIZE_MB * 5 / 16))
   single=$(single_file "$BENCH_SIZE_MB")
@@ -121,8 +146,11 @@ prepare_data() {
   prepare single-1m "$single" 20 "$size file, 1 MiB pieces"
   prepare single-256k "$single" 18 "$size file, 256 KiB pieces"
   prepare multi-1m "$multi" 20 "$(size_label "$multi_mb"), 201 files, 1 MiB pieces"
-  if [ "$BENCH_4G" = 1 ]; then
+  if only 4g; then
     prepare single4g-1m "$(single_file 4096)" 20 "4 GiB file, 1 MiB pieces"
+  fi
+  if only 16k; then
+    prepare single-16k "$single" 14 "$size file, 16 KiB pieces"
   fi
 }
 
@@ -145,8 +173,10 @@ keep_failed() {
   say "  logs kept in $dest"
 }
 
-# bench_download KEY CLIENT SEEDERS: CLIENT downloads torrent KEY from
-# SEEDERS seeders (ours, or BENCH_SEEDERS4's client when there are four).
+# bench_download KEY CLIENT SEEDERS [SEEDER_CLIENT]: CLIENT downloads
+# torrent KEY from SEEDERS seeders: ours, or BENCH_SEEDERS4's client when
+# there are four; when SEEDER_CLIENT is given, that client's (and the
+# scenario's name says so). More than four seeders start all at once.
 #
 # The clock starts when both sides are ready: for ours and rqbit, when the
 # downloader is launched (the seeders already serve); for libtorrent, when
@@ -156,24 +186,38 @@ keep_failed() {
 # seeder says it is seeding (it has checked its data and dials at once). It
 # stops when the downloader exits, complete.
 bench_download() {
-  local key=$1 client=$2 seeders=$3
+  local key=$1 client=$2 seeders=$3 seeder_client=${4:-}
   local torrent=${TORRENT[$key]} content=${CONTENT[$key]} bytes=${BYTES[$key]}
-  local scenario="download:$key:$seeders"
-  local seeder_client=ours
-  [ "$seeders" -gt 1 ] && seeder_client=$BENCH_SEEDERS4
+  local scenario="download:$key:$seeders" run_name=$key-$client-$seeders
+  if [ -n "$seeder_client" ]; then
+    scenario+=":$seeder_client"
+    run_name+="-$seeder_client"
+  else
+    seeder_client=ours
+    [ "$seeders" -gt 1 ] && seeder_client=$BENCH_SEEDERS4
+  fi
   # A client that timed out once is not given the same scenario again: a
   # timeout costs minutes and tells the same thing each time.
   if [ -n "${GAVE_UP["$scenario $client"]:-}" ]; then
     record "$scenario" "$client" skipped "$bytes" 0 0 0 "-" "-" "timed out in an earlier round"
     return
   fi
-  local rundir=$BENCH_DIR/run/$key-$client-$seeders
+  local rundir=$BENCH_DIR/run/$run_name
   rm -rf "$rundir"
   mkdir -p "$rundir/out"
   local port pids=() peers=() cpu0=() i t0 t1 rc=0 launch dl
   port=$(free_port)
 
-  if ! is_dialled "$client"; then
+  if ! is_dialled "$client" && [ "$seeders" -gt 4 ]; then
+    for ((i = 0; i < seeders; i++)); do
+      spawn_seeder "$seeder_client" "$torrent" "$content" "$rundir/seeder-$i.log"
+      pids+=("$SEEDER_PID")
+    done
+    for ((i = 0; i < seeders; i++)); do
+      await_seeder "$seeder_client" "${pids[i]}" "$rundir/seeder-$i.log"
+      peers+=("127.0.0.1:$SEEDER_PORT")
+    done
+  elif ! is_dialled "$client"; then
     for ((i = 0; i < seeders; i++)); do
       start_seeder "$seeder_client" "$torrent" "$content" "$rundir/seeder-$i.log"
       pids+=("$SEEDER_PID")
@@ -194,7 +238,7 @@ bench_download() {
     aria2 | transmission)
       [ "$seeders" = 1 ] || die "$client is dialled by one seeder only"
       if wait_listening "$dl" "$port" 60; then
-        start_seeder ours "$torrent" "$content" "$rundir/seeder-0.log" "127.0.0.1:$port"
+        start_seeder "$seeder_client" "$torrent" "$content" "$rundir/seeder-0.log" "127.0.0.1:$port"
         pids+=("$SEEDER_PID")
         cpu0[0]=$(cpu_seconds "$SEEDER_PID")
         t0=$SEEDER_READY
@@ -355,29 +399,51 @@ bench_sha1() {
     "$(time_field "$timefile" "Maximum resident set size (kbytes)")" "-" "sha1sum over the cached file"
 }
 
-# One round: every scenario once.
+# One round: every scenario once (those BENCH_ONLY names, when it does).
 round() {
   local key client
   for key in single-1m single-256k multi-1m; do
+    case $key in single-1m) only 1m ;; single-256k) only 256k ;; multi-1m) only multi ;; esac || continue
     warm_cache "${CONTENT[$key]}"
     for client in ours libtorrent aria2 transmission rqbit; do
       wanted "$client" && have_client "$client" && bench_download "$key" "$client" 1
     done
   done
   warm_cache "${CONTENT[single-1m]}"
-  bench_download single-1m ours 4
-  wanted libtorrent && have_client libtorrent && bench_download single-1m libtorrent 4
-  if have_client libtorrent; then
+  if only 4seeders; then
+    bench_download single-1m ours 4
+    wanted libtorrent && have_client libtorrent && bench_download single-1m libtorrent 4
+  fi
+  if only seed && have_client libtorrent; then
     bench_seed ours
     bench_seed libtorrent
   fi
-  bench_check ours
-  have_client libtorrent && bench_check libtorrent
-  bench_sha1
-  if [ "$BENCH_4G" = 1 ]; then
+  if only check; then
+    bench_check ours
+    have_client libtorrent && bench_check libtorrent
+    bench_sha1
+  fi
+  if only 4g; then
     warm_cache "${CONTENT[single4g-1m]}"
     bench_download single4g-1m ours 1
   fi
+  if only 16k; then
+    warm_cache "${CONTENT[single-16k]}"
+    for client in ours libtorrent aria2 transmission rqbit; do
+      wanted "$client" && have_client "$client" && bench_download single-16k "$client" 1
+    done
+  fi
+  if only 32seeders; then
+    warm_cache "${CONTENT[single-1m]}"
+    bench_download single-1m ours 32 ours
+  fi
+  if only ltseed && have_client libtorrent; then
+    warm_cache "${CONTENT[single-1m]}"
+    for client in ours libtorrent aria2 transmission rqbit; do
+      wanted "$client" && have_client "$client" && bench_download single-1m "$client" 1 ltseed
+    done
+  fi
+  return 0
 }
 
 # Machine, versions and the table, in Markdown.
@@ -390,7 +456,10 @@ print_report() {
   echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $mem_gib GiB RAM, Linux $(uname -r);"
   echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;"
   echo "runs during which another rustc was running: $(awk -F'\t' 'NR > 1 && $15 > 0 { n++ } END { print n + 0 }' "$RESULTS") of $(awk 'END { print NR - 1 }' "$RESULTS")."
-  echo "Everything on 127.0.0.1; content in the page cache; torrents by $(mktorrent -h 2>&1 | head -n 1 | awk '{ print $1, $2 }')."
+  local makers
+  makers="torrents by $(mktorrent -h 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+  only 16k && makers+=" (the 16 KiB-piece one by scripts/bench/make_torrent.py: mktorrent refuses pieces under 32 KiB)"
+  echo "Everything on 127.0.0.1; content in the page cache; $makers."
   echo
   echo "Clients:"
   for client in ours libtorrent aria2 transmission rqbit; do
@@ -400,22 +469,46 @@ print_report() {
   echo "| client | scenario | MB/s | CPU s/GiB | peak RSS | ours/theirs: MB/s, CPU/GiB | runs ok |"
   echo "|---|---|---:|---:|---:|---|---:|"
   for key in single-1m single-256k multi-1m; do
+    case $key in single-1m) only 1m ;; single-256k) only 256k ;; multi-1m) only multi ;; esac || continue
     for client in ours libtorrent aria2 transmission rqbit; do
       wanted "$client" || continue
       table_row "download:$key:1" "$client" "download ${LABEL[$key]}, from 1 seeder (ours)"
     done
   done
-  table_row "download:single-1m:4" ours "download ${LABEL[single-1m]}, from 4 seeders ($BENCH_SEEDERS4)"
-  wanted libtorrent && table_row "download:single-1m:4" libtorrent "download ${LABEL[single-1m]}, from 4 seeders ($BENCH_SEEDERS4)"
-  if [ "$BENCH_4G" = 1 ]; then
+  if only 4seeders; then
+    table_row "download:single-1m:4" ours "download ${LABEL[single-1m]}, from 4 seeders ($BENCH_SEEDERS4)"
+    wanted libtorrent && table_row "download:single-1m:4" libtorrent "download ${LABEL[single-1m]}, from 4 seeders ($BENCH_SEEDERS4)"
+  fi
+  if only 4g; then
     table_row "download:single4g-1m:1" ours "download ${LABEL[single4g-1m]}, from 1 seeder (ours)"
   fi
-  table_row "seed:single-1m" ours "seed ${LABEL[single-1m]} to 1 libtorrent downloader (seeder's CPU and RSS)"
-  table_row "seed:single-1m" libtorrent "seed ${LABEL[single-1m]} to 1 libtorrent downloader (seeder's CPU and RSS)"
-  table_row "check:single-1m" ours "check the complete ${LABEL[single-1m]%%,*} at start-up"
-  table_row "check:single-1m" libtorrent "check the complete ${LABEL[single-1m]%%,*} at start-up"
-  table_row "check:single-1m" openssl-sha1 "raw SHA-1, 1 core, in memory (openssl speed)"
-  table_row "check:single-1m" sha1sum "raw SHA-1, 1 core, the cached file (sha1sum)"
+  if only seed; then
+    table_row "seed:single-1m" ours "seed ${LABEL[single-1m]} to 1 libtorrent downloader (seeder's CPU and RSS)"
+    table_row "seed:single-1m" libtorrent "seed ${LABEL[single-1m]} to 1 libtorrent downloader (seeder's CPU and RSS)"
+  fi
+  if only check; then
+    table_row "check:single-1m" ours "check the complete ${LABEL[single-1m]%%,*} at start-up"
+    table_row "check:single-1m" libtorrent "check the complete ${LABEL[single-1m]%%,*} at start-up"
+    table_row "check:single-1m" openssl-sha1 "raw SHA-1, 1 core, in memory (openssl speed)"
+    table_row "check:single-1m" sha1sum "raw SHA-1, 1 core, the cached file (sha1sum)"
+  fi
+  if only 16k; then
+    for client in ours libtorrent aria2 transmission rqbit; do
+      wanted "$client" || continue
+      table_row "download:single-16k:1" "$client" "download ${LABEL[single-16k]}, from 1 seeder (ours)"
+    done
+  fi
+  if only 32seeders; then
+    table_row "download:single-1m:32:ours" ours "download ${LABEL[single-1m]}, from 32 seeders (ours)"
+  fi
+  if only ltseed; then
+    for client in ours libtorrent aria2 transmission rqbit; do
+      wanted "$client" || continue
+      table_row "download:single-1m:1:ltseed" "$client" \
+        "download ${LABEL[single-1m]}, from 1 seeder (libtorrent, high_performance_seed)"
+    done
+  fi
+  print_targets
   echo
   echo "MB/s is 10^6 bytes per second of wall time; CPU is user + system seconds per GiB,"
   echo "every thread; ours/theirs above 1x for MB/s means we are faster, below 1x for"
@@ -429,15 +522,46 @@ print_report() {
   echo "Raw per-run numbers: $RESULTS."
 }
 
+# The issue-14 targets that compare rows of the table, when both ran:
+# ours in 16 KiB pieces against ours in 1 MiB pieces (at least 70%), and
+# ours from the libtorrent seeder against the fastest other downloader
+# there (at least 1.5x).
+print_targets() {
+  local lines=() ours other best="" best_client="" client
+  if only 16k; then
+    ours=$(median_of download:single-16k:1 ours mb_per_s)
+    other=$(median_of download:single-1m:1 ours mb_per_s)
+    if [ "$ours" != - ] && [ "$other" != - ]; then
+      lines+=("Ours, 16 KiB against 1 MiB pieces (same run): $(awk -v a="$ours" -v b="$other" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the throughput (target: at least 70%).")
+    elif [ "$ours" != - ]; then
+      lines+=("Ours in 16 KiB pieces against 1 MiB pieces: run 1m too (BENCH_ONLY=1m,16k) for the ratio.")
+    fi
+  fi
+  if only ltseed; then
+    ours=$(median_of download:single-1m:1:ltseed ours mb_per_s)
+    for client in libtorrent aria2 transmission rqbit; do
+      other=$(median_of download:single-1m:1:ltseed "$client" mb_per_s)
+      [ "$other" != - ] || continue
+      if [ -z "$best" ] || awk -v a="$other" -v b="$best" 'BEGIN { exit !(a > b) }'; then
+        best=$other
+        best_client=$client
+      fi
+    done
+    if [ "$ours" != - ] && [ -n "$best" ]; then
+      lines+=("From the libtorrent seeder: ours $(ratio "$ours" "$best") the fastest other downloader ($best_client) (target: at least 1.50x).")
+    fi
+  fi
+  if [ "${#lines[@]}" -gt 0 ]; then
+    echo
+    printf '%s\n' "${lines[@]}"
+  fi
+  return 0
+}
+
 main() {
   check_tools
   mkdir -p "$BENCH_DIR/torrents" "$BENCH_DIR/run"
-  trap cleanup EXIT
-  trap 'exit 130' INT TERM
-  STAMP=$(date +%Y%m%d-%H%M%S)
-  RESULTS=$BENCH_DIR/results-$STAMP.tsv
-  echo "$RESULTS_HEADER" >"$RESULTS"
-  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  start_results "$BENCH_DIR" "$RESULTS_HEADER"
   local started=$SECONDS
 
   build

@@ -12,6 +12,7 @@
 # benchmark runs cannot change what is measured.
 OURS=$BENCH_DIR/bin/bittorrent
 LT_PEER=$BENCH_DIR/bin/lt_peer.py
+LT_SWARM=$BENCH_DIR/bin/lt_swarm.py
 
 # Whether client $1 is installed (ours always is: it was just built).
 have_client() {
@@ -151,32 +152,57 @@ rqbit_download_cmd() {
 }
 
 # start_seeder CLIENT TORRENT CONTENT LOG [PEER]: starts a seeder of CONTENT
-# in the background and waits (60 s at most) until it has checked the
+# in the background and waits (120 s at most) until it has checked the
 # content and serves it. Sets SEEDER_PID, SEEDER_PORT and SEEDER_READY (the
-# `now` stamp at which it said so). Ours is given PEER as --peer to dial.
+# `now` stamp at which it said so). CLIENT is ours, libtorrent (lt_peer.py)
+# or ltseed (libtorrent with its high_performance_seed settings, through
+# lt_swarm.py); ours and ltseed are given PEER to dial.
 start_seeder() {
-  local client=$1 torrent=$2 content=$3 log=$4 peer=${5:-}
+  spawn_seeder "$@"
+  await_seeder "$1" "$SEEDER_PID" "$4"
+}
+
+# spawn_seeder CLIENT TORRENT CONTENT LOG [PEER]: starts the seeder and sets
+# SEEDER_PID, without waiting for it (several start at once this way).
+spawn_seeder() {
+  local client=$1 torrent=$2 content=$3 log=$4 peer=${5:-} cmd port
   case $client in
     ours)
-      local cmd=("$OURS" "$torrent" -s "$content" --port 0 --no-dht)
-      [ -n "$peer" ] && cmd+=(--peer "$peer")
-      spawn "$log" "${cmd[@]}"
-      SEEDER_PID=$SPAWNED
-      SEEDER_READY=$(wait_line "$SEEDER_PID" "$log" '^seeding on port' 120) ||
-        { cat "$log" >&2; die "our seeder did not start (log: $log)"; }
-      SEEDER_PORT=$(sed -n 's/^seeding on port \([0-9]*\).*/\1/p' "$log" | head -n 1)
+      cmd=("$OURS" "$torrent" -s "$content" --port 0 --no-dht)
+      [ -z "$peer" ] || cmd+=(--peer "$peer")
       ;;
     libtorrent)
       # save_path is the folder holding the content.
-      local port
       port=$(free_port)
-      spawn "$log" /usr/bin/python3 "$LT_PEER" seed "$torrent" "$(dirname "$content")" --port "$port"
-      SEEDER_PID=$SPAWNED
-      SEEDER_READY=$(wait_line "$SEEDER_PID" "$log" '^seeding$' 120) ||
-        { cat "$log" >&2; die "the libtorrent seeder did not start (log: $log)"; }
-      SEEDER_PORT=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$log" | head -n 1)
+      cmd=(/usr/bin/python3 "$LT_PEER" seed "$torrent" "$(dirname "$content")" --port "$port")
+      ;;
+    ltseed)
+      port=$(free_port)
+      cmd=(/usr/bin/python3 "$LT_SWARM" seed "$torrent" "$(dirname "$content")"
+        --listen "127.0.0.1:$port" --high-performance-seed)
+      [ -z "$peer" ] || cmd+=(--peer "$peer")
       ;;
     *) die "no seeder for $client" ;;
+  esac
+  spawn "$log" "${cmd[@]}"
+  SEEDER_PID=$SPAWNED
+}
+
+# await_seeder CLIENT PID LOG: waits until the seeder serves; sets
+# SEEDER_READY and SEEDER_PORT.
+await_seeder() {
+  local client=$1 pid=$2 log=$3
+  case $client in
+    ours)
+      SEEDER_READY=$(wait_line "$pid" "$log" '^seeding on port' 120) ||
+        { cat "$log" >&2; die "our seeder did not start (log: $log)"; }
+      SEEDER_PORT=$(sed -n 's/^seeding on port \([0-9]*\).*/\1/p' "$log" | head -n 1)
+      ;;
+    *)
+      SEEDER_READY=$(wait_line "$pid" "$log" '^seeding$' 120) ||
+        { cat "$log" >&2; die "the $client seeder did not start (log: $log)"; }
+      SEEDER_PORT=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$log" | head -n 1)
+      ;;
   esac
 }
 

@@ -67,6 +67,8 @@ multi_folder() {
 # make_torrent CONTENT PIECE_LOG2 OUT: the torrent of CONTENT with pieces of
 # 2^PIECE_LOG2 bytes, made by mktorrent unless OUT is already there (and
 # newer than the content's marker, so regenerated content gets new torrents).
+# mktorrent 1.1 takes no pieces under 32 KiB: smaller ones (a single file)
+# are made by make_torrent.py, next to this file.
 make_torrent() {
   local content=$1 piece_log2=$2 out=$3
   local marker
@@ -75,8 +77,18 @@ make_torrent() {
     rm -f "$out"
     mkdir -p "$(dirname "$out")"
     # -d: no creation date, so the same content gives the same torrent.
-    mktorrent -a "$BENCH_ANNOUNCE" -d -l "$piece_log2" -o "$out" "$content" >/dev/null
+    if [ "$piece_log2" -lt 15 ]; then
+      /usr/bin/python3 "$REPO/scripts/bench/make_torrent.py" "$content" $((1 << piece_log2)) \
+        "$BENCH_ANNOUNCE" "$out" >/dev/null
+    else
+      mktorrent -a "$BENCH_ANNOUNCE" -d -l "$piece_log2" -o "$out" "$content" >/dev/null
+    fi
   fi
+}
+
+# Human sizes for labels, from MiB: 1 GiB, 320 MiB.
+size_label() {
+  if (($1 % 1024 == 0)); then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi
 }
 
 # Total bytes of a file or of every file under a folder.

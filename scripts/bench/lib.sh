@@ -163,3 +163,35 @@ time_field() {
 elapsed() {
   awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
 }
+
+# install_ours DEST: copies our release binary to DEST, so that a rebuild
+# while a benchmark runs cannot change what is measured. The binary is BIN
+# when set (nothing is built), else what `cargo build --release` makes in
+# $CARGO_TARGET_DIR (relative to the repository, as cargo takes it) or
+# target/. Run from the repository's root.
+install_ours() {
+  local dest=$1 src
+  if [ -n "${BIN:-}" ]; then
+    src=$BIN
+  else
+    say "cargo build --release"
+    cargo build --release --quiet
+    src=${CARGO_TARGET_DIR:-target}/release/bittorrent
+  fi
+  [ -x "$src" ] || die "no binary at $src"
+  mkdir -p "$(dirname "$dest")"
+  cp "$src" "$dest"
+}
+
+# start_results DIR HEADER: what a benchmark's main does first: the EXIT
+# trap that ends every process it starts, a STAMP for this run's files, and
+# RESULTS, DIR/results-STAMP.tsv, holding HEADER; LOAD_START is the load
+# average now.
+start_results() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  STAMP=$(date +%Y%m%d-%H%M%S)
+  RESULTS=$1/results-$STAMP.tsv
+  echo "$2" >"$RESULTS"
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+}

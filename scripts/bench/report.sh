@@ -17,11 +17,11 @@ record() {
   rustc=$(pgrep -xc rustc || true)
   line=$(awk -v OFS='\t' -v stamp="$(date +%FT%T)" -v round="$ROUND" -v sc="$scenario" \
     -v client="$client" -v status="$status" -v bytes="$bytes" -v wall="$wall" -v user="$user" \
-    -v sys="$sys" -v rss="$rss" -v scpu="$seeder_cpu" -v load="$load" -v rustc="$rustc" -v note="$note" \
+    -v sys="$sys" -v rss="$rss" -v scpu="$seeder_cpu" -v load1="$load" -v rustc="$rustc" -v note="$note" \
     'BEGIN {
        mbs = (wall > 0) ? sprintf("%.1f", bytes / 1e6 / wall) : "-"
        cpu = (bytes > 0) ? sprintf("%.3f", (user + sys) / (bytes / 1073741824)) : "-"
-       print stamp, round, sc, client, status, bytes, wall, mbs, user, sys, cpu, rss, scpu, load, rustc, note
+       print stamp, round, sc, client, status, bytes, wall, mbs, user, sys, cpu, rss, scpu, load1, rustc, note
      }')
   echo "$line" >>"$RESULTS"
   awk -F'\t' '{ printf "bench:   %-22s %-12s %-4s %8s MB/s %7s CPU s/GiB %8s KiB peak RSS %s\n",
