@@ -168,6 +168,25 @@ pub struct Args {
     /// an earlier run, when there are any, are used instead of the defaults.
     #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
     pub dht_bootstrap: Vec<String>,
+
+    /// Most bytes a second downloaded from all peers and torrents together,
+    /// counting the pieces' data only (not protocol messages). RATE is bytes
+    /// a second with an optional unit: K, M, G (or KB, MB, GB) are powers
+    /// of 1000, KiB, MiB, GiB powers of 1024; 500K is 500,000 bytes a
+    /// second, 1.5MiB is 1,572,864. 0 means no limit.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate_arg)]
+    pub max_download_rate: u64,
+
+    /// Most bytes a second uploaded to all peers and torrents together,
+    /// counting the pieces' data only; RATE as for --max-download-rate
+    /// (K = 1000 bytes, KiB = 1024). 0 means no limit.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate_arg)]
+    pub max_upload_rate: u64,
+}
+
+/// A rate for clap, which names the flag and the value in its error.
+fn parse_rate_arg(text: &str) -> Result<u64, String> {
+    crate::bandwidth::parse_rate(text)
 }
 
 /// Peer connections allowed unless `--max-peers` says otherwise.
@@ -214,6 +233,8 @@ impl Args {
                 bootstrap: self.dht_bootstrap,
                 state_dir: None,
             }),
+            max_download_rate: self.max_download_rate,
+            max_upload_rate: self.max_upload_rate,
         })
     }
 }
@@ -280,6 +301,30 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(named.bootstrap, ["127.0.0.1:6881", "localhost:7000"]);
+    }
+
+    #[test]
+    fn rate_limits_are_none_unless_given_and_take_units() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).map(|args| {
+                let config = args.into_config().unwrap();
+                (config.max_download_rate, config.max_upload_rate)
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), (0, 0));
+        assert_eq!(
+            parse(&["--max-download-rate", "1.5MiB", "--max-upload-rate", "500K"]).unwrap(),
+            (1_572_864, 500_000)
+        );
+        assert_eq!(parse(&["--max-upload-rate", "0"]).unwrap(), (0, 0));
+        let e = parse(&["--max-upload-rate", "10Q"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        let e = e.to_string();
+        assert!(e.contains("--max-upload-rate") && e.contains("10Q"), "{e}");
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("powers of 1000") && help.contains("powers of 1024"));
     }
 
     #[test]

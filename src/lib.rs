@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bandwidth;
 pub mod bencode;
 pub mod bitfield;
 pub mod blame;

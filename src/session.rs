@@ -21,6 +21,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use indicatif::{HumanBytes, MultiProgress};
 
+use crate::bandwidth::Bandwidth;
 use crate::client::Client;
 use crate::dht::node::DhtConfig;
 use crate::error::Error;
@@ -86,6 +87,10 @@ pub struct Config {
     pub save_torrent: Option<PathBuf>,
     /// The DHT node (BEP 5) and how it bootstraps; `None` for `--no-dht`.
     pub dht: Option<DhtConfig>,
+    /// Most payload bytes a second received from all peers; 0 for no limit.
+    pub max_download_rate: u64,
+    /// Most payload bytes a second sent to all peers; 0 for no limit.
+    pub max_upload_rate: u64,
 }
 
 /// A running client and its torrents.
@@ -301,6 +306,10 @@ impl Session {
             }
         }
         let mut client = Client::start(config.bind, config.port, config.max_peers, new_peer_id())?;
+        client.set_bandwidth(Bandwidth::new(
+            config.max_download_rate,
+            config.max_upload_rate,
+        ));
         match (&config.dht, config.bind) {
             // The node is IPv4 only (no BEP 32): on an IPv6 address it
             // would listen on every IPv4 one, which the user did not ask.

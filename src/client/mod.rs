@@ -4,7 +4,8 @@
 //! routing of incoming connections to the torrent whose info-hash
 //! their handshake names, and the DHT node ([`crate::dht::node`], one per
 //! process, started by [`Client::start_dht`] unless `--no-dht`; torrents
-//! reach it through [`Client::dht`]). Later global rate limits.
+//! reach it through [`Client::dht`]), and the rate limits every peer
+//! thread of the process shares ([`Client::bandwidth`], [`crate::bandwidth`]).
 //!
 //! By default the client listens on every IPv4 and every IPv6 address on
 //! one port (the `bind` submodule; IPv4 alone on a machine without IPv6,
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::bandwidth::Bandwidth;
 use crate::dht::node::{DhtConfig, DhtHandle, DhtNode};
 use crate::error::Error;
 use crate::metainfo::InfoHash;
@@ -182,6 +184,8 @@ pub struct Client {
     pending: Arc<listener::Pending>,
     /// The DHT node, once started; stopped first when the client is dropped.
     dht: Option<DhtNode>,
+    /// `--max-download-rate` and `--max-upload-rate`, for every torrent.
+    bandwidth: Bandwidth,
 }
 
 impl Client {
@@ -222,6 +226,7 @@ impl Client {
             // Shared by every socket: the caps are on the process.
             pending: Arc::new(listener::Pending::default()),
             dht: None,
+            bandwidth: Bandwidth::default(),
         };
         for (n, socket) in client.sockets.iter().enumerate() {
             let (router, stop) = (Arc::clone(&client.router), Arc::clone(&client.stop));
@@ -269,6 +274,16 @@ impl Client {
     /// The connection budget every torrent draws from.
     pub fn budget(&self) -> &Arc<ConnectionBudget> {
         &self.budget
+    }
+
+    /// The rate limits every torrent's peers draw from (none by default).
+    pub fn bandwidth(&self) -> &Bandwidth {
+        &self.bandwidth
+    }
+
+    /// Sets the process's rate limits, for the torrents started from now on.
+    pub fn set_bandwidth(&mut self, bandwidth: Bandwidth) {
+        self.bandwidth = bandwidth;
     }
 
     /// Starts the process's DHT node on UDP, on the listen port number

@@ -171,6 +171,9 @@ pub struct PeerContext {
     /// The DHT is still on for the torrent: off once a magnet's metadata
     /// says the torrent is private (BEP 27).
     pub dht_on: AtomicBool,
+    /// The process's rate limits, shared with every other torrent's peers:
+    /// each block received or sent is charged ([`conn`]).
+    pub bandwidth: crate::bandwidth::Bandwidth,
 }
 
 impl PeerContext {

@@ -391,6 +391,13 @@ impl Pipeline {
         self.in_flight > 0 && now.duration_since(self.last_progress) >= REQUEST_TIMEOUT
     }
 
+    /// We are not reading the remote's blocks (our download limit holds
+    /// us back): [`REQUEST_TIMEOUT`] counts from `now` at the earliest, so
+    /// the remote is not snubbed for our own slowness.
+    pub fn hold_timeout(&mut self, now: Instant) {
+        self.last_progress = self.last_progress.max(now);
+    }
+
     /// Gives up every piece (the peer is snubbed): the cancels to send, and
     /// the pieces with their received blocks for the manager.
     pub fn cancel_all(&mut self, now: Instant) -> (Vec<BlockRequest>, Vec<Returned>) {

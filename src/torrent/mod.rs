@@ -291,6 +291,7 @@ impl Torrent {
             pex: AtomicBool::new(pex),
             dht_on: AtomicBool::new(dht.is_some()),
             dht: dht.clone(),
+            bandwidth: client.bandwidth().clone(),
         });
         let table = PeerTable::new(ctx, Arc::clone(client.budget()));
         let progress = Progress::new(

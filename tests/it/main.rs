@@ -74,6 +74,10 @@ mod churn;
 /// refused; a liar that reconnects from new ports is kept out by its IP.
 mod bans;
 
+/// Rate limits: `--max-upload-rate` and `--max-download-rate` hold a
+/// transfer to the limit, shared by every peer; bad rates are usage errors.
+mod rate_limit;
+
 /// Connection slots: silent, dripping and idle connections do not keep an
 /// honest peer from being served or dialled; `--bind` listens on one address.
 mod slots;

@@ -3,7 +3,8 @@
 //! and reading what arrives. (The handshakes come before, in
 //! [`super::open`]; the metadata phase of a magnet link in
 //! [`super::fetching`].) What the remote asks of us, and the writes, are
-//! in its `serve` submodule.
+//! in its `serve` submodule; the rate limits' pauses in its `limit`
+//! submodule.
 //!
 //! One thread both reads and writes its socket without ever blocking on one
 //! direction for long: writes go through an output buffer with a short write
@@ -26,7 +27,7 @@ use super::extensions::{self, PexOffer, RemoteExtensions};
 
 use super::open::io_error;
 use super::pipeline::{BlockOutcome, BlockRequest, Pipeline, REQUEST_TIMEOUT};
-use super::requests::RequestQueue;
+use super::requests::{Request, RequestQueue};
 use super::transport::Stream;
 use super::wire::{Limits, Message};
 use super::{
@@ -60,6 +61,7 @@ const RATE_EVERY: Duration = Duration::from_secs(1);
 /// no `reqq` from us, keeps about ten seconds of requests in flight (several
 /// thousand on loopback), and waits 90 s before asking again for a dropped one.
 pub(crate) const MAX_QUEUED_REQUESTS: usize = 16384;
+mod limit;
 mod serve;
 
 type Outcome = Result<(), Disconnect>;
@@ -92,6 +94,13 @@ pub(super) struct Conn<'a> {
     /// Bytes received when the rate was last measured, and when.
     rate_mark: (u64, Instant),
     serve_queue: RequestQueue,
+    /// A request charged to the upload limit and waiting for its turn
+    /// (see the `limit` submodule): served first when the wait is over.
+    held: Option<Request>,
+    /// The upload limit holds `held` back until then.
+    upload_paused_until: Option<Instant>,
+    /// The download limit holds reading back until then.
+    download_paused_until: Option<Instant>,
     /// Metadata pieces the remote asked for (BEP 9), answered like blocks,
     /// while the output is not too full; at most [`MAX_QUEUED_METADATA`].
     metadata_queue: VecDeque<u32>,
@@ -136,6 +145,9 @@ impl<'a> Conn<'a> {
             pipeline: Pipeline::new(layout, now),
             rate_mark: (0, now),
             serve_queue: RequestQueue::new(),
+            held: None,
+            upload_paused_until: None,
+            download_paused_until: None,
             metadata_queue: VecDeque::new(),
             expect_command_until: now,
             last_sent: now,
@@ -212,6 +224,7 @@ impl<'a> Conn<'a> {
         if let Some(reqq) = self.remote.reqq {
             self.pipeline.set_remote_queue(reqq as usize);
         }
+        self.size_pipeline_to_limit();
         // BEP 5: our DHT node's port, to a peer that runs one.
         if self.remote_dht
             && let Some(port) = self.ctx.dht_port()
@@ -251,6 +264,10 @@ impl<'a> Conn<'a> {
                 }
             }
             let now = Instant::now();
+            let download_pause = self.download_pause(now);
+            if download_pause.is_some() {
+                self.excuse_silence(now);
+            }
             self.measure_rate(now);
             self.check_request_timeout(now)?;
             self.fill_requests();
@@ -264,12 +281,17 @@ impl<'a> Conn<'a> {
 
             // Output or requests still to serve: come back quickly. (The
             // remote may have nothing more to say: it sent all its requests.)
+            let now = Instant::now();
             let busy = self.pending_output() > 0
-                || !self.serve_queue.is_empty()
+                || self.can_serve_now(now)
                 || !self.metadata_queue.is_empty()
-                || Instant::now() < self.expect_command_until
+                || now < self.expect_command_until
                 || std::mem::take(&mut replay);
-            let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
+            let mut wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
+            if let Some(upload_pause) = self.upload_pause(now) {
+                // Wake when the held request may go.
+                wait = wait.min(upload_pause.max(BUSY_WAIT));
+            }
             if self.read_timeout != Some(wait) {
                 self.stream
                     .set_read_timeout(Some(wait))
@@ -295,6 +317,10 @@ impl<'a> Conn<'a> {
             if backlogged {
                 // We are the ones not reading: the remote is not silent.
                 self.last_received = Instant::now();
+            } else if let Some(pause) = download_pause {
+                // Our download limit: read nothing until the wait is over,
+                // doing the rest of the loop meanwhile.
+                std::thread::sleep(pause.min(wait));
             } else {
                 match self.stream.read(&mut rbuf[end..]) {
                     Ok(0) => return Err(Closed::ByRemote.into()),
@@ -308,7 +334,7 @@ impl<'a> Conn<'a> {
                 }
             }
             // Messages wait in the buffer while the request queue is full.
-            while self.serve_queue.len() < MAX_QUEUED_REQUESTS {
+            while self.serve_queue.len() < MAX_QUEUED_REQUESTS && !self.download_paused() {
                 let Some((message, used)) =
                     Message::decode(&rbuf[start..end], self.limits).map_err(Violation::Wire)?
                 else {
@@ -420,6 +446,7 @@ impl<'a> Conn<'a> {
                     self.am_choking = true;
                     // BEP 3: choking discards the remote's pending requests.
                     self.serve_queue.clear();
+                    self.drop_held();
                     self.queue(Message::Choke);
                 }
             }
@@ -531,6 +558,7 @@ impl<'a> Conn<'a> {
                 if self.peer_interested {
                     self.peer_interested = false;
                     self.serve_queue.clear();
+                    self.drop_held();
                     self.send_event(PeerEvent::Interested(false))?;
                 }
             }
@@ -587,6 +615,7 @@ impl<'a> Conn<'a> {
                 length,
             } => {
                 self.serve_queue.cancel((index, begin, length));
+                self.cancel_held((index, begin, length));
             }
             Message::Piece {
                 index,
@@ -598,6 +627,8 @@ impl<'a> Conn<'a> {
     }
 
     fn receive_block(&mut self, index: u32, begin: u32, block: &[u8]) -> Outcome {
+        // Every block read counts against the limit, wanted or late.
+        self.charge_download(block.len());
         let outcome = self
             .pipeline
             .on_block(index, begin, block, Instant::now())

@@ -40,7 +40,8 @@ impl Conn<'_> {
             let before = self.pending_output();
             self.write_some()?;
             sent += before - self.pending_output();
-            let nothing_to_serve = self.serve_queue.is_empty() && self.metadata_queue.is_empty();
+            let nothing_to_serve =
+                !self.can_serve_now(Instant::now()) && self.metadata_queue.is_empty();
             if self.pending_output() > 0 || nothing_to_serve || sent >= SERVE_BURST {
                 return Ok(());
             }
@@ -70,7 +71,8 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Reads requested blocks from disk into the output while it is not too full.
+    /// Reads requested blocks from disk into the output while it is not
+    /// too full and the upload limit allows.
     pub(super) fn fill_output(&mut self) -> Outcome {
         while self.pending_output() < OUTPUT_HIGH_WATER {
             let Some(piece) = self.metadata_queue.pop_front() else {
@@ -82,7 +84,7 @@ impl Conn<'_> {
             }
         }
         while self.pending_output() < OUTPUT_HIGH_WATER {
-            let Some((index, begin, length)) = self.serve_queue.pop() else {
+            let Some((index, begin, length)) = self.next_to_serve() else {
                 break;
             };
             wire::encode_piece_header(&mut self.out, index, begin, length);

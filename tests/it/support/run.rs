@@ -34,6 +34,8 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         pex: true,
         // Tests never reach the default routers: DHT tests set their own.
         dht: None,
+        max_download_rate: 0,
+        max_upload_rate: 0,
     }
 }
 

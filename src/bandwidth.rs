@@ -1,0 +1,484 @@
+//! Process-wide rate limits: `--max-download-rate` and `--max-upload-rate`.
+//!
+//! Owns the parsing of a rate (`500K`, `1.5MiB`, ...: [`parse_rate`]), the
+//! token bucket ([`TokenBucket`], pure, time passed in) and its shared,
+//! locked form ([`RateLimiter`]) that every peer thread of the process
+//! draws from. The [`client`](crate::client) holds one [`Bandwidth`] and each
+//! torrent's peers reach it through their
+//! [`PeerContext`](crate::peer::PeerContext). Not owned here: where the
+//! bytes are counted (the peer connection charges each block it receives
+//! or sends, [`crate::peer::conn`]).
+//!
+//! Only payload is counted: the data of `piece` messages. Protocol
+//! overhead (headers, requests, `have`, extension messages) is small next
+//! to it and left out, as other clients do by default.
+//!
+//! # The bucket
+//! Tokens are bytes. They flow in at the rate, up to a small burst
+//! ([`burst_for`]: 1/20 of a second's worth, at least one 16 KiB block),
+//! so the limit is smooth over the second rather than a second's bytes at
+//! once. A taker is always charged at once and told how long to wait: the
+//! balance may go negative, and each later taker waits behind the debt of
+//! those before it. A thread that waits before its next read (or send)
+//! therefore gets its turn in the order it asked, so twenty peers sharing
+//! a limit each get about a twentieth of it, and no taker can starve
+//! another by retrying faster. With no limit there is no bucket at all: the
+//! peer thread tests an `Option` that is `None` and takes no lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Smallest burst, in bytes: one block, so a single block never waits on
+/// an idle bucket.
+pub const MIN_BURST: u64 = 16 * 1024;
+/// The burst is this fraction (1/N) of a second's worth of the rate.
+pub const BURST_FRACTION: u64 = 20;
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+/// The burst for a limit of `rate` bytes a second: 50 ms of it, at least
+/// [`MIN_BURST`]. 50 ms is far above the precision of a sleep (well under
+/// a millisecond on Linux), so threads can wait for their turn accurately,
+/// and small enough that no more than a twentieth of a second's bytes go
+/// out at once after a pause. Over 10 s the burst adds at most 0.5% to the
+/// bytes allowed.
+pub fn burst_for(rate: u64) -> u64 {
+    (rate / BURST_FRACTION).max(MIN_BURST)
+}
+
+/// A token bucket of `rate` bytes a second, pure: every call is given the
+/// time. See the module docs.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: u64,
+    burst: u64,
+    /// The balance, in bytes times 10^9 (byte-nanoseconds per second), so
+    /// that refilling is exact integer arithmetic (`elapsed ns × rate`) and
+    /// no rounding drifts over a long run. Negative while takers wait.
+    balance: i128,
+    /// When the balance was last brought up to date.
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `rate` bytes a second (at least 1) at `now`, with
+    /// the burst of [`burst_for`].
+    pub fn new(rate: u64, now: Instant) -> TokenBucket {
+        let rate = rate.max(1);
+        TokenBucket::with_burst(rate, burst_for(rate), now)
+    }
+
+    /// A full bucket of `rate` bytes a second holding at most `burst` bytes.
+    pub fn with_burst(rate: u64, burst: u64, now: Instant) -> TokenBucket {
+        let burst = burst.max(1);
+        TokenBucket {
+            rate: rate.max(1),
+            burst,
+            balance: i128::from(burst) * NANOS_PER_SEC,
+            updated: now,
+        }
+    }
+
+    /// The rate, in bytes a second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// The most bytes the bucket holds.
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// Whole bytes available at `now` (negative: owed by waiting takers).
+    pub fn available(&mut self, now: Instant) -> i64 {
+        self.refill(now);
+        let bytes = self.balance / NANOS_PER_SEC;
+        bytes.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// Charges `bytes` at `now` and returns how long the taker must wait
+    /// before they count as sent or received: zero while the bucket had
+    /// them, else the time the rate needs to pay off the balance.
+    pub fn take(&mut self, bytes: u64, now: Instant) -> Duration {
+        self.refill(now);
+        self.balance -= i128::from(bytes) * NANOS_PER_SEC;
+        if self.balance >= 0 {
+            return Duration::ZERO;
+        }
+        let rate = i128::from(self.rate);
+        let nanos = (-self.balance + rate - 1) / rate;
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// Adds what flowed in since the last update, up to the burst. A time
+    /// before the last update (another thread's clock reading, taken
+    /// earlier) adds nothing.
+    fn refill(&mut self, now: Instant) {
+        let Some(elapsed) = now.checked_duration_since(self.updated) else {
+            return;
+        };
+        let cap = i128::from(self.burst) * NANOS_PER_SEC;
+        let added = (elapsed.as_nanos() as i128).saturating_mul(i128::from(self.rate));
+        self.balance = self.balance.saturating_add(added).min(cap);
+        self.updated = now;
+    }
+}
+
+/// A [`TokenBucket`] shared by threads: the thin, locked wrapper that reads
+/// the clock.
+#[derive(Debug)]
+pub struct RateLimiter {
+    bucket: Mutex<TokenBucket>,
+}
+
+impl RateLimiter {
+    /// A limiter of `rate` bytes a second, or `None` for 0 (no limit).
+    pub fn new(rate: u64) -> Option<Arc<RateLimiter>> {
+        (rate > 0).then(|| {
+            Arc::new(RateLimiter {
+                bucket: Mutex::new(TokenBucket::new(rate, Instant::now())),
+            })
+        })
+    }
+
+    /// The limit, in bytes a second.
+    pub fn rate(&self) -> u64 {
+        self.lock().rate()
+    }
+
+    /// Charges `bytes` now and returns how long the caller waits before
+    /// its next transfer (see [`TokenBucket::take`]).
+    pub fn take(&self, bytes: u64) -> Duration {
+        let mut bucket = self.lock();
+        // Read inside the lock, so the bucket sees the times in order.
+        bucket.take(bytes, Instant::now())
+    }
+
+    /// Charges `bytes` and sleeps until they are allowed.
+    pub fn take_blocking(&self, bytes: u64) {
+        let wait = self.take(bytes);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenBucket> {
+        // The bucket is consistent after every statement: a panic elsewhere
+        // while holding it leaves nothing half done.
+        self.bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The process's limits, one per direction; `None` is no limit. Cheap to
+/// clone: every torrent's peers share the same buckets.
+#[derive(Debug, Clone, Default)]
+pub struct Bandwidth {
+    /// Payload received from all peers together.
+    pub download: Option<Arc<RateLimiter>>,
+    /// Payload sent to all peers together.
+    pub upload: Option<Arc<RateLimiter>>,
+}
+
+impl Bandwidth {
+    /// Limits of `download` and `upload` bytes a second; 0 is no limit.
+    pub fn new(download: u64, upload: u64) -> Bandwidth {
+        Bandwidth {
+            download: RateLimiter::new(download),
+            upload: RateLimiter::new(upload),
+        }
+    }
+}
+
+/// Parses a rate in bytes a second: a number (a fraction allowed, as in
+/// `1.5`) and an optional unit, in any case, optionally followed by `/s`.
+/// `K`, `M`, `G` and `KB`, `MB`, `GB` are powers of 1000; `KiB`, `MiB`,
+/// `GiB` (or `Ki`, `Mi`, `Gi`) powers of 1024; no unit or `B` is bytes.
+/// `0` means no limit. A fraction of a byte is rounded down.
+///
+/// # Errors
+/// A message saying why `text` is not a rate: empty, negative, not a
+/// number, an unknown unit, too large for 64 bits, or a rate that is not
+/// zero but below one byte a second.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("empty rate: give bytes a second, as in 500K or 1.5MiB".into());
+    }
+    if trimmed.starts_with('-') {
+        return Err("a rate cannot be negative (0 means no limit)".into());
+    }
+    let body = trimmed
+        .strip_suffix("/s")
+        .or_else(|| trimmed.strip_suffix("/S"))
+        .unwrap_or(trimmed);
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let multiplier: u128 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000_u128.pow(2),
+        "g" | "gb" => 1000_u128.pow(3),
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit {:?}: use K, M, G (powers of 1000) or KiB, MiB, GiB (powers of 1024)",
+                unit.trim_start()
+            ));
+        }
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err("not a number: give bytes a second, as in 500K or 1.5MiB".into());
+    }
+    // 19 decimals already divide a byte of GiB/s into nothing.
+    if fraction.len() > 18 {
+        return Err("too many decimals".into());
+    }
+    let too_large = || "too large: at most 2^64 - 1 bytes a second".to_string();
+    let digits = |s: &str| -> Result<u128, String> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse::<u128>().map_err(|_| too_large())
+        }
+    };
+    let scale = 10_u128.pow(fraction.len() as u32);
+    let mantissa = digits(whole)?
+        .checked_mul(scale)
+        .and_then(|m| m.checked_add(digits(fraction).ok()?))
+        .ok_or_else(too_large)?;
+    let bytes = mantissa.checked_mul(multiplier).ok_or_else(too_large)? / scale;
+    if bytes == 0 && mantissa != 0 {
+        return Err("below 1 byte a second (0 means no limit)".into());
+    }
+    u64::try_from(bytes).map_err(|_| too_large())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOCK: u64 = 16 * 1024;
+
+    #[test]
+    fn rates_parse_to_exact_bytes_with_1000_and_1024_units() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("100000", 100_000),
+            ("500K", 500_000),
+            ("500k", 500_000),
+            ("750KB", 750_000),
+            ("750kB/s", 750_000),
+            ("10M", 10_000_000),
+            ("10MB", 10_000_000),
+            ("2G", 2_000_000_000),
+            ("1GB", 1_000_000_000),
+            ("1KiB", 1024),
+            ("64ki", 65_536),
+            ("1.5MiB", 1_572_864),
+            ("1.5M", 1_500_000),
+            ("2GiB", 2_147_483_648),
+            (".5K", 500),
+            ("5.", 5),
+            ("1.0000001K", 1000),
+            ("100 K", 100_000),
+            (" 3M ", 3_000_000),
+            ("12B", 12),
+            ("0K", 0),
+            ("0.0", 0),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(parse_rate(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_rates_are_errors_saying_why() {
+        for (text, why) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("-5K", "negative"),
+            ("-0", "negative"),
+            ("10Q", "unknown unit"),
+            ("10 kbit", "unknown unit"),
+            ("K", "not a number"),
+            (".", "not a number"),
+            ("1.2.3", "not a number"),
+            ("1e6", "unknown unit"),
+            ("18446744073709551616", "too large"),
+            ("20000000000G", "too large"),
+            ("99999999999999999999999999999999999999999999", "too large"),
+            ("0.5", "below 1 byte"),
+            ("0.0001K", "below 1 byte"),
+            ("1.0000000000000000000", "too many decimals"),
+        ] {
+            let e = parse_rate(text).unwrap_err();
+            assert!(e.contains(why), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_burst_is_a_twentieth_of_a_second_and_at_least_a_block() {
+        assert_eq!(burst_for(1), MIN_BURST);
+        assert_eq!(burst_for(100_000), MIN_BURST);
+        assert_eq!(burst_for(10_000_000), 500_000);
+    }
+
+    #[test]
+    fn a_full_bucket_gives_its_burst_at_once_and_then_waits() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::with_burst(100_000, 50_000, t0);
+        assert_eq!(bucket.take(50_000, t0), Duration::ZERO);
+        // 10,000 bytes more at 100,000 a second: 100 ms.
+        assert_eq!(bucket.take(10_000, t0), Duration::from_millis(100));
+        assert_eq!(bucket.available(t0), -10_000);
+        assert_eq!(bucket.available(t0 + Duration::from_millis(100)), 0);
+    }
+
+    #[test]
+    fn an_idle_bucket_holds_no_more_than_its_burst() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1_000_000, t0);
+        assert_eq!(bucket.burst(), 50_000);
+        bucket.take(50_000, t0);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(bucket.available(later), 50_000);
+        assert_eq!(bucket.take(50_000, later), Duration::ZERO);
+        assert!(bucket.take(1, later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_time_before_the_last_update_adds_nothing() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let mut bucket = TokenBucket::with_burst(1000, 1000, t0);
+        bucket.take(1000, t0);
+        assert_eq!(bucket.available(t0 - Duration::from_millis(500)), 0);
+        assert_eq!(bucket.available(t0 + Duration::from_millis(500)), 500);
+    }
+
+    /// Simulated time of `takers` threads that each take a block, wait as
+    /// told (the block then goes), and take again, for `seconds`: the bytes
+    /// of each that went before the end.
+    fn run_takers(rate: u64, takers: usize, chunk: u64, seconds: u64) -> Vec<u64> {
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(seconds);
+        let mut bucket = TokenBucket::new(rate, t0);
+        // Each taker's next turn; the earliest goes first, as on a real clock.
+        let mut next = vec![t0; takers];
+        let mut taken = vec![0; takers];
+        loop {
+            let (who, &at) = next
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, at)| *at)
+                .expect("at least one taker");
+            if at >= end {
+                return taken;
+            }
+            let wait = bucket.take(chunk, at);
+            if at + wait < end {
+                taken[who] += chunk;
+            }
+            // A real sleep oversleeps a little: 100 µs here.
+            let oversleep = if wait.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(100)
+            };
+            next[who] = at + wait + oversleep;
+        }
+    }
+
+    /// Asserts that `bytes` in `seconds` are the rate, within 1% below and
+    /// at most the burst above.
+    fn assert_rate(bytes: u64, rate: u64, seconds: u64) {
+        let allowed = rate * seconds;
+        assert!(
+            bytes <= allowed + burst_for(rate),
+            "rate {rate}: {bytes} bytes in {seconds} s, over the {allowed} allowed"
+        );
+        assert!(
+            bytes as f64 >= 0.99 * allowed as f64,
+            "rate {rate}: {bytes} bytes in {seconds} s, under the {allowed} allowed"
+        );
+    }
+
+    #[test]
+    fn one_taker_gets_the_rate_over_a_long_run_and_no_more_than_the_burst_above() {
+        for rate in [20_000, 500_000, 10_000_000, 1_000_000_000] {
+            let seconds = 60;
+            let taken: u64 = run_takers(rate, 1, BLOCK, seconds).iter().sum();
+            assert_rate(taken, rate, seconds);
+        }
+    }
+
+    #[test]
+    fn twenty_takers_share_the_rate_evenly() {
+        let (rate, seconds) = (500_000, 60);
+        let taken = run_takers(rate, 20, BLOCK, seconds);
+        let total: u64 = taken.iter().sum();
+        assert_rate(total, rate, seconds);
+        let share = total / 20;
+        for (who, &bytes) in taken.iter().enumerate() {
+            let off = bytes.abs_diff(share) as f64 / share as f64;
+            assert!(off < 0.02, "taker {who}: {bytes} against {share}");
+        }
+    }
+
+    #[test]
+    fn no_window_of_time_gets_more_than_the_rate_plus_the_burst_and_the_takers_debt() {
+        // What a window of 100 ms gets: at most its share of the rate, the
+        // burst, and the block each taker charged before waiting.
+        let t0 = Instant::now();
+        let (rate, takers) = (1_000_000_u64, 5);
+        let mut bucket = TokenBucket::new(rate, t0);
+        let mut next = vec![t0; takers];
+        let mut log = Vec::new();
+        while let Some((who, &at)) = next.iter().enumerate().min_by_key(|&(_, at)| *at) {
+            if at >= t0 + Duration::from_secs(10) {
+                break;
+            }
+            // The block goes when its wait is over.
+            let wait = bucket.take(BLOCK, at);
+            log.push(at + wait);
+            next[who] = at + wait;
+        }
+        log.sort();
+        let window = Duration::from_millis(100);
+        let bound = rate / 10 + bucket.burst() + takers as u64 * BLOCK;
+        for (i, &start) in log.iter().enumerate() {
+            let in_window = log[i..].iter().take_while(|&&t| t < start + window).count() as u64;
+            assert!(
+                in_window * BLOCK <= bound,
+                "{} bytes in 100 ms",
+                in_window * BLOCK
+            );
+        }
+    }
+
+    #[test]
+    fn zero_is_no_limit_and_takes_no_bucket() {
+        let none = Bandwidth::new(0, 0);
+        assert!(none.download.is_none() && none.upload.is_none());
+        let some = Bandwidth::new(500_000, 0);
+        assert_eq!(some.download.as_ref().map(|l| l.rate()), Some(500_000));
+        assert!(some.upload.is_none());
+    }
+
+    #[test]
+    fn a_shared_limiter_charges_every_taker() {
+        let limiter = RateLimiter::new(1_000_000).unwrap();
+        let other = Arc::clone(&limiter);
+        assert_eq!(limiter.take(50_000), Duration::ZERO, "the burst is free");
+        // The burst is spent, and however long this thread pauses the
+        // bucket holds at most 50,000 bytes again: the other taker waits
+        // for at least the other 50,000, 50 ms.
+        assert!(other.take(100_000) >= Duration::from_millis(50));
+    }
+}
