@@ -288,9 +288,12 @@ impl<'a> Conn<'a> {
                 || now < self.expect_command_until
                 || std::mem::take(&mut replay);
             let mut wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
+            // Parked, a thread still wakes when a held request may go.
+            let mut park_for = PARKED_WAIT;
             if let Some(upload_pause) = self.upload_pause(now) {
                 // Wake when the held request may go.
                 wait = wait.min(upload_pause.max(BUSY_WAIT));
+                park_for = park_for.min(upload_pause.max(BUSY_WAIT));
             }
             if self.read_timeout != Some(wait) {
                 self.stream
@@ -309,7 +312,7 @@ impl<'a> Conn<'a> {
                 && let Some(waker) = self.waker.as_deref()
                 && waker.can_park()
                 && !waker
-                    .park(self.stream.as_fd(), cmd_rx, PARKED_WAIT)
+                    .park(self.stream.as_fd(), cmd_rx, park_for)
                     .map_err(io_error("waiting for the socket"))?
             {
                 continue;
