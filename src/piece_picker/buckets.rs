@@ -47,6 +47,19 @@ impl Buckets {
         &self.order
     }
 
+    /// The pieces, rarest first, each bucket read from its end: pieces
+    /// inserted in descending index order come out ascending, and taking
+    /// the last of the rarest bucket moves no other piece, so pieces
+    /// equally rare go in index order until availability reshuffles them.
+    pub(super) fn scan(&self) -> impl Iterator<Item = u32> + '_ {
+        self.starts.windows(2).flat_map(|w| {
+            self.order[w[0] as usize..w[1] as usize]
+                .iter()
+                .rev()
+                .copied()
+        })
+    }
+
     /// The piece at `position` in [`Buckets::rarest_first`].
     pub(super) fn at(&self, position: usize) -> u32 {
         self.order[position]

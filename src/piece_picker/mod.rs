@@ -16,7 +16,8 @@
 //!    missing piece: the rarest are by definition slow to get, and a first
 //!    complete piece gives us something to trade at once;
 //! 3. the rarest missing piece (fewest connected peers have it), so rare
-//!    pieces spread before their holders leave; ties go to any of them;
+//!    pieces spread before their holders leave; equally rare pieces go
+//!    in index order until changes of availability reshuffle them;
 //! 4. endgame, once no piece is missing at all: the in-flight piece with the
 //!    fewest holders is fetched from this peer too (up to [`MAX_HOLDERS`]),
 //!    so a slow peer cannot hold up the last pieces; whichever copy arrives
@@ -103,7 +104,9 @@ impl PiecePicker {
         let count = have.len() as u32;
         let mut missing = Buckets::new(count);
         let mut missing_bits = Bitfield::new(count);
-        for (index, _) in (0..count).zip(have).filter(|(_, h)| !**h) {
+        // Descending, so that equally rare pieces go in index order (see
+        // `Buckets::scan`): sequential reads for the remote's disk.
+        for (index, _) in (0..count).zip(have).rev().filter(|(_, h)| !**h) {
             missing.insert(index, 0);
             missing_bits.set(index);
         }
@@ -283,11 +286,18 @@ impl PiecePicker {
                 }
             }
         }
-        for k in 0..self.missing.len().min(SCAN_LIMIT) {
-            let index = self.missing.at(k);
-            if self.fits(index, peer_has) {
-                return Some(index);
+        let mut looked = 0;
+        let mut found = None;
+        for index in self.missing.scan().take(SCAN_LIMIT) {
+            looked += 1;
+            if peer_has.has(index) && self.marks[index as usize] != self.mark {
+                found = Some(index);
+                break;
             }
+        }
+        self.visited += looked;
+        if found.is_some() {
+            return found;
         }
         if self.missing.len() <= SCAN_LIMIT {
             return None;

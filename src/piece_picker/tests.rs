@@ -393,3 +393,17 @@ fn a_peer_completing_by_have_is_counted_as_a_seed_and_leaves_cleanly() {
         [0, 0, 0]
     );
 }
+
+#[test]
+fn equally_rare_pieces_go_in_index_order() {
+    let (mut p, count) = past_random_first(100);
+    let seeder = Bitfield::from_bools(&vec![true; count as usize]);
+    p.add_peer_pieces(&seeder, 1);
+    let mut picked = Vec::new();
+    for _ in 0..100 {
+        let index = p.pick(&seeder, &picked).expect("a piece");
+        p.assign(index);
+        picked.push(index);
+    }
+    assert_eq!(picked, (0..100).collect::<Vec<_>>());
+}
