@@ -23,16 +23,19 @@
 //!    so a slow peer cannot hold up the last pieces; whichever copy arrives
 //!    first wins, and the others are cancelled.
 //!
-//! Cost: no event looks at every piece. The missing pieces are kept ordered
-//! by availability in [`buckets`], so a `have` or a state change moves one
-//! piece by a swap or a few, and a pick reads from the rarest end; the
-//! pieces in flight and the partial ones (both bounded by the manager's
-//! memory budget) are kept in lists of their own; peers that have every
-//! piece are counted once, not per piece, so a seeder's bitfield costs
-//! nothing. A pick costs a step per piece it looks at: the partial pieces,
-//! then the rarest missing pieces until one the peer has; only for a peer
-//! that has few of the pieces we lack does it fall back to reading its
-//! bitfield a 64-piece word at a time. Memory is about 25 bytes per piece.
+//! Cost: no pick or change of state looks at every piece, nor does a
+//! `have`, but the one that completes a peer. The missing pieces are kept ordered by availability (module `buckets`), so a
+//! `have` or a state change moves one piece by a swap or a few, and a pick
+//! reads from the rarest end; the pieces in flight and the partial ones
+//! (both bounded by the manager's memory budget) are kept in lists of their
+//! own; peers that have every piece are counted once, not per piece, so a
+//! seeder's bitfield costs nothing (another peer's costs a step per piece it
+//! has, and a peer that completes while connected one step per piece, once:
+//! a step for each of its `have`s). A pick costs a step per piece it looks
+//! at: the partial pieces, then the rarest missing pieces until one the peer
+//! has; only for a peer that has few of the pieces we lack does it fall back
+//! to reading its bitfield a 64-piece word at a time. Memory is about 23
+//! bytes per piece.
 
 mod buckets;
 
