@@ -196,8 +196,10 @@ impl PiecePicker {
             return;
         }
         self.rise(index);
-        if peer_has.is_complete() {
-            // Counted per piece until now: from now on, as a seed.
+        // Counted per piece until now: from now on, as a seed (if its
+        // pieces were all counted in, as they are when every bitfield and
+        // `have` of the peer came here).
+        if peer_has.is_complete() && self.availability.iter().all(|&a| a > 0) {
             for a in &mut self.availability {
                 *a -= 1;
             }
