@@ -5,7 +5,8 @@
 //! bytes into the page cache. On the manager thread those passes would
 //! serialise the whole download behind one core, and while the manager hashed,
 //! no peer would get new work. Here a few threads (one per core) do both, one
-//! piece each, while the manager goes on assigning pieces and answering peers.
+//! piece (or one batch of small pieces) each, while the manager goes on
+//! assigning pieces and answering peers.
 //!
 //! The manager stays the only owner of the piece state: it hands a piece over
 //! with [`Verifier::submit`], which never blocks, and learns the outcome from
