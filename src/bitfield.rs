@@ -1,5 +1,10 @@
 //! A set of piece indices in the wire protocol's bit order (BEP 3 `bitfield`:
 //! the high bit of the first byte is piece 0). Pure code.
+//!
+//! The bytes are the wire payload as it is; operations over the whole set
+//! (iteration, comparison, counts) read them eight at a time as big-endian
+//! `u64` words, so they cost a word per 64 pieces plus one step per piece
+//! in the set, and the count is kept as pieces are added.
 
 /// Which pieces a peer (or we) have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,16 @@ impl Bitfield {
         index < self.piece_count && self.bytes[(index / 8) as usize] & (0x80 >> (index % 8)) != 0
     }
 
+    /// Removes piece `index`; returns whether it was there.
+    pub fn unset(&mut self, index: u32) -> bool {
+        if !self.has(index) {
+            return false;
+        }
+        self.bytes[(index / 8) as usize] &= !(0x80 >> (index % 8));
+        self.set_count -= 1;
+        true
+    }
+
     /// Adds piece `index`; returns whether it is new (false when it was
     /// already there or is out of range).
     pub fn set(&mut self, index: u32) -> bool {
@@ -94,15 +109,79 @@ impl Bitfield {
 
     /// Whether `self` has some piece that `other` lacks.
     pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
-        self.bytes
-            .iter()
-            .zip(&other.bytes)
-            .any(|(mine, theirs)| mine & !theirs != 0)
+        (0..self.word_count()).any(|k| self.word(k) & !other.word(k) != 0)
+    }
+
+    /// Number of pieces `self` has that `other` lacks.
+    pub fn count_missing_from(&self, other: &Bitfield) -> u32 {
+        (0..self.word_count())
+            .map(|k| (self.word(k) & !other.word(k)).count_ones())
+            .sum()
     }
 
     /// The indices in the set, in order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.piece_count).filter(|&i| self.has(i))
+        SetBits::new(self.word_count(), move |k| self.word(k))
+    }
+
+    /// The indices in both `self` and `other`, in order.
+    pub fn iter_and<'a>(&'a self, other: &'a Bitfield) -> impl Iterator<Item = u32> + 'a {
+        SetBits::new(self.word_count(), move |k| self.word(k) & other.word(k))
+    }
+
+    fn word_count(&self) -> usize {
+        self.bytes.len().div_ceil(8)
+    }
+
+    /// Pieces `64 k ..= 64 k + 63`, piece `64 k` in the high bit (zero
+    /// past the end, and for a word beyond another set's length).
+    fn word(&self, k: usize) -> u64 {
+        match self.bytes.get(8 * k..8 * k + 8) {
+            Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
+            None => {
+                let mut eight = [0u8; 8];
+                let tail = self.bytes.get(8 * k..).unwrap_or_default();
+                eight[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(eight)
+            }
+        }
+    }
+}
+
+/// The set bits of a sequence of words, as piece indices.
+struct SetBits<F> {
+    word_at: F,
+    word_count: usize,
+    k: usize,
+    word: u64,
+}
+
+impl<F: Fn(usize) -> u64> SetBits<F> {
+    fn new(word_count: usize, word_at: F) -> SetBits<F> {
+        let word = if word_count > 0 { word_at(0) } else { 0 };
+        SetBits {
+            word_at,
+            word_count,
+            k: 0,
+            word,
+        }
+    }
+}
+
+impl<F: Fn(usize) -> u64> Iterator for SetBits<F> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        while self.word == 0 {
+            self.k += 1;
+            if self.k >= self.word_count {
+                return None;
+            }
+            self.word = (self.word_at)(self.k);
+        }
+        let bit = self.word.leading_zeros();
+        self.word &= !(1u64 << (63 - bit));
+        Some(self.k as u32 * 64 + bit)
     }
 }
 
@@ -143,5 +222,34 @@ mod tests {
         let b = Bitfield::from_bools(&[true, true]);
         assert!(b.has_any_missing_from(&a));
         assert!(!a.has_any_missing_from(&b));
+        assert_eq!(b.count_missing_from(&a), 1);
+        assert_eq!(a.count_missing_from(&b), 0);
+    }
+
+    #[test]
+    fn word_wise_operations_agree_with_bit_by_bit_ones() {
+        // Sizes around the word and byte boundaries, and a tail shorter than a word.
+        for count in [0u32, 1, 7, 8, 9, 63, 64, 65, 130, 1000] {
+            let mut rng = fastrand::Rng::with_seed(u64::from(count));
+            let a = Bitfield::from_bools(&(0..count).map(|_| rng.bool()).collect::<Vec<_>>());
+            let b = Bitfield::from_bools(&(0..count).map(|_| rng.bool()).collect::<Vec<_>>());
+            let in_a: Vec<u32> = (0..count).filter(|&i| a.has(i)).collect();
+            assert_eq!(a.iter().collect::<Vec<_>>(), in_a, "{count} pieces");
+            let both: Vec<u32> = (0..count).filter(|&i| a.has(i) && b.has(i)).collect();
+            assert_eq!(a.iter_and(&b).collect::<Vec<_>>(), both);
+            let only_a = (0..count).filter(|&i| a.has(i) && !b.has(i)).count() as u32;
+            assert_eq!(a.count_missing_from(&b), only_a);
+            assert_eq!(a.has_any_missing_from(&b), only_a > 0);
+        }
+    }
+
+    #[test]
+    fn unset_removes_and_counts() {
+        let mut bits = Bitfield::from_bools(&[true, true, false]);
+        assert!(bits.unset(1));
+        assert!(!bits.unset(1), "already gone");
+        assert!(!bits.unset(2) && !bits.unset(9));
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(bits.count(), 1);
     }
 }

@@ -63,8 +63,8 @@
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest
-//! first, and endgame), the [`choker`] (upload slots by rate plus an
-//! optimistic unchoke), the [`peer_list`] (whom to dial, backoff, bans), the
+//! first, and endgame; no pick or `have` looks at every piece), the
+//! [`choker`] (upload slots by rate plus an optimistic unchoke), the [`peer_list`] (whom to dial, backoff, bans), the
 //! [`blame`] for pieces that fail their hash, the [`metadata`] fetch, and
 //! each peer's request [`peer::pipeline`] (sized to its rate; a peer that
 //! stops sending blocks is snubbed and its pieces, with the blocks already

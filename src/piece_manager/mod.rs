@@ -88,6 +88,8 @@ pub struct PieceManager {
     starved: bool,
     picker: PiecePicker,
     have: Bitfield,
+    /// Bytes of the verified pieces (kept, so progress is not a scan).
+    have_len: u64,
     /// The peers whose handshake was accepted.
     peers: HashMap<PeerKey, PeerSlot>,
     /// Bad pieces and the pieces to fetch whole.
@@ -135,6 +137,11 @@ impl PieceManager {
             starved: false,
             picker: PiecePicker::new(have),
             have: Bitfield::from_bools(have),
+            have_len: (0..layout.piece_count())
+                .zip(have)
+                .filter(|(_, h)| **h)
+                .map(|(i, _)| u64::from(layout.piece_size(i)))
+                .sum(),
             peers: HashMap::new(),
             blame: Blame::new(),
             partials: HashMap::new(),
@@ -277,12 +284,8 @@ impl PieceManager {
 
     fn snapshot(&self) -> Snapshot {
         let layout = self.storage.layout();
-        let missing: u64 = (0..layout.piece_count())
-            .filter(|&i| !self.have.has(i))
-            .map(|i| u64::from(layout.piece_size(i)))
-            .sum();
         Snapshot {
-            have_len: layout.total_len() - missing,
+            have_len: self.have_len,
             total_len: layout.total_len(),
             peers: self.table.connected_count(),
             uploaded: self.table.ctx().stats.uploaded.load(Ordering::Relaxed),
@@ -342,7 +345,7 @@ impl PieceManager {
                     if slot.has.is_complete() {
                         self.table.set_seed(key, true);
                     }
-                    self.picker.add_have(index);
+                    self.picker.add_have(index, &slot.has);
                     self.assign(key);
                 }
             }
@@ -428,6 +431,7 @@ impl PieceManager {
             PieceState::Have | PieceState::Verifying
         ) {
             // Endgame: another peer delivered it first.
+            self.inherited.remove(&(key, index));
             self.budget.release(charge);
             self.loaded.buffers.give(data);
             self.assign(key);
@@ -486,10 +490,17 @@ impl PieceManager {
             return Ok(());
         }
         self.blame.verified(index);
-        self.inherited.retain(|&(_, i), _| i != index);
+        if !self.inherited.is_empty() {
+            // Its entries are all of peers still here (a peer's go with it).
+            for other in self.peers.keys() {
+                self.inherited.remove(&(*other, index));
+            }
+        }
         self.picker.complete(index);
         self.drop_partial(index);
-        self.have.set(index);
+        if self.have.set(index) {
+            self.have_len += u64::from(self.storage.layout().piece_size(index));
+        }
         let stats = &self.table.ctx().stats;
         stats.have_pieces.fetch_add(1, Ordering::Relaxed);
         stats.left.fetch_sub(len, Ordering::Relaxed);

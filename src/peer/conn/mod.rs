@@ -85,6 +85,8 @@ pub(super) struct Conn<'a> {
     read_timeout: Option<Duration>,
     we_have: Bitfield,
     they_have: Bitfield,
+    /// Pieces the remote has that we lack: we are interested while any.
+    wanted: u32,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -138,6 +140,7 @@ impl<'a> Conn<'a> {
             read_timeout: None,
             we_have: Bitfield::new(layout.piece_count()),
             they_have: Bitfield::new(layout.piece_count()),
+            wanted: 0,
             am_choking: true,
             am_interested: false,
             peer_choking: true,
@@ -242,6 +245,7 @@ impl<'a> Conn<'a> {
         cmd_rx: &Receiver<PeerCommand>,
     ) -> Outcome {
         self.we_have = have;
+        self.wanted = self.they_have.count_missing_from(&self.we_have);
         self.open(extensions, after_metadata);
         self.stream
             .set_write_timeout(Some(WRITE_WAIT))
@@ -435,9 +439,11 @@ impl<'a> Conn<'a> {
                 }
             }
             PeerCommand::Have(index) => {
-                self.we_have.set(index);
+                let new = self.we_have.set(index);
                 if !self.they_have.has(index) {
                     self.queue(Message::Have(index));
+                } else if new {
+                    self.wanted -= 1;
                 }
                 // If another peer delivered it first (endgame), withdraw our requests.
                 let cancels = self.pipeline.cancel_piece(index, Instant::now());
@@ -491,7 +497,7 @@ impl<'a> Conn<'a> {
 
     /// Sends `interested` or `not interested` when the answer changes.
     fn update_interest(&mut self) {
-        let interested = self.they_have.has_any_missing_from(&self.we_have);
+        let interested = self.wanted > 0;
         if interested != self.am_interested {
             self.am_interested = interested;
             self.queue(if interested {
@@ -570,6 +576,9 @@ impl<'a> Conn<'a> {
                     return Err(Violation::HaveOutOfRange(index).into());
                 }
                 if self.they_have.set(index) {
+                    if !self.we_have.has(index) {
+                        self.wanted += 1;
+                    }
                     self.send_event(PeerEvent::Have(index))?;
                 }
                 self.update_interest();
@@ -587,6 +596,7 @@ impl<'a> Conn<'a> {
                     return Err(Violation::BadBitfield.into());
                 }
                 self.they_have = Bitfield::from_payload(bits, self.layout.piece_count());
+                self.wanted = self.they_have.count_missing_from(&self.we_have);
                 self.send_event(PeerEvent::Bitfield(self.they_have.clone()))?;
                 self.update_interest();
             }
