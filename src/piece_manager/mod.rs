@@ -38,7 +38,7 @@ use crate::choker::{ChokeCandidate, Choker, EVALUATE_EVERY};
 use crate::layout::BLOCK_LEN;
 use crate::peer::{Loaded, Partial, PeerCommand, PeerKey};
 use crate::peer_table::PeerTable;
-use crate::piece_picker::{PiecePicker, PieceState};
+use crate::piece_picker::{PiecePicker, PieceState, RUN_BYTES};
 use crate::progress::{Progress, Snapshot};
 use crate::storage::{Storage, StorageError};
 use crate::tracker::TrackerCommand;
@@ -135,7 +135,10 @@ impl PieceManager {
             verifying: HashMap::new(),
             budget: Budget::new(layout.piece_len()),
             starved: false,
-            picker: PiecePicker::new(have),
+            picker: PiecePicker::new(
+                have,
+                (RUN_BYTES / u64::from(layout.piece_len())).max(1) as u32,
+            ),
             have: Bitfield::from_bools(have),
             have_len: (0..layout.piece_count())
                 .zip(have)

@@ -17,7 +17,9 @@
 //!    complete piece gives us something to trade at once;
 //! 3. the rarest missing piece (fewest connected peers have it), so rare
 //!    pieces spread before their holders leave; equally rare pieces go
-//!    in index order until changes of availability reshuffle them;
+//!    in runs of consecutive pieces (about [`RUN_BYTES`]), the runs in an
+//!    order of this picker's own, so leechers of one seeder fetch
+//!    different pieces and can trade them;
 //! 4. endgame, once no piece is missing at all: the in-flight piece with the
 //!    fewest holders is fetched from this peer too (up to [`MAX_HOLDERS`]),
 //!    so a slow peer cannot hold up the last pieces; whichever copy arrives
@@ -44,6 +46,9 @@ use buckets::Buckets;
 
 /// Most peers fetching the same piece at once in endgame.
 pub const MAX_HOLDERS: u8 = 3;
+/// Bytes of consecutive pieces that go together among equally rare
+/// pieces (see [`PiecePicker::with_rng`]).
+pub const RUN_BYTES: u64 = 1024 * 1024;
 /// Pieces picked at random before rarest-first takes over.
 pub const RANDOM_FIRST_PIECES: u32 = 4;
 /// Random missing pieces tried, in the random-first phase, before the
@@ -97,21 +102,38 @@ pub struct PiecePicker {
 }
 
 impl PiecePicker {
-    /// A picker where `have[i]` says piece `i` is already verified.
-    pub fn new(have: &[bool]) -> PiecePicker {
-        PiecePicker::with_rng(have, fastrand::Rng::new())
+    /// A picker where `have[i]` says piece `i` is already verified, and
+    /// equally rare pieces go in runs of `run` consecutive pieces, the
+    /// runs in an order of its own (see [`PiecePicker::with_rng`]).
+    pub fn new(have: &[bool], run: u32) -> PiecePicker {
+        PiecePicker::with_rng(have, run, fastrand::Rng::new())
     }
 
     /// As [`PiecePicker::new`], with a given random generator (tests seed it).
-    pub fn with_rng(have: &[bool], rng: fastrand::Rng) -> PiecePicker {
+    ///
+    /// Equally rare pieces are picked in runs of `run` consecutive pieces
+    /// (the caller makes a run about [`RUN_BYTES`] long), the runs in an
+    /// order drawn from `rng`. Random runs, because leechers that all
+    /// took the same pieces first (index order) would fetch the same
+    /// pieces from a seeder at once and have nothing to trade: a seeder
+    /// with 4 leechers then sent the file almost 4 times over. Runs,
+    /// because a run of small pieces arrives together and is written in one
+    /// write by the verifier, and is read sequentially by the remote.
+    pub fn with_rng(have: &[bool], run: u32, mut rng: fastrand::Rng) -> PiecePicker {
         let count = have.len() as u32;
         let mut missing = Buckets::new(count);
         let mut missing_bits = Bitfield::new(count);
-        // Descending, so that equally rare pieces go in index order (see
-        // `Buckets::scan`): sequential reads for the remote's disk.
-        for (index, _) in (0..count).zip(have).rev().filter(|(_, h)| !**h) {
-            missing.insert(index, 0);
-            missing_bits.set(index);
+        let run = run.max(1);
+        let mut runs: Vec<u32> = (0..count.div_ceil(run)).collect();
+        rng.shuffle(&mut runs);
+        // `Buckets::scan` reads a bucket from its end: insert the wanted
+        // order backwards.
+        for &first in runs.iter().rev() {
+            let pieces = first * run..(first * run + run).min(count);
+            for index in pieces.rev().filter(|&i| !have[i as usize]) {
+                missing.insert(index, 0);
+                missing_bits.set(index);
+            }
         }
         PiecePicker {
             state: have

@@ -15,7 +15,7 @@ fn bits(have: &[u32], count: u32) -> Bitfield {
 fn past_random_first(missing: u32) -> (PiecePicker, u32) {
     let mut have = vec![false; missing as usize];
     have.extend(std::iter::repeat_n(true, RANDOM_FIRST_PIECES as usize));
-    (PiecePicker::new(&have), have.len() as u32)
+    (PiecePicker::new(&have, 1), have.len() as u32)
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn the_first_pieces_are_picked_at_random_among_those_the_peer_has() {
     let peer = bits(&(0..64).filter(|i| i % 2 == 0).collect::<Vec<_>>(), 64);
     let mut picks = std::collections::HashSet::new();
     for seed in 0..20 {
-        let mut p = PiecePicker::with_rng(&have, fastrand::Rng::with_seed(seed));
+        let mut p = PiecePicker::with_rng(&have, 1, fastrand::Rng::with_seed(seed));
         // Make piece 0 the rarest: rarest-first would always say 0.
         p.add_peer_pieces(&bits(&(1..64).collect::<Vec<_>>(), 64), 1);
         let index = p.pick(&peer, &[]).unwrap();
@@ -51,7 +51,7 @@ fn the_first_pieces_are_picked_at_random_among_those_the_peer_has() {
 
 #[test]
 fn random_first_ends_once_enough_pieces_are_complete() {
-    let mut p = PiecePicker::with_rng(&[false; 8], fastrand::Rng::with_seed(7));
+    let mut p = PiecePicker::with_rng(&[false; 8], 1, fastrand::Rng::with_seed(7));
     p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 6], 8), 1);
     for index in 0..RANDOM_FIRST_PIECES {
         p.complete(index);
@@ -84,14 +84,14 @@ fn partial_pieces_are_finished_before_new_ones_are_started() {
 
 #[test]
 fn never_picks_pieces_we_have_or_the_peer_lacks() {
-    let mut p = PiecePicker::new(&[true, false, false]);
+    let mut p = PiecePicker::new(&[true, false, false], 1);
     assert_eq!(p.pick(&bits(&[0, 2], 3), &[]), Some(2));
     assert_eq!(p.pick(&bits(&[0], 3), &[]), None);
 }
 
 #[test]
 fn endgame_starts_only_when_no_piece_is_missing() {
-    let mut p = PiecePicker::new(&[true, false, false]);
+    let mut p = PiecePicker::new(&[true, false, false], 1);
     p.assign(1);
     assert!(!p.in_endgame());
     assert_eq!(
@@ -106,7 +106,7 @@ fn endgame_starts_only_when_no_piece_is_missing() {
 
 #[test]
 fn endgame_duplicates_in_flight_pieces_up_to_a_limit() {
-    let mut p = PiecePicker::new(&[true, false]);
+    let mut p = PiecePicker::new(&[true, false], 1);
     let peer = bits(&[0, 1], 2);
     p.assign(1);
     assert_eq!(p.pick(&peer, &[]), Some(1), "endgame");
@@ -118,7 +118,7 @@ fn endgame_duplicates_in_flight_pieces_up_to_a_limit() {
 
 #[test]
 fn endgame_prefers_the_piece_with_the_fewest_holders() {
-    let mut p = PiecePicker::new(&[false, false]);
+    let mut p = PiecePicker::new(&[false, false], 1);
     p.assign(0);
     p.assign(0);
     p.assign(1);
@@ -127,7 +127,7 @@ fn endgame_prefers_the_piece_with_the_fewest_holders() {
 
 #[test]
 fn release_returns_a_piece_to_missing_when_its_last_holder_leaves() {
-    let mut p = PiecePicker::new(&[false]);
+    let mut p = PiecePicker::new(&[false], 1);
     p.assign(0);
     p.assign(0);
     p.release(0);
@@ -139,7 +139,7 @@ fn release_returns_a_piece_to_missing_when_its_last_holder_leaves() {
 
 #[test]
 fn complete_counts_each_piece_once() {
-    let mut p = PiecePicker::new(&[false, false]);
+    let mut p = PiecePicker::new(&[false, false], 1);
     p.assign(0);
     p.complete(0);
     p.complete(0);
@@ -157,7 +157,7 @@ fn complete_counts_each_piece_once() {
 
 #[test]
 fn a_piece_being_verified_is_not_fetched_again_unless_it_fails() {
-    let mut p = PiecePicker::new(&[true, false, false]);
+    let mut p = PiecePicker::new(&[true, false, false], 1);
     let peer = bits(&[1, 2], 3);
     p.assign(1);
     p.assign(1);
@@ -194,7 +194,7 @@ fn a_piece_being_verified_is_not_fetched_again_unless_it_fails() {
 
 #[test]
 fn a_probe_is_given_a_piece_in_flight_when_none_is_missing() {
-    let mut picker = PiecePicker::with_rng(&[false, false], fastrand::Rng::with_seed(1));
+    let mut picker = PiecePicker::with_rng(&[false, false], 1, fastrand::Rng::with_seed(1));
     let all = Bitfield::from_bools(&[true, true]);
     picker.add_peer_pieces(&all, 1);
     for _ in 0..MAX_HOLDERS {
@@ -223,7 +223,7 @@ fn eligible(p: &PiecePicker, peer: &Bitfield, already: &[u32]) -> Vec<u32> {
 fn picks_agree_with_the_policy_through_random_events() {
     let n = 300u32;
     let mut rng = fastrand::Rng::with_seed(11);
-    let mut p = PiecePicker::with_rng(&vec![false; n as usize], fastrand::Rng::with_seed(5));
+    let mut p = PiecePicker::with_rng(&vec![false; n as usize], 1, fastrand::Rng::with_seed(5));
     let mut peers: Vec<Bitfield> = Vec::new();
     let mut partial = vec![false; n as usize];
     for step in 0..4000 {
@@ -312,7 +312,7 @@ const BIG: u32 = 262_144;
 
 #[test]
 fn a_pick_at_262144_pieces_looks_at_few_of_them() {
-    let mut p = PiecePicker::with_rng(&vec![false; BIG as usize], fastrand::Rng::with_seed(2));
+    let mut p = PiecePicker::with_rng(&vec![false; BIG as usize], 1, fastrand::Rng::with_seed(2));
     let seeder = Bitfield::from_bools(&vec![true; BIG as usize]);
     p.add_peer_pieces(&seeder, 1);
     // A second peer with every other piece makes the odd pieces rarer.
@@ -351,7 +351,7 @@ fn a_pick_at_262144_pieces_looks_at_few_of_them() {
 
 #[test]
 fn a_peer_with_few_pieces_is_served_from_its_bitfield_not_a_scan() {
-    let mut p = PiecePicker::with_rng(&vec![false; BIG as usize], fastrand::Rng::with_seed(4));
+    let mut p = PiecePicker::with_rng(&vec![false; BIG as usize], 1, fastrand::Rng::with_seed(4));
     for _ in 0..RANDOM_FIRST_PIECES {
         let index = p.missing.at(0);
         p.complete(index);
@@ -377,7 +377,7 @@ fn a_peer_with_few_pieces_is_served_from_its_bitfield_not_a_scan() {
 
 #[test]
 fn a_peer_completing_by_have_is_counted_as_a_seed_and_leaves_cleanly() {
-    let mut p = PiecePicker::new(&[false; 3]);
+    let mut p = PiecePicker::new(&[false; 3], 1);
     let mut peer = bits(&[0, 1], 3);
     p.add_peer_pieces(&peer, 1);
     peer.set(2);
@@ -394,16 +394,42 @@ fn a_peer_completing_by_have_is_counted_as_a_seed_and_leaves_cleanly() {
     );
 }
 
-#[test]
-fn equally_rare_pieces_go_in_index_order() {
-    let (mut p, count) = past_random_first(100);
-    let seeder = Bitfield::from_bools(&vec![true; count as usize]);
+/// Picks every piece of a picker made with `run` and `seed`, all of them
+/// held by one seeder (past the random-first phase), in pick order.
+fn pick_order(missing: u32, run: u32, seed: u64) -> Vec<u32> {
+    let mut have = vec![false; missing as usize];
+    have.extend(std::iter::repeat_n(true, RANDOM_FIRST_PIECES as usize));
+    let mut p = PiecePicker::with_rng(&have, run, fastrand::Rng::with_seed(seed));
+    let seeder = Bitfield::from_bools(&vec![true; have.len()]);
     p.add_peer_pieces(&seeder, 1);
     let mut picked = Vec::new();
-    for _ in 0..100 {
-        let index = p.pick(&seeder, &picked).expect("a piece");
+    while let Some(index) = p.pick(&seeder, &picked) {
         p.assign(index);
         picked.push(index);
     }
-    assert_eq!(picked, (0..100).collect::<Vec<_>>());
+    picked
+}
+
+/// Regression: equally rare pieces went in index order, so every leecher
+/// of one seeder fetched the same pieces from it at the same time and had
+/// nothing to trade (4 leechers: the seeder sent 3.8 times the file).
+#[test]
+fn equally_rare_pieces_go_in_runs_whose_order_differs_between_pickers() {
+    let a = pick_order(100, 4, 1);
+    let b = pick_order(100, 4, 2);
+    for order in [&a, &b] {
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "each piece once");
+        for run in order.chunks(4) {
+            assert_eq!(run[0] % 4, 0, "a run starts at a multiple of 4: {run:?}");
+            assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "{run:?}");
+        }
+    }
+    assert_ne!(a, b, "two pickers, two orders");
+    // Leechers starting together mostly start on different pieces.
+    let shared = a[..20].iter().filter(|i| b[..20].contains(i)).count();
+    assert!(shared < 12, "{shared} of the first 20 picks in common");
+    // A run of one piece is the plain random order.
+    assert_ne!(pick_order(100, 1, 1), (0..100).collect::<Vec<_>>());
 }
