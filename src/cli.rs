@@ -88,7 +88,9 @@ pub struct Args {
     /// Listen on this address only: for example 127.0.0.1 or ::1 for this
     /// machine only, 0.0.0.0 for every IPv4 address, :: for every IPv6
     /// one. By default every IPv4 and every IPv6 address, on one port
-    /// (IPv4 alone on a machine without IPv6).
+    /// (IPv4 alone on a machine without IPv6). A single address is also
+    /// where our connections to peers and UDP trackers come from (HTTP
+    /// announces keep the system's choice).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
 

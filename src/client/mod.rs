@@ -186,6 +186,9 @@ pub struct Client {
     dht: Option<DhtNode>,
     /// `--max-download-rate` and `--max-upload-rate`, for every torrent.
     bandwidth: Bandwidth,
+    /// The one address `--bind` named (not `0.0.0.0` or `::`): our
+    /// connections to peers and UDP trackers go out from it too.
+    local_ip: Option<IpAddr>,
 }
 
 impl Client {
@@ -227,6 +230,7 @@ impl Client {
             pending: Arc::new(listener::Pending::default()),
             dht: None,
             bandwidth: Bandwidth::default(),
+            local_ip: bind.filter(|ip| !ip.is_unspecified()),
         };
         for (n, socket) in client.sockets.iter().enumerate() {
             let (router, stop) = (Arc::clone(&client.router), Arc::clone(&client.stop));
@@ -274,6 +278,12 @@ impl Client {
     /// The connection budget every torrent draws from.
     pub fn budget(&self) -> &Arc<ConnectionBudget> {
         &self.budget
+    }
+
+    /// The address `--bind` named, if it named one: outgoing connections
+    /// to peers and UDP trackers are made from it.
+    pub fn local_ip(&self) -> Option<IpAddr> {
+        self.local_ip
     }
 
     /// The rate limits every torrent's peers draw from (none by default).

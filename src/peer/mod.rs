@@ -174,6 +174,9 @@ pub struct PeerContext {
     /// The process's rate limits, shared with every other torrent's peers:
     /// each block received or sent is charged ([`conn`]).
     pub bandwidth: crate::bandwidth::Bandwidth,
+    /// The address our connections go out from (`--bind`), or `None` for
+    /// the system's choice.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl PeerContext {

@@ -7,12 +7,13 @@
 //! a remote dripping a byte at a time cannot hold the connection's slot.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::debug;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::conn::Conn;
 use super::extensions::RemoteExtensions;
@@ -120,6 +121,19 @@ pub(super) fn io_error(during: &'static str) -> impl Fn(io::Error) -> Disconnect
     }
 }
 
+/// Opens a TCP connection to `addr` within [`CONNECT_TIMEOUT`], from
+/// `local` when it is given and of `addr`'s family (`--bind`: a peer on
+/// the same machine, or a tracker, then sees the address we listen on).
+fn dial(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(local) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) else {
+        return TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
+}
+
 /// Connects (when outgoing) and exchanges handshakes.
 fn connect(origin: Origin, ctx: &PeerContext) -> Result<(Stream, Handshake), Disconnect> {
     let ours = Handshake::new(ctx.info_hash, ctx.our_id)
@@ -127,7 +141,7 @@ fn connect(origin: Origin, ctx: &PeerContext) -> Result<(Stream, Handshake), Dis
         .encode();
     let (stream, theirs): (Stream, Handshake) = match origin {
         Origin::Outgoing(addr, dialling) => {
-            let connected = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+            let connected = dial(addr, ctx.local_ip);
             // The connect is over, failed or not: its place goes to the next.
             drop(dialling);
             let mut stream = connected.map_err(|e| Closed::ConnectFailed(e.to_string()))?;

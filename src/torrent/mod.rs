@@ -247,7 +247,8 @@ impl Torrent {
         // (one per tier) announce while the torrent works. With no other
         // way to find anyone, the start waits for the first tier to answer,
         // so trackers that all fail are an immediate, clear error.
-        let (list, rejected) = TrackerList::new(&trackers, options.tracker_timeout);
+        let (list, rejected) =
+            TrackerList::new(&trackers, options.tracker_timeout, client.local_ip());
         for e in &rejected {
             warn!("{}: skipping a tracker: {e}", label);
         }
@@ -292,6 +293,7 @@ impl Torrent {
             dht_on: AtomicBool::new(dht.is_some()),
             dht: dht.clone(),
             bandwidth: client.bandwidth().clone(),
+            local_ip: client.local_ip(),
         });
         let table = PeerTable::new(ctx, Arc::clone(client.budget()));
         let progress = Progress::new(

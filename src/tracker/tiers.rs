@@ -14,7 +14,7 @@
 //! answered); a tier that never answered is not waited for.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -29,7 +29,8 @@ use super::{
 };
 
 /// The announcer for `url`: UDP for `udp://`, HTTP for `http://` and
-/// `https://`; `key` goes into UDP announces.
+/// `https://`; `key` goes into UDP announces, which go out from `local`
+/// when it is given (`--bind`).
 ///
 /// # Errors
 /// [`TrackerError::BadUrl`] for another scheme or a URL that is unusable.
@@ -37,9 +38,11 @@ pub fn announcer_for(
     url: &str,
     timeout: Duration,
     key: u32,
+    local: Option<IpAddr>,
 ) -> Result<Box<dyn Announcer>, TrackerError> {
     if url.starts_with("udp://") {
-        Ok(Box::new(UdpTracker::new(url.to_string(), timeout, key)?))
+        let tracker = UdpTracker::new(url.to_string(), timeout, key)?;
+        Ok(Box::new(tracker.from_address(local)))
     } else if url.starts_with("http://") || url.starts_with("https://") {
         Ok(Box::new(HttpTracker::new(url.to_string(), timeout)?))
     } else {
@@ -107,9 +110,14 @@ pub struct TrackerList {
 
 impl TrackerList {
     /// The trackers of `tiers` of URLs, with `timeout` for each announce,
-    /// and an error for each URL left out (other schemes, bad URLs).
-    /// Nothing is resolved or sent yet.
-    pub fn new(tiers: &[Vec<String>], timeout: Duration) -> (TrackerList, Vec<TrackerError>) {
+    /// and an error for each URL left out (other schemes, bad URLs); UDP
+    /// announces go out from `local` when it is given. Nothing is resolved
+    /// or sent yet.
+    pub fn new(
+        tiers: &[Vec<String>],
+        timeout: Duration,
+        local: Option<IpAddr>,
+    ) -> (TrackerList, Vec<TrackerError>) {
         // One key for the session: trackers tell us by it when our
         // address changes.
         let key = fastrand::u32(..);
@@ -119,7 +127,7 @@ impl TrackerList {
             .map(|tier| {
                 tier.iter()
                     .filter_map(|url| {
-                        announcer_for(url, timeout, key)
+                        announcer_for(url, timeout, key, local)
                             .map_err(|e| rejected.push(e))
                             .ok()
                     })

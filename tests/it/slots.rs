@@ -426,3 +426,59 @@ fn drippers_from_many_ips_filling_every_pending_handshake_do_not_lock_a_seeder()
     assert_served(&made, dir.path(), seeder.addr);
     drop(attacks);
 }
+
+/// With `--bind`, our connections go out from that address too: a peer on
+/// the same machine (and a tracker, below) sees the address we listen on,
+/// not 127.0.0.1, so peers bound to distinct loopback addresses are told
+/// apart by the per-IP caps.
+#[test]
+fn bind_makes_outgoing_connections_from_the_given_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = single_file(dir.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut downloading = config(
+        &made.torrent,
+        download_to(&dir.path().join("out")),
+        vec![listener.local_addr().unwrap()],
+    );
+    let ours = Ipv4Addr::new(127, 0, 0, 5);
+    downloading.bind = Some(ours.into());
+    let _downloader = Running::start(&downloading);
+    let mut from = None;
+    poll_until(TIMEOUT, || {
+        from = listener.accept().ok().map(|(_, addr)| addr);
+        from.is_some()
+    });
+    assert_eq!(from.map(|a| a.ip()), Some(ours.into()), "dialled from");
+}
+
+/// A UDP tracker's announces go out from the `--bind` address.
+#[test]
+fn bind_makes_udp_announces_from_the_given_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tracker.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let url = format!("udp://{}/announce", tracker.local_addr().unwrap());
+    let made = write_single_file(
+        dir.path(),
+        "udp.bin",
+        &content(64 * 1024, 5),
+        32 * 1024,
+        Some(&url),
+    );
+    // A peer that is not there, so that the start does not wait for the
+    // tracker.
+    let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut downloading = config(
+        &made.torrent,
+        download_to(&dir.path().join("out")),
+        vec![nobody],
+    );
+    let ours = Ipv4Addr::new(127, 0, 0, 6);
+    downloading.bind = Some(ours.into());
+    let _downloader = Running::start(&downloading);
+    let mut buf = [0u8; 64];
+    let (_, from) = tracker.recv_from(&mut buf).expect("a connect request");
+    assert_eq!(from.ip(), std::net::IpAddr::from(ours), "announced from");
+}

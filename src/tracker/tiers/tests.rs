@@ -164,7 +164,7 @@ fn urls_of_other_schemes_are_left_out_with_a_clear_error() {
         vec!["http://127.0.0.1:1/announce".to_string()],
         vec!["dht://x".to_string()],
     ];
-    let (list, rejected) = TrackerList::new(&tiers, Duration::from_secs(1));
+    let (list, rejected) = TrackerList::new(&tiers, Duration::from_secs(1), None);
     assert_eq!(list.tier_count(), 2, "the third tier is left empty");
     let messages: Vec<String> = rejected.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), 2);

@@ -81,6 +81,8 @@ pub struct UdpTracker {
     /// needs a new one.
     connected_to: Option<SocketAddr>,
     schedule: Retransmit,
+    /// Where announces go out from (`--bind`), if not the system's choice.
+    local: Option<IpAddr>,
 }
 
 impl UdpTracker {
@@ -102,7 +104,16 @@ impl UdpTracker {
             connection: Connection::default(),
             connected_to: None,
             schedule: Retransmit::default(),
+            local: None,
         })
+    }
+
+    /// Announces go out from `local` (`--bind`) when it is given and of
+    /// the tracker's family, so a tracker on the same machine records the
+    /// address we listen on.
+    pub fn from_address(mut self, local: Option<IpAddr>) -> UdpTracker {
+        self.local = local;
+        self
     }
 
     fn unreachable(&self, reason: impl Into<String>) -> TrackerError {
@@ -193,9 +204,10 @@ impl UdpTracker {
         req: &AnnounceRequest,
         deadline: Instant,
     ) -> Result<UdpAnnounce, TrackerError> {
-        let local: IpAddr = match addr {
-            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        let local: IpAddr = match (addr, self.local) {
+            (_, Some(ip)) if ip.is_ipv4() == addr.is_ipv4() => ip,
+            (SocketAddr::V4(_), _) => Ipv4Addr::UNSPECIFIED.into(),
+            (SocketAddr::V6(_), _) => Ipv6Addr::UNSPECIFIED.into(),
         };
         let socket = UdpSocket::bind((local, 0))
             .and_then(|s| s.connect(addr).map(|()| s))
