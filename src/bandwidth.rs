@@ -126,7 +126,9 @@ impl TokenBucket {
 }
 
 /// A [`TokenBucket`] shared by threads: the thin, locked wrapper that reads
-/// the clock.
+/// the clock. It does not sleep itself: a peer thread told to wait goes on
+/// with the rest of its loop (commands, the other direction) and holds
+/// back only the transfer that was charged, until the wait is over.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: u64,
@@ -224,14 +226,6 @@ impl RateLimiter {
         let mut bucket = self.lock();
         // Read inside the lock, so the bucket sees the times in order.
         bucket.take(bytes, Instant::now())
-    }
-
-    /// Charges `bytes` and sleeps until they are allowed.
-    pub fn take_blocking(&self, bytes: u64) {
-        let wait = self.take(bytes);
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TokenBucket> {

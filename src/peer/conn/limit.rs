@@ -4,19 +4,20 @@
 //! reading blocks (download) or serving them (upload) until then, while
 //! the rest of its loop (commands, writes, the other direction) goes on.
 //!
-//! - Download: each connection holds a
-//!   [`Share`](crate::bandwidth::Share) of the limit. A block is
-//!   charged as it is decoded. While the wait runs,
-//!   the loop neither reads the socket nor decodes what is buffered, so TCP
-//!   holds the remote back. That silence is ours: the pipeline's snub timer
-//!   is held ([`Pipeline::hold_timeout`](crate::peer::pipeline::Pipeline::hold_timeout)),
-//!   and the silence limit does not count it. The pipeline is sized to
-//!   the lesser of the peer's rate and its fair part of the limit (the
-//!   limit divided by the connections fetching pieces; at first, by every
-//!   connection), from the start: all
-//!   the requests in flight together stay about two seconds of the limit,
-//!   so the remotes are not asked for far more than we will read, which
-//!   would fill the sockets' buffers and arrive in bursts.
+//! - Download: each connection holds a [`Share`](crate::bandwidth::Share)
+//!   of the limit. A block is charged as it is decoded. While the wait
+//!   runs, the loop neither reads the socket nor decodes what is buffered,
+//!   so TCP holds the remote back. That silence is ours: the pipeline's
+//!   snub timer is held
+//!   ([`Pipeline::hold_timeout`](crate::peer::pipeline::Pipeline::hold_timeout)),
+//!   and the silence limit does not count it. The pipeline is sized to the
+//!   lesser of the peer's rate and its fair part of the limit (the limit
+//!   divided by the connections fetching pieces; at first, by every
+//!   connection), so all the requests in flight together stay about two
+//!   seconds of the limit: the remotes are not asked for far more than we
+//!   will read, which would fill the sockets' buffers and arrive in bursts.
+//!   (The pipeline's floor of four blocks a peer still applies: below
+//!   about 30 KB/s a peer, that is more than two seconds' worth.)
 //! - Upload: a request is charged when it comes to be served; when the
 //!   bucket says wait, it is held, paid, and served first once the wait is
 //!   over. A choke, `not interested` or its cancel drops it.
