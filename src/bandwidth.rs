@@ -25,6 +25,7 @@
 //! another by retrying faster. With no limit there is no bucket at all: the
 //! peer thread tests an `Option` that is `None` and takes no lock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,10 +126,71 @@ impl TokenBucket {
 }
 
 /// A [`TokenBucket`] shared by threads: the thin, locked wrapper that reads
-/// the clock.
+/// the clock. It does not sleep itself: a peer thread told to wait goes on
+/// with the rest of its loop (commands, the other direction) and holds
+/// back only the transfer that was charged, until the wait is over.
 #[derive(Debug)]
 pub struct RateLimiter {
+    rate: u64,
     bucket: Mutex<TokenBucket>,
+    /// Active [`Share`]s: how many connections the rate is shared by.
+    sharers: AtomicUsize,
+    /// Every [`Share`], active or not.
+    connections: AtomicUsize,
+}
+
+/// One connection's part of a [`RateLimiter`]: while it is active (the
+/// connection is transferring) it is counted among those the rate is
+/// shared by, so that each connection can size its requests to its part
+/// ([`Share::fair_rate`]).
+#[derive(Debug)]
+pub struct Share {
+    limiter: Arc<RateLimiter>,
+    active: bool,
+}
+
+impl Share {
+    /// The limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Counts this connection among the sharers, or no longer. Returns
+    /// whether it just became active.
+    pub fn set_active(&mut self, active: bool) -> bool {
+        if active == self.active {
+            return false;
+        }
+        self.active = active;
+        if active {
+            self.limiter.sharers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.limiter.sharers.fetch_sub(1, Ordering::Relaxed);
+        }
+        active
+    }
+
+    /// The rate divided by the active connections (at least 1, this one
+    /// counted even if it is not active yet).
+    pub fn fair_rate(&self) -> u64 {
+        let others = self.limiter.sharers.load(Ordering::Relaxed) - usize::from(self.active);
+        (self.limiter.rate / (others as u64 + 1)).max(1)
+    }
+
+    /// The rate divided by every connection, active or not: a cautious
+    /// start for one that has no rate of its own yet, when many connect
+    /// at once and few are active yet.
+    pub fn start_rate(&self) -> u64 {
+        let all = self.limiter.connections.load(Ordering::Relaxed).max(1);
+        (self.limiter.rate / all as u64).max(1)
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.set_active(false);
+        self.limiter.connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RateLimiter {
@@ -136,14 +198,26 @@ impl RateLimiter {
     pub fn new(rate: u64) -> Option<Arc<RateLimiter>> {
         (rate > 0).then(|| {
             Arc::new(RateLimiter {
+                rate,
                 bucket: Mutex::new(TokenBucket::new(rate, Instant::now())),
+                sharers: AtomicUsize::new(0),
+                connections: AtomicUsize::new(0),
             })
         })
     }
 
     /// The limit, in bytes a second.
     pub fn rate(&self) -> u64 {
-        self.lock().rate()
+        self.rate
+    }
+
+    /// A share of the limit for one more connection, inactive at first.
+    pub fn share(self: &Arc<Self>) -> Share {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Share {
+            limiter: Arc::clone(self),
+            active: false,
+        }
     }
 
     /// Charges `bytes` now and returns how long the caller waits before
@@ -152,14 +226,6 @@ impl RateLimiter {
         let mut bucket = self.lock();
         // Read inside the lock, so the bucket sees the times in order.
         bucket.take(bytes, Instant::now())
-    }
-
-    /// Charges `bytes` and sleeps until they are allowed.
-    pub fn take_blocking(&self, bytes: u64) {
-        let wait = self.take(bytes);
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TokenBucket> {
@@ -469,6 +535,28 @@ mod tests {
         let some = Bandwidth::new(500_000, 0);
         assert_eq!(some.download.as_ref().map(|l| l.rate()), Some(500_000));
         assert!(some.upload.is_none());
+    }
+
+    #[test]
+    fn the_fair_rate_divides_the_limit_by_the_connections_sharing_it() {
+        let limiter = RateLimiter::new(1_000_000).unwrap();
+        let mut a = limiter.share();
+        assert_eq!(a.fair_rate(), 1_000_000);
+        let mut shares: Vec<Share> = (0..19).map(|_| limiter.share()).collect();
+        assert_eq!(a.fair_rate(), 1_000_000, "inactive shares are not counted");
+        for share in &mut shares {
+            assert!(share.set_active(true));
+            assert!(!share.set_active(true), "already active");
+        }
+        assert_eq!(a.fair_rate(), 50_000, "19 others and this one");
+        assert!(a.set_active(true));
+        assert_eq!(a.fair_rate(), 50_000, "counted once when active");
+        shares[0].set_active(false);
+        assert_eq!(a.fair_rate(), 1_000_000 / 19);
+        assert_eq!(a.start_rate(), 50_000, "every connection counts");
+        drop(shares);
+        assert_eq!(a.fair_rate(), 1_000_000, "dropped shares are not counted");
+        assert_eq!(a.start_rate(), 1_000_000);
     }
 
     #[test]

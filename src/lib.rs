@@ -5,7 +5,8 @@
 //! ```text
 //! cli ─► session::Session: parses each input (.torrent or magnet link)
 //!          ├─ client::Client (one per process): peer id, listen sockets (IPv4 and IPv6,
-//!          │     one port), connection budget, pace of our connects
+//!          │     one port), connection budget, pace of our connects, rate limits
+//!          │     (bandwidth)
 //!          │     `listener` threads ─► `incoming ADDR`: read the handshake, route it by info-hash
 //!          │     `dht` thread (dht::node): one UDP socket, answers nodes, looks up and
 //!          │           announces each torrent ─► peers ─► that torrent's events
@@ -60,6 +61,11 @@
 //! thread; a torrent asks it through a [`dht::node::DhtHandle`]. A private
 //! torrent (BEP 27, [`metainfo::Metainfo::private`]) uses neither peer
 //! exchange nor the DHT.
+//!
+//! The client also holds the process's rate limits ([`bandwidth`],
+//! `--max-download-rate` and `--max-upload-rate`): one token bucket per
+//! direction, shared by every peer thread of every torrent, which charges
+//! each block a thread reads or serves and tells it how long to hold back.
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest

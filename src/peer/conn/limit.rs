@@ -4,12 +4,20 @@
 //! reading blocks (download) or serving them (upload) until then, while
 //! the rest of its loop (commands, writes, the other direction) goes on.
 //!
-//! - Download: a block is charged as it is decoded. While the wait runs,
-//!   the loop neither reads the socket nor decodes what is buffered, so TCP
-//!   holds the remote back. That silence is ours: the pipeline's snub timer
-//!   is held ([`Pipeline::hold_timeout`](crate::peer::pipeline::Pipeline::hold_timeout)),
-//!   and the silence limit does not count it. With a limit, a new peer's
-//!   pipeline starts at two seconds of the limit, not of an unknown rate.
+//! - Download: each connection holds a [`Share`](crate::bandwidth::Share)
+//!   of the limit. A block is charged as it is decoded. While the wait
+//!   runs, the loop neither reads the socket nor decodes what is buffered,
+//!   so TCP holds the remote back. That silence is ours: the pipeline's
+//!   snub timer is held
+//!   ([`Pipeline::hold_timeout`](crate::peer::pipeline::Pipeline::hold_timeout)),
+//!   and the silence limit does not count it. The pipeline is sized to the
+//!   lesser of the peer's rate and its fair part of the limit (the limit
+//!   divided by the connections fetching pieces; at first, by every
+//!   connection), so all the requests in flight together stay about two
+//!   seconds of the limit: the remotes are not asked for far more than we
+//!   will read, which would fill the sockets' buffers and arrive in bursts.
+//!   (The pipeline's floor of four blocks a peer still applies: below
+//!   about 30 KB/s a peer, that is more than two seconds' worth.)
 //! - Upload: a request is charged when it comes to be served; when the
 //!   bucket says wait, it is held, paid, and served first once the wait is
 //!   over. A choke, `not interested` or its cancel drops it.
@@ -23,19 +31,37 @@ use super::Conn;
 use crate::peer::requests::Request;
 
 impl Conn<'_> {
-    /// Starts the pipeline at two seconds of the download limit: a single
-    /// peer never has much more in flight than the limit lets in.
-    pub(super) fn size_pipeline_to_limit(&mut self) {
-        if let Some(limiter) = &self.ctx.bandwidth.download {
-            let rate = limiter.rate();
-            self.pipeline.set_rate(rate);
+    /// Sizes the pipeline for a peer delivering `rate` bytes a second
+    /// (`None`: not measured yet), within its fair part of the download
+    /// limit if there is one.
+    pub(super) fn size_pipeline(&mut self, rate: Option<u64>) {
+        match (rate, &self.download_share) {
+            (Some(rate), Some(share)) => self.pipeline.set_rate(rate.min(share.fair_rate())),
+            (None, Some(share)) => self.pipeline.set_rate(share.start_rate()),
+            (Some(rate), None) => self.pipeline.set_rate(rate),
+            (None, None) => {}
+        }
+    }
+
+    /// Counts this connection among those sharing the download limit while
+    /// it has pieces to fetch; one that starts fetching sizes its pipeline
+    /// to its part of the limit among every connection before it sends
+    /// its first requests (cautious: its measured rate, within its fair
+    /// part among the active ones, takes over after a second).
+    pub(super) fn update_share(&mut self) {
+        let fetching = !self.pipeline.is_empty();
+        if let Some(share) = &mut self.download_share
+            && share.set_active(fetching)
+        {
+            let start = share.start_rate().min(share.fair_rate());
+            self.pipeline.set_rate(start);
         }
     }
 
     /// Charges a received block to the download limit.
     pub(super) fn charge_download(&mut self, bytes: usize) {
-        if let Some(limiter) = &self.ctx.bandwidth.download {
-            let wait = limiter.take(bytes as u64);
+        if let Some(share) = &self.download_share {
+            let wait = share.limiter().take(bytes as u64);
             if !wait.is_zero() {
                 self.download_paused_until = Some(Instant::now() + wait);
             }

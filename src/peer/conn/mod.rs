@@ -103,6 +103,8 @@ pub(super) struct Conn<'a> {
     upload_paused_until: Option<Instant>,
     /// The download limit holds reading back until then.
     download_paused_until: Option<Instant>,
+    /// This connection's part of the download limit, if there is one.
+    download_share: Option<crate::bandwidth::Share>,
     /// Metadata pieces the remote asked for (BEP 9), answered like blocks,
     /// while the output is not too full; at most [`MAX_QUEUED_METADATA`].
     metadata_queue: VecDeque<u32>,
@@ -151,6 +153,7 @@ impl<'a> Conn<'a> {
             held: None,
             upload_paused_until: None,
             download_paused_until: None,
+            download_share: ctx.bandwidth.download.as_ref().map(|l| l.share()),
             metadata_queue: VecDeque::new(),
             expect_command_until: now,
             last_sent: now,
@@ -227,7 +230,7 @@ impl<'a> Conn<'a> {
         if let Some(reqq) = self.remote.reqq {
             self.pipeline.set_remote_queue(reqq as usize);
         }
-        self.size_pipeline_to_limit();
+        self.size_pipeline(None);
         // BEP 5: our DHT node's port, to a peer that runs one.
         if self.remote_dht
             && let Some(port) = self.ctx.dht_port()
@@ -289,9 +292,13 @@ impl<'a> Conn<'a> {
             let busy = self.pending_output() > 0
                 || self.can_serve_now(now)
                 || !self.metadata_queue.is_empty()
-                || now < self.expect_command_until
-                || std::mem::take(&mut replay);
-            let mut wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
+                || now < self.expect_command_until;
+            let replaying = std::mem::take(&mut replay);
+            let mut wait = if busy || replaying {
+                BUSY_WAIT
+            } else {
+                IDLE_WAIT
+            };
             // Parked, a thread still wakes when a held request may go.
             let mut park_for = PARKED_WAIT;
             if let Some(upload_pause) = self.upload_pause(now) {
@@ -312,6 +319,7 @@ impl<'a> Conn<'a> {
             // Idle: sleep until the remote sends something or a command
             // comes (super::wake), not a read timeout's worth at a time.
             if !busy
+                && !replaying
                 && !backlogged
                 && let Some(waker) = self.waker.as_deref()
                 && waker.can_park()
@@ -327,7 +335,7 @@ impl<'a> Conn<'a> {
             } else if let Some(pause) = download_pause {
                 // Our download limit: read nothing until the wait is over,
                 // doing the rest of the loop meanwhile.
-                std::thread::sleep(pause.min(wait));
+                std::thread::sleep(pause.min(if busy { BUSY_WAIT } else { IDLE_WAIT }));
             } else {
                 match self.stream.read(&mut rbuf[end..]) {
                     Ok(0) => return Err(Closed::ByRemote.into()),
@@ -341,7 +349,13 @@ impl<'a> Conn<'a> {
                 }
             }
             // Messages wait in the buffer while the request queue is full.
-            while self.serve_queue.len() < MAX_QUEUED_REQUESTS && !self.download_paused() {
+            while self.serve_queue.len() < MAX_QUEUED_REQUESTS {
+                if self.download_paused() {
+                    // Decoded when the wait is over, without waiting for
+                    // the socket: the blocks are in the buffer already.
+                    replay = start < end;
+                    break;
+                }
                 let Some((message, used)) =
                     Message::decode(&rbuf[start..end], self.limits).map_err(Violation::Wire)?
                 else {
@@ -373,7 +387,7 @@ impl<'a> Conn<'a> {
             return;
         }
         let rate = (received - mark) * 1000 / (elapsed.as_millis() as u64).max(1);
-        self.pipeline.set_rate(rate);
+        self.size_pipeline(Some(rate));
     }
 
     /// Snubs a peer that has had requests outstanding for
@@ -510,6 +524,7 @@ impl<'a> Conn<'a> {
 
     /// Keeps the pipeline full while unchoked.
     fn fill_requests(&mut self) {
+        self.update_share();
         if self.peer_choking {
             return;
         }

@@ -195,6 +195,28 @@ fn a_peer_silent_with_requests_outstanding_times_out_and_gives_back_its_blocks()
 }
 
 #[test]
+fn time_our_download_limit_holds_reading_back_is_not_a_snub() {
+    let start = Instant::now();
+    let mut p = Pipeline::new(layout(), start);
+    p.add(job(0));
+    p.next_requests(start);
+    // Our limiter kept us from reading for 30 s: the blocks are waiting
+    // in the socket, the remote is not silent.
+    let unpaused = start + Duration::from_secs(30);
+    p.hold_timeout(unpaused);
+    assert!(!p.timed_out(unpaused + REQUEST_TIMEOUT - Duration::from_millis(1)));
+    assert!(
+        p.timed_out(unpaused + REQUEST_TIMEOUT),
+        "then the clock runs"
+    );
+    p.hold_timeout(start);
+    assert!(
+        p.timed_out(unpaused + REQUEST_TIMEOUT),
+        "an earlier time does not turn the clock back"
+    );
+}
+
+#[test]
 fn a_choke_drops_every_piece_without_cancels() {
     let now = Instant::now();
     let mut p = Pipeline::new(layout(), now);
