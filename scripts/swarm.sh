@@ -18,10 +18,13 @@
 #   SWARM_CLIENTS="…"  clients, one swarm each (default: ours libtorrent
 #                      aria2); ours is the reference of the ratios
 #   RUNS=N             runs of every swarm; the table shows medians (default 1)
-#   SWARM_ADDRS=shared|distinct  every peer on 127.0.0.1 (the default), or
-#                      each on its own address: the seeder on 127.0.0.2, the
-#                      leechers on 127.0.0.3 and up (ours by --bind; it then
-#                      needs to dial and announce from that address)
+#   SWARM_ADDRS=distinct|shared  each peer on its own address (the
+#                      default): the seeder on 127.0.0.2, the leechers on
+#                      127.0.0.3 and up (ours by --bind, which dials and
+#                      announces from that address: ours announces over UDP
+#                      then, since HTTP announces keep the system's choice
+#                      of address); or every peer on 127.0.0.1 (ours then
+#                      meets its cap of 8 connections per IP at N >= 8)
 #   SWARM_TIMEOUT=S    longest one swarm may take (default 4 x T_min + 60 s)
 #   SWARM_DIR=DIR      work dir (default /tmp/bittorrent-swarm): cached content
 #                      and torrent, per-run logs, results-*.tsv, report-*.md
@@ -65,7 +68,7 @@ SWARM_SEED_RATE=${SWARM_SEED_RATE:-20M}
 SWARM_LEECH_RATE=${SWARM_LEECH_RATE:-10M}
 SWARM_NS=${SWARM_NS:-4 8 16}
 SWARM_CLIENTS=${SWARM_CLIENTS:-ours libtorrent aria2}
-SWARM_ADDRS=${SWARM_ADDRS:-shared}
+SWARM_ADDRS=${SWARM_ADDRS:-distinct}
 RUNS=${RUNS:-1}
 # Runs of ours never reach the DHT's default routers.
 export BITTORRENT_DHT_NO_DEFAULTS=1
@@ -224,7 +227,9 @@ swarm() {
   fi
   TRACKER_PORT=$(free_port)
   TORRENT=$RUNDIR/swarm.torrent
-  make_swarm_torrent "$TORRENT"
+  local scheme=http
+  if [ "$client" = ours ] && [ "$SWARM_ADDRS" = distinct ]; then scheme=udp; fi
+  make_swarm_torrent "$TORRENT" "$scheme"
   start_tracker "$RUNDIR/tracker.log"
 
   # The leechers, on ports of their own; ours with -d, restarted as seeders.
@@ -351,11 +356,12 @@ make_aria2_hook() {
   chmod 755 "$ARIA2_HOOK"
 }
 
-# make_swarm_torrent OUT: the torrent of the cached content, announcing to
-# this swarm's tracker (its info-hash does not depend on the announce URL).
+# make_swarm_torrent OUT SCHEME: the torrent of the cached content, announcing
+# to this swarm's tracker over SCHEME (http or udp; its info-hash does not
+# depend on the announce URL).
 make_swarm_torrent() {
   INFO_HASH=$(/usr/bin/python3 "$REPO/scripts/bench/make_torrent.py" "$CONTENT_PATH" \
-    $((SWARM_PIECE_KIB * 1024)) "http://127.0.0.1:$TRACKER_PORT/announce" "$1")
+    $((SWARM_PIECE_KIB * 1024)) "$2://127.0.0.1:$TRACKER_PORT/announce" "$1")
 }
 
 # record_swarm CLIENT N RUN STATUS T_MIN F_US LAST UP ALL_OUT T95 HOW SLOWEST NOTE
