@@ -151,8 +151,8 @@ struct PendingState {
 /// A handshake pending this long may lose its place to a newcomer.
 const PENDING_EVICT_AFTER: Duration = Duration::from_secs(1);
 
-/// What a listener may accept into, from [`Pending::wait_for_room`] or
-/// [`Pending::try_reserve`], used up by [`Pending::take`].
+/// What a listener may accept into, from [`Pending::wait_for_room`],
+/// used up by [`Pending::take`].
 #[derive(Debug)]
 pub(super) struct Room {
     pending: Arc<Pending>,
@@ -222,6 +222,7 @@ impl Pending {
     }
 
     /// [`Pending::reserve_locked`], taking the lock.
+    #[cfg(test)]
     fn try_reserve(self: &Arc<Self>, now: Instant) -> Result<Room, Duration> {
         let mut state = self.lock();
         self.reserve_locked(&mut state, now)
