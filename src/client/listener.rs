@@ -143,8 +143,8 @@ struct PendingState {
     /// handle on its socket to shut it down with.
     entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
     next_id: u64,
-    /// Free places reserved by listeners about to accept ([`Room::Free`]):
-    /// with them, `entries` never exceeds [`MAX_PENDING_HANDSHAKES`].
+    /// Free places reserved by listeners about to accept (a [`Room`] that
+    /// is `free`).
     reserved: usize,
 }
 
@@ -253,7 +253,10 @@ impl Pending {
             }
             return None;
         }
-        if state.entries.len() + state.reserved >= MAX_PENDING_HANDSHAKES {
+        // Other listeners' reserved places are not checked here: one
+        // waiting in `accept()` with nobody coming must not keep the last
+        // place empty (see `wait_for_room`).
+        if state.entries.len() >= MAX_PENDING_HANDSHAKES {
             let (&oldest, &(_, since, _)) =
                 state.entries.iter().min_by_key(|(_, entry)| entry.1)?;
             if now.saturating_duration_since(since) < PENDING_EVICT_AFTER {
@@ -281,7 +284,10 @@ impl Pending {
     /// the room, or leave to evict the oldest pending handshake once it is
     /// old enough. `None` once `stop` is set (and [`Pending::wake_all`]
     /// called). A listener waiting in `accept()` holds its reserved place
-    /// meanwhile: one place per listening socket.
+    /// meanwhile, so while the other listening socket's thread waits there
+    /// (for IPv6 newcomers that may never come), the last free place goes
+    /// to this one only once the oldest handshake may be evicted; a
+    /// newcomer then takes it without evicting anyone.
     pub(super) fn wait_for_room(self: &Arc<Self>, stop: &AtomicBool) -> Option<Room> {
         let mut state = self.lock();
         loop {
