@@ -42,6 +42,7 @@ use log::{debug, info, warn};
 
 pub mod pex;
 
+use crate::client::pacing::DialShare;
 use crate::client::{ConnectionBudget, Permit};
 use crate::peer::extensions::RemoteExtensions;
 use crate::peer::pex::{PexMessage, PexPeer, flags};
@@ -96,6 +97,8 @@ pub struct Connection {
 pub struct PeerTable {
     ctx: Arc<PeerContext>,
     budget: Arc<ConnectionBudget>,
+    /// This torrent's share of the process's connects in flight.
+    dials: DialShare,
     conns: HashMap<PeerKey, Connection>,
     next_key: PeerKey,
     /// Addresses to dial, their backoff, and the banned ones.
@@ -108,6 +111,7 @@ impl PeerTable {
     pub fn new(ctx: Arc<PeerContext>, budget: Arc<ConnectionBudget>) -> PeerTable {
         PeerTable {
             ctx,
+            dials: budget.dialling().torrent(),
             budget,
             conns: HashMap::new(),
             next_key: 0,
@@ -267,7 +271,8 @@ impl PeerTable {
 
     /// Dials known addresses while the budget has room, at most half the
     /// budget still connecting for this torrent, within the process's limit
-    /// and pace of connects in flight ([`crate::client::pacing`]).
+    /// and pace of connects in flight and this torrent's fair share of them
+    /// ([`crate::client::pacing`]).
     ///
     /// When the budget is spent and an address is due, an idle incoming
     /// connection is closed to make room for it.
@@ -286,9 +291,10 @@ impl PeerTable {
                 self.evict_idle(now);
                 break;
             };
-            // The process's connects in flight, and their pace (pacing):
-            // when they allow none, the next tick or ended dial tries again.
-            let Some(dialling) = self.budget.dialling().try_start(now) else {
+            // The process's connects in flight, our fair share of them, and
+            // their pace (pacing): when they allow none, the next tick or
+            // ended dial tries again.
+            let Some(dialling) = self.dials.try_start(now) else {
                 break;
             };
             let Some(addr) = self.peer_list.next_to_dial(now) else {

@@ -49,7 +49,9 @@ pub(super) fn accept_loop(
         // Leave newcomers in the kernel's accept queue while every place is
         // taken, rather than accept and close them: a burst of honest
         // peers is served a little later instead of refused.
-        pending.wait_for_room(stop);
+        let Some(room) = pending.wait_for_room(stop) else {
+            return;
+        };
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
@@ -71,7 +73,8 @@ pub(super) fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = pending.take(addr.ip(), stream.try_clone().ok(), Instant::now()) else {
+        let closer = stream.try_clone().ok();
+        let Some(slot) = pending.take(room, addr.ip(), closer, Instant::now()) else {
             debug!("{addr}: too many handshakes in progress from it or in all, closing");
             continue;
         };
@@ -140,10 +143,24 @@ struct PendingState {
     /// handle on its socket to shut it down with.
     entries: HashMap<u64, (IpAddr, Instant, Option<TcpStream>)>,
     next_id: u64,
+    /// Free places reserved by listeners about to accept (a [`Room`] that
+    /// is `free`).
+    reserved: usize,
 }
 
 /// A handshake pending this long may lose its place to a newcomer.
 const PENDING_EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// What a listener may accept into, from [`Pending::wait_for_room`],
+/// used up by [`Pending::take`].
+#[derive(Debug)]
+pub(super) struct Room {
+    pending: Arc<Pending>,
+    /// A free place is held for it (counted in `reserved`, given back on
+    /// drop); else every place is taken and the oldest handshake may give
+    /// its place up.
+    free: bool,
+}
 
 /// One handshake's place in [`Pending`], given back on drop.
 struct PendingSlot {
@@ -171,21 +188,74 @@ impl Pending {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A place for a handshake from `ip` at `now`, unless that IP has too
-    /// many, or every place is taken by handshakes younger than
-    /// [`PENDING_EVICT_AFTER`]. `closer` shuts the connection down if it
-    /// loses its place.
+    /// Room for one more handshake at `now`: a free place, reserved (so
+    /// that two listeners woken by one freed place do not both accept into
+    /// it), or, when every place is taken, leave to evict the oldest if it
+    /// is pending for [`PENDING_EVICT_AFTER`]. Otherwise how long until
+    /// the oldest may be evicted.
+    fn reserve_locked(
+        self: &Arc<Self>,
+        state: &mut PendingState,
+        now: Instant,
+    ) -> Result<Room, Duration> {
+        if state.entries.len() + state.reserved < MAX_PENDING_HANDSHAKES {
+            state.reserved += 1;
+            return Ok(Room {
+                pending: Arc::clone(self),
+                free: true,
+            });
+        }
+        let oldest = state.entries.values().map(|entry| entry.1).min();
+        let age = oldest.map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        match PENDING_EVICT_AFTER
+            .checked_sub(age)
+            .filter(|d| !d.is_zero())
+        {
+            Some(left) => Err(left),
+            // Every place reserved by listeners, none taken: wait for them.
+            None if oldest.is_none() => Err(PENDING_EVICT_AFTER),
+            None => Ok(Room {
+                pending: Arc::clone(self),
+                free: false,
+            }),
+        }
+    }
+
+    /// [`Pending::reserve_locked`], taking the lock.
+    #[cfg(test)]
+    fn try_reserve(self: &Arc<Self>, now: Instant) -> Result<Room, Duration> {
+        let mut state = self.lock();
+        self.reserve_locked(&mut state, now)
+    }
+
+    /// A place for a handshake from `ip` at `now`, in `room`, unless that
+    /// IP has too many, or (for room that was not a free place) every place
+    /// is taken by handshakes younger than [`PENDING_EVICT_AFTER`].
+    /// `closer` shuts the connection down if it loses its place. `room` is
+    /// used up either way.
     fn take(
         self: &Arc<Self>,
+        mut room: Room,
         ip: IpAddr,
         closer: Option<TcpStream>,
         now: Instant,
     ) -> Option<PendingSlot> {
         let key = host_of(ip);
         let mut state = self.lock();
+        let was_free = std::mem::take(&mut room.free);
+        if was_free {
+            // Ours: it becomes the entry below, or is free again.
+            state.reserved -= 1;
+        }
         if state.per_ip.get(&key).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
+            if was_free {
+                self.room.notify_all();
+            }
             return None;
         }
+        // Other listeners' reserved places are not checked here: one
+        // waiting in `accept()` with nobody coming must not keep the last
+        // place empty (see `wait_for_room`).
         if state.entries.len() >= MAX_PENDING_HANDSHAKES {
             let (&oldest, &(_, since, _)) =
                 state.entries.iter().min_by_key(|(_, entry)| entry.1)?;
@@ -209,22 +279,24 @@ impl Pending {
 }
 
 impl Pending {
-    /// Returns once a place may be had: one is free, or the oldest pending
-    /// handshake is old enough to give its place up, or `stop` is set (and
-    /// [`Pending::wake_all`] called).
-    pub(super) fn wait_for_room(&self, stop: &AtomicBool) {
+    /// Waits for room to accept one more connection into ([`Room`]): a
+    /// free place, reserved for this listener until it takes it or drops
+    /// the room, or leave to evict the oldest pending handshake once it is
+    /// old enough. `None` once `stop` is set (and [`Pending::wake_all`]
+    /// called). A listener waiting in `accept()` holds its reserved place
+    /// meanwhile, so while the other listening socket's thread waits there
+    /// (for IPv6 newcomers that may never come), the last free place goes
+    /// to this one only once the oldest handshake may be evicted; a
+    /// newcomer then takes it without evicting anyone.
+    pub(super) fn wait_for_room(self: &Arc<Self>, stop: &AtomicBool) -> Option<Room> {
         let mut state = self.lock();
         loop {
-            if stop.load(Ordering::SeqCst) || state.entries.len() < MAX_PENDING_HANDSHAKES {
-                return;
+            if stop.load(Ordering::SeqCst) {
+                return None;
             }
-            let oldest = state.entries.values().map(|entry| entry.1).min();
-            let age = oldest.map_or(PENDING_EVICT_AFTER, |since| since.elapsed());
-            let Some(left) = PENDING_EVICT_AFTER
-                .checked_sub(age)
-                .filter(|d| !d.is_zero())
-            else {
-                return;
+            let left = match self.reserve_locked(&mut state, Instant::now()) {
+                Ok(room) => return Some(room),
+                Err(left) => left,
             };
             state = self
                 .room
@@ -238,6 +310,15 @@ impl Pending {
     pub(super) fn wake_all(&self) {
         let _state = self.lock();
         self.room.notify_all();
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if self.free {
+            self.pending.lock().reserved -= 1;
+            self.pending.room.notify_all();
+        }
     }
 }
 
@@ -286,21 +367,27 @@ fn route_incoming(mut stream: TcpStream, addr: SocketAddr, router: &Router) {
 mod tests {
     use super::*;
 
+    /// What a listener does: room, then a place in it.
+    fn take_at(pending: &Arc<Pending>, ip: IpAddr, now: Instant) -> Option<PendingSlot> {
+        let room = pending.try_reserve(now).ok()?;
+        pending.take(room, ip, None, now)
+    }
+
     #[test]
     fn pending_handshakes_are_capped_per_ip_and_in_all() {
         let pending = Arc::new(Pending::default());
         let now = Instant::now();
         let ip = |last: u8| IpAddr::from([127, 0, 0, last]);
-        let one: Vec<PendingSlot> = std::iter::from_fn(|| pending.take(ip(5), None, now)).collect();
+        let one: Vec<PendingSlot> = std::iter::from_fn(|| take_at(&pending, ip(5), now)).collect();
         assert_eq!(one.len(), MAX_PENDING_PER_IP);
         assert!(
-            pending.take(ip(1), None, now).is_some(),
+            take_at(&pending, ip(1), now).is_some(),
             "another IP still gets in"
         );
         drop(one);
         let mut all = Vec::new();
         for last in 10..=255 {
-            all.extend(pending.take(ip(last), None, now));
+            all.extend(take_at(&pending, ip(last), now));
         }
         assert_eq!(all.len(), MAX_PENDING_HANDSHAKES);
         drop(all);
@@ -320,19 +407,17 @@ mod tests {
         let held: Vec<PendingSlot> = (0..MAX_PENDING_HANDSHAKES)
             .map(|n| {
                 let at = start + Duration::from_millis(n as u64);
-                pending.take(ip(n / 4), None, at).expect("a free place")
+                take_at(&pending, ip(n / 4), at).expect("a free place")
             })
             .collect();
         let newcomer = ip(200);
         let soon = start + Duration::from_millis(500);
         assert!(
-            pending.take(newcomer, None, soon).is_none(),
+            take_at(&pending, newcomer, soon).is_none(),
             "young handshakes keep their places"
         );
         let later = start + PENDING_EVICT_AFTER + Duration::from_millis(50);
-        let slot = pending
-            .take(newcomer, None, later)
-            .expect("the oldest gave way");
+        let slot = take_at(&pending, newcomer, later).expect("the oldest gave way");
         {
             let state = pending.lock();
             assert_eq!(state.entries.len(), MAX_PENDING_HANDSHAKES);
@@ -352,12 +437,12 @@ mod tests {
         let in_one_64: Vec<PendingSlot> = (1..=10u16)
             .filter_map(|n| {
                 let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, n, 0, 0, n);
-                pending.take(ip.into(), None, now)
+                take_at(&pending, ip.into(), now)
             })
             .collect();
         assert_eq!(in_one_64.len(), MAX_PENDING_PER_IP);
         let next_64 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1);
-        assert!(pending.take(next_64.into(), None, now).is_some());
+        assert!(take_at(&pending, next_64.into(), now).is_some());
         assert_eq!(
             host_of("2001:db8:0:7:ffff:1:2:3".parse().unwrap()),
             "2001:db8:0:7::".parse::<IpAddr>().unwrap()
@@ -376,5 +461,78 @@ mod tests {
         assert_eq!(*waits.last().unwrap(), MAX_ACCEPT_BACKOFF);
         failing.ended();
         assert_eq!(failing.failed(&e), FIRST_ACCEPT_BACKOFF, "a new streak");
+    }
+
+    #[test]
+    fn one_freed_place_is_reserved_by_one_listener_only() {
+        // The regression: the IPv4 and IPv6 listeners both woke for one
+        // freed place, both accepted, and the second newcomer was closed.
+        let pending = Arc::new(Pending::default());
+        let now = Instant::now();
+        let ip = |n: usize| IpAddr::from([127, 0, 2, n as u8]);
+        let mut held: Vec<PendingSlot> = (0..MAX_PENDING_HANDSHAKES)
+            .map(|n| take_at(&pending, ip(n / 4), now).expect("a free place"))
+            .collect();
+        drop(held.pop());
+        let first = pending.try_reserve(now).expect("the freed place");
+        let second = pending.try_reserve(now);
+        assert!(
+            second.is_err(),
+            "the second listener waits, it does not accept"
+        );
+        let slot = pending
+            .take(first, ip(100), None, now)
+            .expect("the reserved place is there");
+        assert_eq!(pending.lock().entries.len(), MAX_PENDING_HANDSHAKES);
+        assert_eq!(pending.lock().reserved, 0);
+        drop(slot);
+        drop(held);
+        assert!(pending.lock().entries.is_empty());
+    }
+
+    #[test]
+    fn room_not_used_is_free_again() {
+        let pending = Arc::new(Pending::default());
+        let now = Instant::now();
+        let ip: IpAddr = [127, 0, 3, 1].into();
+        let rooms: Vec<Room> = std::iter::from_fn(|| pending.try_reserve(now).ok()).collect();
+        assert_eq!(rooms.len(), MAX_PENDING_HANDSHAKES, "each free place once");
+        drop(rooms);
+        assert_eq!(pending.lock().reserved, 0);
+        // Refused for its IP: the place it was accepted into is given back.
+        let same_ip: Vec<PendingSlot> = std::iter::from_fn(|| take_at(&pending, ip, now)).collect();
+        assert_eq!(same_ip.len(), MAX_PENDING_PER_IP);
+        assert_eq!(pending.lock().reserved, 0);
+        let rooms: Vec<Room> = std::iter::from_fn(|| pending.try_reserve(now).ok()).collect();
+        assert_eq!(rooms.len(), MAX_PENDING_HANDSHAKES - MAX_PENDING_PER_IP);
+    }
+
+    #[test]
+    fn a_listener_waiting_for_room_gets_the_place_freed_and_stops_when_told() {
+        let pending = Arc::new(Pending::default());
+        // Handshakes that never get old enough to be evicted in this test.
+        let now = Instant::now() + Duration::from_secs(3600);
+        let ip = |n: usize| IpAddr::from([127, 0, 4, n as u8]);
+        let mut held: Vec<PendingSlot> = (0..MAX_PENDING_HANDSHAKES)
+            .map(|n| take_at(&pending, ip(n / 4), now).expect("a free place"))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (pending, stop) = (Arc::clone(&pending), Arc::clone(&stop));
+            thread::spawn(move || pending.wait_for_room(&stop))
+        };
+        drop(held.pop());
+        let room = waiter.join().unwrap().expect("room");
+        assert!(room.free, "the freed place, reserved");
+        // The place stays reserved: the next listener waits until stopped.
+        let waiter = {
+            let (pending, stop) = (Arc::clone(&pending), Arc::clone(&stop));
+            thread::spawn(move || pending.wait_for_room(&stop).is_none())
+        };
+        stop.store(true, Ordering::SeqCst);
+        pending.wake_all();
+        assert!(waiter.join().unwrap(), "no room at shutdown");
+        drop(room);
+        drop(held);
     }
 }

@@ -5,13 +5,17 @@
 //! a few sockets at a time, not a thousand, as libtorrent
 //! (`connection_speed`) and anacrolix (half-open limits) do too.
 //!
-//! Pure policy with time passed in ([`DialPacer`]); the counter of connects
-//! in flight ([`Dialling`]) is shared by the torrents' manager threads, which
-//! take a [`DialPermit`] before they spawn a dialling thread, and the peer
-//! threads, which drop it as soon as their `connect()` returns, whatever it
-//! returned. Not owned here: which address is dialled (the peer list), nor
+//! Pure policy with time passed in ([`DialPacer`], [`Dialling`]); the
+//! counter of connects in flight ([`Dialling`]) is shared by the torrents'
+//! manager threads, which take a [`DialPermit`] through their torrent's
+//! [`DialShare`] before they spawn a dialling thread, and the peer threads,
+//! which drop it as soon as their `connect()` returns, whatever it
+//! returned. The places are shared fairly among the torrents that want
+//! them, so one torrent's dead addresses do not starve another's live
+//! ones. Not owned here: which address is dialled (the peer list), nor
 //! the budget of connections once open ([`super::ConnectionBudget`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,20 +80,67 @@ impl DialPacer {
     }
 }
 
+/// How long a torrent refused a place still counts as wanting one: longer
+/// than a manager's half-second tick, at which it asks again.
+pub const STILL_WANTING: Duration = Duration::from_secs(1);
+
 /// The connects in flight, their limit and the pace of new ones; shared by
-/// every torrent of the process (through the connection budget).
+/// every torrent of the process (through the connection budget), each
+/// asking through its own [`DialShare`].
+///
+/// The places are shared fairly: while `n` torrents want to dial (they
+/// have connects in flight, or were refused within [`STILL_WANTING`]),
+/// each may hold at most `max / n` of them (at least one). A torrent whose
+/// dials to a thousand dead addresses end one by one therefore cannot take
+/// every freed place back at once, before another torrent's next tick:
+/// it shrinks to its share, and the freed places wait for the others.
 #[derive(Debug)]
 pub struct Dialling {
     max: usize,
-    in_flight: AtomicUsize,
+    state: Mutex<DialState>,
     /// The most in flight at once so far, for the logs and the tests.
     most: AtomicUsize,
-    pacer: Mutex<DialPacer>,
+}
+
+#[derive(Debug)]
+struct DialState {
+    pacer: DialPacer,
+    in_flight: usize,
+    /// Each torrent's connects in flight and when it was last refused,
+    /// by the id of its [`DialShare`].
+    torrents: HashMap<u64, TorrentDials>,
+    next_id: u64,
+}
+
+#[derive(Debug, Default)]
+struct TorrentDials {
+    in_flight: usize,
+    refused_at: Option<Instant>,
+}
+
+impl TorrentDials {
+    fn wants_at(&self, now: Instant) -> bool {
+        self.in_flight > 0
+            || self
+                .refused_at
+                .is_some_and(|at| now.saturating_duration_since(at) < STILL_WANTING)
+    }
+}
+
+/// One torrent's way to the process's connects in flight; dropping it
+/// forgets the torrent (its permits still end their connects).
+#[derive(Debug)]
+pub struct DialShare {
+    dialling: Arc<Dialling>,
+    id: u64,
 }
 
 /// One connect in flight; dropping it ends it.
 #[derive(Debug)]
-pub struct DialPermit(Arc<Dialling>);
+pub struct DialPermit {
+    dialling: Arc<Dialling>,
+    torrent: u64,
+}
 
 impl Dialling {
     /// At most `max` connects in flight, started at `rate` a second after
@@ -97,30 +148,32 @@ impl Dialling {
     pub fn new(max: usize, rate: u32, burst: u32, now: Instant) -> Arc<Dialling> {
         Arc::new(Dialling {
             max,
-            in_flight: AtomicUsize::new(0),
+            state: Mutex::new(DialState {
+                pacer: DialPacer::new(rate, burst, now),
+                in_flight: 0,
+                torrents: HashMap::new(),
+                next_id: 0,
+            }),
             most: AtomicUsize::new(0),
-            pacer: Mutex::new(DialPacer::new(rate, burst, now)),
         })
     }
 
-    /// A permit for one more connect at `now`, unless [`Dialling::max`] are
-    /// in flight or the pace allows none yet.
-    pub fn try_start(self: &Arc<Self>, now: Instant) -> Option<DialPermit> {
-        let reserved = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()?;
-        let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
-        if !pacer.try_take(now) {
-            drop(pacer);
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, DialState> {
+        // Every statement leaves the state whole: a panic elsewhere while
+        // holding it leaves nothing half done.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share for one more torrent.
+    pub fn torrent(self: &Arc<Self>) -> DialShare {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.torrents.insert(id, TorrentDials::default());
+        DialShare {
+            dialling: Arc::clone(self),
+            id,
         }
-        drop(pacer);
-        self.most.fetch_max(reserved + 1, Ordering::AcqRel);
-        Some(DialPermit(Arc::clone(self)))
     }
 
     /// The limit of connects in flight.
@@ -130,7 +183,7 @@ impl Dialling {
 
     /// Connects in flight now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        self.lock().in_flight
     }
 
     /// The most connects that were in flight at once.
@@ -139,21 +192,71 @@ impl Dialling {
     }
 }
 
+impl DialShare {
+    /// A permit for one more connect of this torrent at `now`, unless
+    /// [`Dialling::max`] are in flight, this torrent holds its fair share
+    /// of them (see [`Dialling`]), or the pace allows none yet.
+    pub fn try_start(&self, now: Instant) -> Option<DialPermit> {
+        let max = self.dialling.max;
+        let mut state = self.dialling.lock();
+        let wanting = state
+            .torrents
+            .iter()
+            .filter(|&(&id, torrent)| id == self.id || torrent.wants_at(now))
+            .count();
+        let fair = (max / wanting.max(1)).max(1);
+        let full = state.in_flight >= max;
+        let DialState {
+            pacer, torrents, ..
+        } = &mut *state;
+        let ours = torrents.entry(self.id).or_default();
+        if full || ours.in_flight >= fair || !pacer.try_take(now) {
+            ours.refused_at = Some(now);
+            return None;
+        }
+        ours.in_flight += 1;
+        ours.refused_at = None;
+        state.in_flight += 1;
+        self.dialling
+            .most
+            .fetch_max(state.in_flight, Ordering::AcqRel);
+        Some(DialPermit {
+            dialling: Arc::clone(&self.dialling),
+            torrent: self.id,
+        })
+    }
+
+    /// This torrent's connects in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.dialling
+            .lock()
+            .torrents
+            .get(&self.id)
+            .map_or(0, |torrent| torrent.in_flight)
+    }
+}
+
+impl Drop for DialShare {
+    fn drop(&mut self) {
+        self.dialling.lock().torrents.remove(&self.id);
+    }
+}
+
 impl DialPermit {
     /// Gives the permit back unused: the attempt did not start, so neither
     /// its place nor its token of the pace is spent.
     pub fn unused(self) {
-        self.0
-            .pacer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .give_back();
+        self.dialling.lock().pacer.give_back();
     }
 }
 
 impl Drop for DialPermit {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut state = self.dialling.lock();
+        state.in_flight -= 1;
+        if let Some(torrent) = state.torrents.get_mut(&self.torrent) {
+            torrent.in_flight -= 1;
+        }
     }
 }
 
@@ -212,13 +315,14 @@ mod tests {
     fn at_most_max_connects_are_in_flight_and_ending_one_frees_its_place() {
         let now = Instant::now();
         let dialling = Dialling::new(4, 1000, 1000, now);
-        let held: Vec<DialPermit> = (0..10).filter_map(|_| dialling.try_start(now)).collect();
+        let torrent = dialling.torrent();
+        let held: Vec<DialPermit> = (0..10).filter_map(|_| torrent.try_start(now)).collect();
         assert_eq!(held.len(), 4);
         assert_eq!(dialling.in_flight(), 4);
         let mut held = held;
         drop(held.pop());
         assert_eq!(dialling.in_flight(), 3);
-        held.extend(dialling.try_start(now));
+        held.extend(torrent.try_start(now));
         assert_eq!(dialling.in_flight(), 4);
         drop(held);
         assert_eq!(dialling.in_flight(), 0);
@@ -231,6 +335,7 @@ mod tests {
         // connect hangs for 5 s (a blackholed address) and then fails.
         let start = Instant::now();
         let dialling = Dialling::new(MAX_HALF_OPEN, DIAL_RATE, DIAL_BURST, start);
+        let torrent = dialling.torrent();
         let mut left = 1000usize;
         let mut hanging: Vec<(Instant, DialPermit)> = Vec::new();
         let mut now = start;
@@ -238,7 +343,7 @@ mod tests {
         while left > 0 || !hanging.is_empty() {
             hanging.retain(|(until, _)| *until > now);
             while left > 0 {
-                let Some(permit) = dialling.try_start(now) else {
+                let Some(permit) = torrent.try_start(now) else {
                     break;
                 };
                 left -= 1;
@@ -261,10 +366,11 @@ mod tests {
         // alone paces them.
         let start = Instant::now();
         let dialling = Dialling::new(MAX_HALF_OPEN, DIAL_RATE, DIAL_BURST, start);
+        let torrent = dialling.torrent();
         let mut now = start;
         let mut started = 0;
         while now < start + Duration::from_secs(10) {
-            while let Some(permit) = dialling.try_start(now) {
+            while let Some(permit) = torrent.try_start(now) {
                 started += 1;
                 drop(permit);
             }
@@ -278,10 +384,116 @@ mod tests {
     fn an_unused_permit_gives_back_its_place_and_its_token() {
         let now = Instant::now();
         let dialling = Dialling::new(2, 1, 1, now);
-        let permit = dialling.try_start(now).expect("a token");
-        assert!(dialling.try_start(now).is_none(), "no token left");
+        let torrent = dialling.torrent();
+        let permit = torrent.try_start(now).expect("a token");
+        assert!(torrent.try_start(now).is_none(), "no token left");
         permit.unused();
         assert_eq!(dialling.in_flight(), 0);
-        assert!(dialling.try_start(now).is_some(), "the token came back");
+        assert!(torrent.try_start(now).is_some(), "the token came back");
+    }
+
+    /// A fake run of two torrents on one process: `a` has only addresses
+    /// whose connects hang for 5 s, and dials at once whenever a place
+    /// frees (as a manager does on each ended dial); `b` has one address
+    /// and asks on its half-second tick. Returns when `b` first got a
+    /// place, and the most `a` held at once after that.
+    fn a_dead_torrent_beside_a_live_one(until: Duration) -> (Option<Duration>, usize) {
+        let start = Instant::now();
+        let dialling = Dialling::new(MAX_HALF_OPEN, DIAL_RATE, DIAL_BURST, start);
+        let a = dialling.torrent();
+        let b = dialling.torrent();
+        let mut hanging: Vec<(Instant, DialPermit)> = Vec::new();
+        let (mut b_started, mut a_most_after) = (None, 0);
+        let mut b_permit = None;
+        let mut now = start;
+        while now < start + until {
+            hanging.retain(|(ends, _)| *ends > now);
+            while let Some(permit) = a.try_start(now) {
+                hanging.push((now + Duration::from_secs(5), permit));
+            }
+            let tick = (now - start).as_millis() % 500 == 100;
+            if tick && b_permit.is_none() {
+                b_permit = b.try_start(now);
+                if b_permit.is_some() {
+                    b_started = Some(now - start);
+                }
+            }
+            if b_started.is_some() {
+                a_most_after = a_most_after.max(a.in_flight());
+            }
+            assert!(dialling.in_flight() <= MAX_HALF_OPEN);
+            now += Duration::from_millis(10);
+        }
+        (b_started, a_most_after)
+    }
+
+    #[test]
+    fn a_torrent_dialling_dead_addresses_leaves_places_to_another() {
+        // `a` takes all 16 places first; once its first connects give up
+        // (5 s), it may hold only half while `b` wants one, so `b` gets the
+        // next free place at its next tick instead of never.
+        let (b_started, a_most_after) = a_dead_torrent_beside_a_live_one(Duration::from_secs(20));
+        let b_started = b_started.expect("the live torrent got a place");
+        assert!(b_started <= Duration::from_secs(6), "{b_started:?}");
+        assert!(a_most_after < MAX_HALF_OPEN, "{a_most_after}");
+    }
+
+    #[test]
+    fn torrents_wanting_to_dial_share_the_places_evenly() {
+        let now = Instant::now();
+        let dialling = Dialling::new(16, 1000, 1000, now);
+        let a = dialling.torrent();
+        let b = dialling.torrent();
+        // Alone, a torrent may take every place.
+        let mut held: Vec<DialPermit> = std::iter::from_fn(|| a.try_start(now)).collect();
+        assert_eq!(held.len(), 16);
+        assert!(b.try_start(now).is_none(), "no place free");
+        // `b` wants one now: places `a` gives up are not `a`'s again
+        // while it holds more than half.
+        for _ in 0..8 {
+            drop(held.pop());
+            assert!(a.try_start(now).is_none(), "over its share");
+        }
+        assert_eq!(a.in_flight(), 8);
+        held.extend(std::iter::from_fn(|| b.try_start(now)));
+        assert_eq!(b.in_flight(), 8, "the other half");
+        assert_eq!(dialling.in_flight(), 16);
+        // A third torrent's share is 16 / 3 = 5: a place freed by `a`
+        // (still at 7, over 5) goes to it, not back to `a`.
+        let c = dialling.torrent();
+        assert!(c.try_start(now).is_none());
+        drop(held.remove(0));
+        assert!(a.try_start(now).is_none());
+        let c_permit = c.try_start(now).expect("a place for the third");
+        drop(c_permit);
+        drop(held);
+        assert_eq!(dialling.in_flight(), 0);
+        assert_eq!((a.in_flight(), b.in_flight(), c.in_flight()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_torrent_that_stopped_asking_gives_its_share_back() {
+        let now = Instant::now();
+        let dialling = Dialling::new(16, 1000, 1000, now);
+        let a = dialling.torrent();
+        let b = dialling.torrent();
+        let held: Vec<DialPermit> = std::iter::from_fn(|| a.try_start(now)).collect();
+        assert!(b.try_start(now).is_none(), "refused: `b` now wants");
+        drop(held);
+        // While `b` counts as wanting, `a` gets half.
+        let half: Vec<DialPermit> = std::iter::from_fn(|| a.try_start(now)).collect();
+        assert_eq!(half.len(), 8);
+        drop(half);
+        // `b` asked nothing since: `a` alone again.
+        let later = now + STILL_WANTING;
+        let all: Vec<DialPermit> = std::iter::from_fn(|| a.try_start(later)).collect();
+        assert_eq!(all.len(), 16);
+        drop(all);
+        // A torrent that ends is forgotten, its permits still counted.
+        let p = b.try_start(later).expect("free places");
+        drop(b);
+        assert_eq!(dialling.in_flight(), 1);
+        drop(p);
+        assert_eq!(dialling.in_flight(), 0);
     }
 }

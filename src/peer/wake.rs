@@ -160,6 +160,7 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsFd;
+    use std::sync::atomic::AtomicU32;
     use std::time::Instant;
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -170,6 +171,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn without_an_eventfd_the_waker_cannot_park() {
+        let (_tx, rx, waker) = command_channel();
+        let (socket, _other) = pair();
+        assert!(!waker.can_park());
+        let woke = waker.park(socket.as_fd(), &rx, Duration::from_secs(30));
+        assert!(!woke.unwrap(), "returns at once");
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn a_command_sent_while_parked_wakes_the_thread_at_once() {
         let (tx, rx, waker) = command_channel();
         assert!(waker.can_park());
@@ -193,12 +205,15 @@ mod tests {
         let (tx, rx, waker) = command_channel();
         let (socket, _other) = pair();
         tx.send(PeerCommand::Choke).unwrap();
+        let start = Instant::now();
         let woke = waker.park(socket.as_fd(), &rx, Duration::from_secs(30));
         assert!(!woke.unwrap());
+        assert!(start.elapsed() < Duration::from_secs(10), "not the timeout");
         assert!(rx.try_recv().is_ok());
     }
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn bytes_on_the_socket_wake_the_thread() {
         let (_tx, rx, waker) = command_channel();
         let (socket, mut other) = pair();
@@ -207,14 +222,110 @@ mod tests {
         assert!(woke.unwrap(), "woken by the socket");
     }
 
+    /// Whether the eventfd holds a wake not yet drained (it is
+    /// non-blocking: a read of an empty one fails with `EAGAIN`).
+    fn wake_pending(waker: &Waker) -> bool {
+        let fd = waker.fd.as_ref().expect("an eventfd");
+        rustix::io::read(fd, &mut [0u8; 8]).is_ok()
+    }
+
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn a_command_sent_while_not_parked_leaves_no_wake_behind() {
         let (tx, rx, waker) = command_channel();
         let (socket, _other) = pair();
         // Sent while not parked: no eventfd write at all.
         tx.send(PeerCommand::Choke).unwrap();
         assert!(rx.try_recv().is_ok());
+        assert!(!wake_pending(&waker), "no write to the eventfd");
         let woke = waker.park(socket.as_fd(), &rx, Duration::from_millis(50));
         assert!(!woke.unwrap(), "the timeout, nothing else");
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn a_park_ended_by_a_command_drains_its_wake() {
+        let (tx, rx, waker) = command_channel();
+        let (socket, _other) = pair();
+        let waker_for_sender = Arc::clone(&waker);
+        let sender = std::thread::spawn(move || {
+            // Waits for the flag, so the command surely finds it parked.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !waker_for_sender.parked.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            tx.send(PeerCommand::Choke).unwrap();
+            tx
+        });
+        let woke = waker.park(socket.as_fd(), &rx, Duration::from_secs(30));
+        let _tx = sender.join().unwrap();
+        assert!(!woke.unwrap());
+        assert!(rx.try_recv().is_ok());
+        assert!(!wake_pending(&waker), "the wake was read back");
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn commands_sent_at_any_moment_never_leave_a_park_sleeping() {
+        // One thread sends commands at irregular moments, each once the
+        // last was taken; the other parks with a long timeout and takes
+        // them, after a little work (as the peer loop does between looking
+        // at its channel and parking), so commands often come in that gap.
+        // A command missed there would leave a park sleeping its whole
+        // 5 s; 500 ms is far above any scheduling delay.
+        const COMMANDS: u32 = 300;
+        let (tx, rx, waker) = command_channel();
+        let (socket, _other) = pair();
+        let taken = Arc::new(AtomicU32::new(0));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let sender = {
+            let taken = Arc::clone(&taken);
+            std::thread::spawn(move || {
+                let mut seed = 0x2545_f491_u32;
+                for index in 0..COMMANDS {
+                    while taken.load(Ordering::SeqCst) < index && Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    spin_for(Duration::from_micros(u64::from(next(&mut seed) % 1500)));
+                    tx.send(PeerCommand::Have(index)).unwrap();
+                }
+                tx
+            })
+        };
+        let mut got = 0;
+        let mut seed = 0x9e37_79b9_u32;
+        while got < COMMANDS && Instant::now() < deadline {
+            spin_for(Duration::from_micros(u64::from(next(&mut seed) % 1500)));
+            let start = Instant::now();
+            let woke = waker.park(socket.as_fd(), &rx, Duration::from_secs(5));
+            let took = start.elapsed();
+            assert!(
+                took < Duration::from_millis(500),
+                "a park overslept: {took:?}, {got} commands taken"
+            );
+            assert!(!woke.unwrap(), "the socket stays silent");
+            while let Ok(command) = rx.try_recv() {
+                assert!(matches!(command, PeerCommand::Have(index) if index == got));
+                got += 1;
+                taken.store(got, Ordering::SeqCst);
+            }
+        }
+        let _tx = sender.join().unwrap();
+        assert_eq!(got, COMMANDS);
+    }
+
+    /// The next of a xorshift sequence: irregular, and the same each run.
+    fn next(seed: &mut u32) -> u32 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 17;
+        *seed ^= *seed << 5;
+        *seed
+    }
+
+    fn spin_for(wait: Duration) {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
     }
 }

@@ -28,6 +28,8 @@ use super::StorageError;
 /// being read, the Ctrl-C handler's pipe. Peer connections are counted
 /// apart (`--max-peers`).
 const RESERVED_FDS: u64 = 64;
+/// Descriptors each connection holds: its socket and its thread's eventfd.
+const FDS_PER_PEER: u64 = 2;
 
 /// The fewest descriptors a torrent's files get, whatever the limit: a
 /// file and its direct-I/O handle, twice.
@@ -63,13 +65,16 @@ pub fn open_file_limit() -> Option<u64> {
 
 /// How many descriptors one torrent's files may hold under `limit` (the
 /// soft `RLIMIT_NOFILE`) when up to `max_peers` connections are open: half
-/// of what is left after the connections and 64 other descriptors (the
-/// other half for other torrents and slack), between 4 and 512.
+/// of what is left after the connections (two descriptors each: the socket
+/// and the eventfd its thread parks on, [`crate::peer::wake`]) and 64
+/// other descriptors (the other half for other torrents and slack),
+/// between 4 and 512.
 pub fn file_handle_budget(limit: Option<u64>, max_peers: usize) -> usize {
     let Some(limit) = limit else {
         return MAX_FILE_FDS;
     };
-    let left = limit.saturating_sub(max_peers as u64 + RESERVED_FDS) / 2;
+    let per_peer = FDS_PER_PEER * max_peers as u64;
+    let left = limit.saturating_sub(per_peer + RESERVED_FDS) / 2;
     usize::try_from(left)
         .unwrap_or(MAX_FILE_FDS)
         .clamp(MIN_FILE_FDS, MAX_FILE_FDS)

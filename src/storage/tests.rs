@@ -366,8 +366,13 @@ fn a_fifo_is_refused_in_both_modes_without_blocking() {
 
 #[test]
 fn the_budget_leaves_room_for_peers_and_stays_within_bounds() {
-    assert_eq!(file_handle_budget(Some(1024), 50), (1024 - 50 - 64) / 2);
-    assert_eq!(file_handle_budget(Some(128), 50), 7);
+    // Each connection holds its socket and its thread's eventfd.
+    assert_eq!(file_handle_budget(Some(1024), 50), (1024 - 2 * 50 - 64) / 2);
+    assert_eq!(
+        file_handle_budget(Some(1024), 400),
+        (1024 - 2 * 400 - 64) / 2
+    );
+    assert_eq!(file_handle_budget(Some(228), 50), 32);
     assert_eq!(file_handle_budget(Some(16), 50), 4);
     assert_eq!(file_handle_budget(None, 50), 512);
     assert_eq!(file_handle_budget(Some(1 << 20), 50), 512);

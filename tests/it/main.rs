@@ -102,6 +102,10 @@ mod pex;
 mod dht;
 
 /// Hundreds of peers: a seeder holds 100 connections at once, lets them
-/// go back to its baseline of threads and still serves; 300 addresses that
+/// go back to its baseline of threads and still serves; 100 addresses that
 /// never answer a connect keep no more than the limit of connects in flight.
 mod many_peers;
+
+/// Idle peer threads park in `poll()`: messages already in a thread's
+/// buffer are still acted on when the remote sends nothing more.
+mod parking;

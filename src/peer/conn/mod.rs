@@ -260,8 +260,11 @@ impl<'a> Conn<'a> {
         // Messages that arrived while the metadata was fetched come first.
         rbuf[..early.len()].copy_from_slice(&early);
         let (mut start, mut end) = (0usize, early.len());
-        // Held-back messages are decoded at once, not after an idle read.
-        let mut replay = !early.is_empty();
+        // Whole messages may wait in the buffer, not yet decoded: those held
+        // back during the metadata fetch, or ones the decode loop left for
+        // a full request queue or the download limit. The thread never
+        // parks on them: the remote may send nothing more to wake it.
+        let mut undecoded = !early.is_empty();
         loop {
             loop {
                 match cmd_rx.try_recv() {
@@ -292,13 +295,9 @@ impl<'a> Conn<'a> {
             let busy = self.pending_output() > 0
                 || self.can_serve_now(now)
                 || !self.metadata_queue.is_empty()
-                || now < self.expect_command_until;
-            let replaying = std::mem::take(&mut replay);
-            let mut wait = if busy || replaying {
-                BUSY_WAIT
-            } else {
-                IDLE_WAIT
-            };
+                || now < self.expect_command_until
+                || (undecoded && download_pause.is_none());
+            let mut wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
             // Parked, a thread still wakes when a held request may go.
             let mut park_for = PARKED_WAIT;
             if let Some(upload_pause) = self.upload_pause(now) {
@@ -318,20 +317,23 @@ impl<'a> Conn<'a> {
             let backlogged = self.serve_queue.len() >= MAX_QUEUED_REQUESTS || end == rbuf.len();
             // Idle: sleep until the remote sends something or a command
             // comes (super::wake), not a read timeout's worth at a time.
+            let mut readable = true;
             if !busy
-                && !replaying
                 && !backlogged
+                && !undecoded
                 && let Some(waker) = self.waker.as_deref()
                 && waker.can_park()
-                && !waker
-                    .park(self.stream.as_fd(), cmd_rx, park_for)
-                    .map_err(io_error("waiting for the socket"))?
             {
-                continue;
+                readable = waker
+                    .park(self.stream.as_fd(), cmd_rx, park_for)
+                    .map_err(io_error("waiting for the socket"))?;
             }
             if backlogged {
                 // We are the ones not reading: the remote is not silent.
                 self.last_received = Instant::now();
+            } else if !readable {
+                // Woken by a command or the timeout: nothing to read, but
+                // what is buffered is still decoded below.
             } else if let Some(pause) = download_pause {
                 // Our download limit: read nothing until the wait is over,
                 // doing the rest of the loop meanwhile.
@@ -349,11 +351,10 @@ impl<'a> Conn<'a> {
                 }
             }
             // Messages wait in the buffer while the request queue is full.
-            while self.serve_queue.len() < MAX_QUEUED_REQUESTS {
-                if self.download_paused() {
-                    // Decoded when the wait is over, without waiting for
-                    // the socket: the blocks are in the buffer already.
-                    replay = start < end;
+            undecoded = false;
+            loop {
+                if self.serve_queue.len() >= MAX_QUEUED_REQUESTS || self.download_paused() {
+                    undecoded = start != end;
                     break;
                 }
                 let Some((message, used)) =

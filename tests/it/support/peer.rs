@@ -26,6 +26,15 @@ pub enum Received {
         /// The block.
         block: Vec<u8>,
     },
+    /// A `request` message.
+    Request {
+        /// Piece index.
+        index: u32,
+        /// Offset in the piece.
+        begin: u32,
+        /// Bytes asked for.
+        length: u32,
+    },
     /// Any other message, by its debug text.
     Other(String),
 }
@@ -70,6 +79,38 @@ impl ScriptedPeer {
         self.stream.write_all(&out).unwrap();
     }
 
+    /// Sends `messages` in one write, so they arrive together.
+    pub fn send_together(&mut self, messages: &[Message<'_>]) {
+        let mut out = Vec::new();
+        for message in messages {
+            message.encode(&mut out);
+        }
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next message other than keep-alive, or `None` if none arrives
+    /// within `within`.
+    ///
+    /// # Errors
+    /// The session closed the connection, or reading failed.
+    pub fn recv_within(&mut self, within: Duration) -> std::io::Result<Option<Received>> {
+        self.stream.set_read_timeout(Some(within))?;
+        let got = self.try_recv();
+        self.stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        match got {
+            Ok(received) => Ok(Some(received)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits until the session closes the connection; fails the test if it
     /// is still open after the read timeout.
     pub fn wait_closed(&mut self) {
@@ -87,6 +128,13 @@ impl ScriptedPeer {
     /// The next message other than keep-alive; fails the test if the
     /// connection closes or nothing arrives in time.
     pub fn recv(&mut self) -> Received {
+        self.try_recv()
+            .unwrap_or_else(|e| panic!("the session did not answer: {e}"))
+    }
+
+    /// The next message other than keep-alive, or why none came: the read
+    /// timed out, or the session closed the connection.
+    fn try_recv(&mut self) -> std::io::Result<Received> {
         loop {
             if let Some((message, used)) = Message::decode(&self.buf, self.limits).unwrap() {
                 let received = match message {
@@ -101,20 +149,31 @@ impl ScriptedPeer {
                         begin,
                         block: block.to_vec(),
                     }),
+                    Message::Request {
+                        index,
+                        begin,
+                        length,
+                    } => Some(Received::Request {
+                        index,
+                        begin,
+                        length,
+                    }),
                     other => Some(Received::Other(format!("{other:?}"))),
                 };
                 self.buf.drain(..used);
                 match received {
-                    Some(received) => return received,
+                    Some(received) => return Ok(received),
                     None => continue,
                 }
             }
             let mut chunk = [0u8; 64 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .unwrap_or_else(|e| panic!("the session did not answer: {e}"));
-            assert!(n > 0, "the session closed the connection");
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the session closed the connection",
+                ));
+            }
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
