@@ -82,7 +82,7 @@
 //! handshakes and incoming connections per IP, keeps a fifth of the budget
 //! for our own dials, limits and paces our connects in flight
 //! ([`client::pacing`]: a thousand dead addresses open a few sockets at a
-//! time), and backs off when `accept()` runs out of descriptors; the [`peer_table`] evicts idle incoming peers when a
+//! time, and torrents share the places fairly), and backs off when `accept()` runs out of descriptors; the [`peer_table`] evicts idle incoming peers when a
 //! useful one needs the slot, and bans by IP, never by the peer id a remote
 //! chooses; the [`peer_list`] keeps a bounded number of addresses in a
 //! queue by retry time. [`storage`] reaches every file below `DEST` from
