@@ -190,8 +190,19 @@ impl PieceManager {
     /// A [`StorageError`] when a verified piece cannot be written.
     pub fn run(mut self, events_rx: Receiver<Event>) -> Result<Outcome, StorageError> {
         let result = self.event_loop(&events_rx);
-        self.progress.finish(&self.snapshot());
         self.verifier.stop();
+        if result.is_err() {
+            // A write failed (a full disk): the pieces the workers wrote
+            // before it, or while it failed, are on disk all the same, and
+            // are claimed (a batch's results come one by one, and the loop
+            // stopped at the first error).
+            while let Ok(checked) = self.verifier.results().try_recv() {
+                if matches!(checked.result, Ok(true)) {
+                    let _ = self.on_checked(checked);
+                }
+            }
+        }
+        self.progress.finish(&self.snapshot());
         self.table.shutdown(&events_rx);
         result
     }

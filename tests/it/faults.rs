@@ -196,12 +196,15 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
         !claimed.is_empty() && claimed.len() < PIECES,
         "expected some but not all pieces verified before the disk filled, got {claimed:?}; stderr:\n{stderr}"
     );
-    // Every piece reported verified is intact, and no other piece is complete:
-    // the piece being written when the disk filled is not half-claimed.
-    assert_eq!(
-        correct_pieces(&target, &data),
-        claimed,
-        "pieces on disk against pieces reported"
+    // Every piece reported verified is intact: the piece being written when
+    // the disk filled is not half-claimed. A piece may be whole on disk and
+    // not claimed: its write (part of a batch of adjacent pieces) failed
+    // after its bytes landed. The resume finds it by its hash.
+    let on_disk = correct_pieces(&target, &data);
+    assert!(
+        claimed.is_subset(&on_disk),
+        "claimed but not intact on disk: {:?}",
+        claimed.difference(&on_disk).collect::<Vec<_>>()
     );
 
     // Space is freed; the same command resumes from the claimed pieces and
@@ -213,17 +216,17 @@ fn a_full_disk_stops_the_download_with_a_clear_error_and_the_data_resumes() {
     assert!(
         stderr.contains(&format!(
             "resuming: {} of {PIECES} pieces already verified",
-            claimed.len()
+            on_disk.len()
         )),
         "{stderr}"
     );
     let fetched = verified_pieces(&stderr);
     assert!(
-        fetched.is_disjoint(&claimed),
+        fetched.is_disjoint(&on_disk),
         "fetched again: {:?}",
-        fetched.intersection(&claimed).collect::<Vec<_>>()
+        fetched.intersection(&on_disk).collect::<Vec<_>>()
     );
-    assert_eq!(fetched.len() + claimed.len(), PIECES, "fetched {fetched:?}");
+    assert_eq!(fetched.len() + on_disk.len(), PIECES, "fetched {fetched:?}");
     assert!(
         fs::read(&target).unwrap() == data,
         "the content differs from the source"
