@@ -88,15 +88,19 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 status_field() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 listen_port() { sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -n 1; }
 has_port() { [[ -n "$(listen_port "$1")" ]]; }
+# peer_args_from FILE: sets peer_args to a --peer for each "ready PORT" line.
+peer_args_from() {
+  peer_args=()
+  for port in $(sed -n 's/^ready //p' "$1"); do
+    peer_args+=(--peer "127.0.0.1:$port")
+  done
+}
 
 # --- 1. 200 connections, both directions ---------------------------------
 python3 "$FAKE" listen 100 "$HASH" >"$WORK/listen.out" 2>"$WORK/listen.err" &
 PIDS+=($!)
 wait_for "the listeners" 20 has_ready "$WORK/listen.out"
-peer_args=()
-for port in $(sed -n 's/^ready //p' "$WORK/listen.out"); do
-  peer_args+=(--peer "127.0.0.1:$port")
-done
+peer_args_from "$WORK/listen.out"
 "$BIN" "$WORK/peers.torrent" --seed "$WORK/peers.bin" --bind 127.0.0.1 --port 0 \
   --max-peers 200 --no-dht --no-pex --no-progress -v "${peer_args[@]}" 2>"$WORK/seeder.log" &
 SEEDER=$!
@@ -149,10 +153,7 @@ PIDS=()
 python3 "$FAKE" blackhole 1000 >"$WORK/blackhole.out" 2>"$WORK/blackhole.err" &
 PIDS+=($!)
 wait_for "the blackholes" 60 has_ready "$WORK/blackhole.out"
-peer_args=()
-for port in $(sed -n 's/^ready //p' "$WORK/blackhole.out"); do
-  peer_args+=(--peer "127.0.0.1:$port")
-done
+peer_args_from "$WORK/blackhole.out"
 mkdir -p "$WORK/dl"
 "$BIN" "$WORK/peers.torrent" -d "$WORK/dl" --bind 127.0.0.1 --port 0 --no-dht --no-pex \
   --no-progress "${peer_args[@]}" 2>"$WORK/downloader.log" &
