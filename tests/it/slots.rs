@@ -18,7 +18,9 @@ use bittorrent::piece_manager::Outcome;
 
 use crate::support::bencode::{SingleFile, write_single_file};
 use crate::support::hostile::init_logging;
-use crate::support::net::{connect_from, exchange_handshakes, free_port, peer_id, poll_until};
+use crate::support::net::{
+    connect_from, exchange_handshakes, free_port, free_port_outside_ephemeral, peer_id, poll_until,
+};
 use crate::support::*;
 
 /// An honest download must complete within this despite the attack.
@@ -214,7 +216,7 @@ fn idle_incoming_connections_do_not_keep_a_downloader_from_dialling() {
     let info_hash = InfoHash(made.info_hash);
     // The seeder's port, with nothing on it yet: the first dial fails, and
     // the next comes about 5 s later, once the idle peers are in.
-    let port = free_port();
+    let port = free_port_outside_ephemeral();
     let seeder_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dest = dir.path().join("out");
     let started = Instant::now();

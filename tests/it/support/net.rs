@@ -76,6 +76,20 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up on Linux),
+/// for a test that binds it later: another test's outgoing connection can
+/// take a free port of that range as its source port in the meantime.
+pub fn free_port_outside_ephemeral() -> u16 {
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("::", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port from 20000 to 32000");
+}
+
 /// A peer id made of `byte`, distinct per caller.
 pub fn peer_id(byte: u8) -> [u8; 20] {
     let mut id = *b"-XX0001-000000000000";
