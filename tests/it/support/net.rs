@@ -82,7 +82,11 @@ pub fn free_port() -> u16 {
 pub fn free_port_outside_ephemeral() -> u16 {
     for _ in 0..1000 {
         let port = fastrand::u16(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("::", port)).is_ok()
+        // The seeder listens on every IPv4 and (where there is IPv6)
+        // every IPv6 address at the port.
+        let no_ipv6 = TcpListener::bind(("::1", 0)).is_err();
+        if TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && (no_ipv6 || TcpListener::bind(("::", port)).is_ok())
         {
             return port;
         }
