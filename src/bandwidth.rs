@@ -111,6 +111,24 @@ impl TokenBucket {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// Charges `bytes` at `now` only if the bucket would still hold half
+    /// its burst after them (or, for a burst below twice `bytes`, if it is
+    /// full), and says whether it did. Takers that can wait
+    /// for spare bytes use it (repeats of pieces already sent, see
+    /// [`crate::peer::first_sent`]): while others keep the bucket drawn
+    /// down they get nothing, and as soon as demand falls below the rate
+    /// the bucket fills and they go.
+    pub fn take_if_spare(&mut self, bytes: u64, now: Instant) -> bool {
+        self.refill(now);
+        let needed = (bytes + self.burst / 2).min(self.burst.max(bytes));
+        let needed = i128::from(needed) * NANOS_PER_SEC;
+        if self.balance < needed {
+            return false;
+        }
+        self.balance -= i128::from(bytes) * NANOS_PER_SEC;
+        true
+    }
+
     /// Adds what flowed in since the last update, up to the burst. A time
     /// before the last update (another thread's clock reading, taken
     /// earlier) adds nothing.
@@ -226,6 +244,12 @@ impl RateLimiter {
         let mut bucket = self.lock();
         // Read inside the lock, so the bucket sees the times in order.
         bucket.take(bytes, Instant::now())
+    }
+
+    /// [`TokenBucket::take_if_spare`], now.
+    pub fn take_if_spare(&self, bytes: u64) -> bool {
+        let mut bucket = self.lock();
+        bucket.take_if_spare(bytes, Instant::now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TokenBucket> {
@@ -405,6 +429,30 @@ mod tests {
         assert_eq!(bucket.take(10_000, t0), Duration::from_millis(100));
         assert_eq!(bucket.available(t0), -10_000);
         assert_eq!(bucket.available(t0 + Duration::from_millis(100)), 0);
+    }
+
+    #[test]
+    fn a_spare_taker_goes_only_while_half_the_burst_would_remain() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::with_burst(100_000, 50_000, t0);
+        // Full (50,000): 20,000 leaves 30,000, above half the burst.
+        assert!(bucket.take_if_spare(20_000, t0));
+        assert_eq!(bucket.available(t0), 30_000);
+        // 10,000 more would leave 20,000, below 25,000: refused, uncharged.
+        assert!(!bucket.take_if_spare(10_000, t0));
+        assert_eq!(bucket.available(t0), 30_000);
+        // A taker in debt keeps it refused until the debt is paid and half
+        // the burst has flowed back in.
+        bucket.take(60_000, t0);
+        let paid = t0 + Duration::from_millis(300);
+        assert!(!bucket.take_if_spare(1, paid));
+        let refilled = t0 + Duration::from_millis(600);
+        assert!(bucket.take_if_spare(1, refilled));
+        // A burst of one block: spare once the bucket is full again.
+        let mut small = TokenBucket::with_burst(100_000, 16_384, t0);
+        assert!(small.take_if_spare(16_384, t0));
+        assert!(!small.take_if_spare(16_384, t0 + Duration::from_millis(100)));
+        assert!(small.take_if_spare(16_384, t0 + Duration::from_millis(330)));
     }
 
     #[test]

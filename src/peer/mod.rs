@@ -40,6 +40,7 @@ pub mod conn;
 pub mod ext;
 pub mod extensions;
 pub mod fetching;
+pub mod first_sent;
 pub mod open;
 pub mod pex;
 pub mod pipeline;
@@ -225,6 +226,9 @@ pub struct Loaded {
     pub buffers: PieceBuffers,
     /// The raw `info` dictionary, served to peers that fetch it (BEP 9).
     pub info_bytes: Arc<[u8]>,
+    /// Which connection each piece went out to first, so that with an
+    /// upload limit new pieces go out before repeats ([`first_sent`]).
+    pub first_sent: first_sent::FirstSent,
 }
 
 impl std::fmt::Debug for Loaded {

@@ -45,6 +45,7 @@ use crate::dht::node::DhtHandle;
 use crate::error::Error;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, Metainfo};
+use crate::peer::first_sent::FirstSent;
 use crate::peer::{Loaded, PeerContext};
 use crate::peer_list::PeerSource;
 use crate::peer_table::PeerTable;
@@ -535,6 +536,7 @@ impl Run {
             storage: Arc::clone(&prepared.storage),
             buffers: buffers.clone(),
             info_bytes: Arc::clone(&meta.info_bytes),
+            first_sent: FirstSent::new(meta.layout.piece_count()),
         });
         let verifier = match Verifier::start(
             Arc::clone(&prepared.storage),

@@ -8,7 +8,10 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use bittorrent::peer::wire::Message;
+
 use crate::support::bencode::write_single_file;
+use crate::support::peer::ScriptedPeer;
 use crate::support::*;
 
 /// The limit the tests set: 500,000 bytes a second.
@@ -116,4 +119,65 @@ fn a_bad_rate_is_a_usage_error_naming_the_flag_and_the_value() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+/// With an upload limit the seeder's upload is scarce: a piece it already
+/// sent to one peer waits while another peer's requests for pieces no one
+/// has got yet can go. (Leechers cannot see each other's requests, so in
+/// a swarm they often ask the seeder for the same piece; it used to send
+/// such pieces twice before every piece had gone out once.)
+#[test]
+fn a_limited_seeder_sends_new_pieces_before_ones_it_sent_to_another_peer() {
+    const PIECE_LEN: usize = 64 * 1024;
+    const BLOCK: usize = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(8 * PIECE_LEN, 43);
+    let file = write_single_file(dir.path(), "repeats.bin", &data, PIECE_LEN, None);
+    let mut seed_config = config(&file.torrent, seed_from(&file.source), vec![]);
+    seed_config.max_upload_rate = 400_000;
+    seed_config.pex = false;
+    let seeder = Running::start(&seed_config);
+    let info_hash = bittorrent::metainfo::InfoHash(file.info_hash);
+    let requests = |pieces: std::ops::Range<u32>| -> Vec<Message<'static>> {
+        pieces
+            .flat_map(|index| {
+                (0..PIECE_LEN / BLOCK).map(move |n| Message::Request {
+                    index,
+                    begin: (n * BLOCK) as u32,
+                    length: BLOCK as u32,
+                })
+            })
+            .collect()
+    };
+    // The first peer gets pieces 0 to 3 whole.
+    let mut first = ScriptedPeer::connect(seeder.addr, info_hash, 8);
+    first.send(Message::Interested);
+    first.wait_unchoke();
+    first.send_together(&requests(0..4));
+    for _ in 0..4 * PIECE_LEN / BLOCK {
+        let (index, begin, block) = first.recv_piece();
+        let at = index as usize * PIECE_LEN + begin as usize;
+        assert!(block == data[at..at + BLOCK], "block {index}/{begin}");
+    }
+    // The second asks for every piece in index order, in one write.
+    let from = std::net::Ipv4Addr::new(127, 0, 4, 2);
+    let mut second =
+        ScriptedPeer::connect_as(seeder.addr, info_hash, 8, from, *b"-XX0001-secondpeer00");
+    second.send(Message::Interested);
+    second.wait_unchoke();
+    second.send_together(&requests(0..8));
+    let mut order = Vec::new();
+    for _ in 0..8 * PIECE_LEN / BLOCK {
+        let (index, begin, block) = second.recv_piece();
+        let at = index as usize * PIECE_LEN + begin as usize;
+        assert!(block == data[at..at + BLOCK], "block {index}/{begin}");
+        if order.last() != Some(&index) {
+            order.push(index);
+        }
+    }
+    assert_eq!(
+        order,
+        vec![4, 5, 6, 7, 0, 1, 2, 3],
+        "pieces 4 to 7 had gone to no one: they go first, every block still served"
+    );
 }

@@ -102,6 +102,14 @@ pub(super) struct Conn<'a> {
     held: Option<Request>,
     /// The upload limit holds `held` back until then.
     upload_paused_until: Option<Instant>,
+    /// This connection's id in [`Loaded::first_sent`](super::Loaded).
+    conn_id: u32,
+    /// With an upload limit: requests for pieces first sent to another
+    /// connection, each with when it was put here; served when the limit
+    /// has spare bytes, or once [`limit::REPEAT_DELAY_MAX`] has passed.
+    repeats: VecDeque<(Request, Instant)>,
+    /// The limit had no spare bytes for `repeats`: not asked again before.
+    repeats_retry_at: Option<Instant>,
     /// The download limit holds reading back until then.
     download_paused_until: Option<Instant>,
     /// This connection's part of the download limit, if there is one.
@@ -127,6 +135,7 @@ impl<'a> Conn<'a> {
     ) -> Conn<'a> {
         let now = Instant::now();
         let layout = *loaded.storage.layout();
+        let conn_id = loaded.first_sent.connection_id();
         Conn {
             key,
             addr,
@@ -153,6 +162,9 @@ impl<'a> Conn<'a> {
             serve_queue: RequestQueue::new(),
             held: None,
             upload_paused_until: None,
+            conn_id,
+            repeats: VecDeque::new(),
+            repeats_retry_at: None,
             download_paused_until: None,
             download_share: ctx.bandwidth.download.as_ref().map(|l| l.share()),
             metadata_queue: VecDeque::new(),
@@ -301,10 +313,10 @@ impl<'a> Conn<'a> {
             let mut wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
             // Parked, a thread still wakes when a held request may go.
             let mut park_for = PARKED_WAIT;
-            if let Some(upload_pause) = self.upload_pause(now) {
-                // Wake when the held request may go.
-                wait = wait.min(upload_pause.max(BUSY_WAIT));
-                park_for = park_for.min(upload_pause.max(BUSY_WAIT));
+            if let Some(upload_wake) = self.upload_wake(now) {
+                // Wake when the held request (or a repeat) may go.
+                wait = wait.min(upload_wake.max(BUSY_WAIT));
+                park_for = park_for.min(upload_wake.max(BUSY_WAIT));
             }
             if self.read_timeout != Some(wait) {
                 self.stream

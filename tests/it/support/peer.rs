@@ -52,9 +52,22 @@ impl ScriptedPeer {
     /// honest sessions of a test use 127.0.0.1.
     pub fn connect(addr: SocketAddr, info_hash: InfoHash, piece_count: u32) -> ScriptedPeer {
         let from = std::net::Ipv4Addr::new(127, 0, 4, 1);
+        ScriptedPeer::connect_as(addr, info_hash, piece_count, from, *b"-XX0001-scriptedpeer")
+    }
+
+    /// [`ScriptedPeer::connect`] from the loopback address `from` with
+    /// the peer id `peer_id`, for tests with several scripted peers (a
+    /// second connection from one IP with the same id is refused).
+    pub fn connect_as(
+        addr: SocketAddr,
+        info_hash: InfoHash,
+        piece_count: u32,
+        from: std::net::Ipv4Addr,
+        peer_id: [u8; 20],
+    ) -> ScriptedPeer {
         let mut stream = super::net::connect_from(from, addr).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        let ours = Handshake::new(info_hash, PeerId(*b"-XX0001-scriptedpeer"));
+        let ours = Handshake::new(info_hash, PeerId(peer_id));
         stream.write_all(&ours.encode()).unwrap();
         let mut theirs = [0u8; wire::HANDSHAKE_LEN];
         stream.read_exact(&mut theirs).unwrap();
