@@ -31,7 +31,7 @@ use sha1::{Digest, Sha1};
 
 use crate::buffers::PieceBuffers;
 use crate::peer::PeerKey;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{DIRECT_ALIGN, Storage, StorageError};
 
 /// Bytes of pieces that may be with the workers, per worker, before the
 /// manager stops assigning new ones (at least 4 pieces per worker).
@@ -188,7 +188,7 @@ fn work(
     } else {
         1
     };
-    let mut gathered = Vec::new();
+    let mut gathered = Gathered::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < most {
@@ -230,7 +230,7 @@ fn work(
 fn write_runs(
     storage: &Storage,
     checked: &mut [(Job, Result<bool, StorageError>)],
-    gathered: &mut Vec<u8>,
+    gathered: &mut Gathered,
 ) {
     let mut start = 0;
     while start < checked.len() {
@@ -254,7 +254,7 @@ fn write_runs(
                 gathered.extend_from_slice(&job.data);
             }
             let offset = storage.layout().piece_offset(run[0].0.index);
-            storage.write_at(offset, gathered).is_ok()
+            storage.write_at(offset, gathered.as_slice()).is_ok()
         } else {
             false
         };
@@ -264,6 +264,42 @@ fn write_runs(
             }
         }
         start = end;
+    }
+}
+
+/// Bytes of adjacent pieces gathered for one write, starting at an address
+/// aligned for direct writes, so the storage writes them from here rather
+/// than copying them once more into its own aligned buffer.
+#[derive(Default)]
+struct Gathered {
+    buf: Vec<u8>,
+    /// Where the aligned bytes start in `buf`.
+    start: usize,
+    len: usize,
+}
+
+impl Gathered {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `bytes`; the buffer grows (once) to [`GATHER_LEN`] and past
+    /// it only if a caller gathers more.
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let needed = self.len + bytes.len();
+        if self.start + needed > self.buf.len() {
+            let mut grown = vec![0u8; needed.max(GATHER_LEN) + DIRECT_ALIGN];
+            let start = grown.as_ptr().align_offset(DIRECT_ALIGN);
+            grown[start..start + self.len].copy_from_slice(self.as_slice());
+            (self.buf, self.start) = (grown, start);
+        }
+        let at = self.start + self.len;
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len = needed;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -306,6 +342,38 @@ mod tests {
         let meta = Metainfo::from_bytes(&torrent).expect("valid torrent");
         let storage = Storage::open(&meta, &dir.join("f"), Access::ReadWrite).expect("storage");
         (Arc::new(storage), hashes.into())
+    }
+
+    #[test]
+    fn gathered_bytes_start_aligned_for_direct_writes_and_keep_their_order() {
+        let mut gathered = Gathered::default();
+        let pieces: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n; 300_000]).collect();
+        for piece in &pieces {
+            gathered.extend_from_slice(piece);
+            assert!(
+                gathered
+                    .as_slice()
+                    .as_ptr()
+                    .addr()
+                    .is_multiple_of(DIRECT_ALIGN)
+            );
+        }
+        assert_eq!(gathered.as_slice(), pieces.concat());
+        // Past GATHER_LEN it grows and keeps what it held.
+        gathered.extend_from_slice(&pieces[0]);
+        gathered.extend_from_slice(&pieces[1]);
+        assert_eq!(gathered.as_slice().len(), 1_500_000);
+        assert!(
+            gathered
+                .as_slice()
+                .as_ptr()
+                .addr()
+                .is_multiple_of(DIRECT_ALIGN)
+        );
+        assert_eq!(gathered.as_slice()[1_200_000..], pieces[1][..]);
+        gathered.clear();
+        gathered.extend_from_slice(&pieces[2][..10]);
+        assert_eq!(gathered.as_slice(), &pieces[2][..10]);
     }
 
     #[test]

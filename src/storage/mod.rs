@@ -124,7 +124,7 @@ struct StoredFile {
 
 /// Alignment of direct writes: offset, length and memory address. 4 KiB
 /// suits disks with 512-byte and 4 KiB sectors alike.
-const DIRECT_ALIGN: usize = 4096;
+pub(crate) const DIRECT_ALIGN: usize = 4096;
 
 thread_local! {
     /// Each writing thread's aligned buffer for direct writes (one piece).
@@ -396,6 +396,13 @@ impl Storage {
         {
             return Ok(0);
         }
+        if bytes.as_ptr().addr().is_multiple_of(DIRECT_ALIGN) {
+            // Already aligned (the verifier gathers small pieces so): no copy.
+            return match direct.write_all_at(&bytes[..len], at) {
+                Ok(()) => Ok(len),
+                Err(e) => self.direct_refused(e),
+            };
+        }
         let result = DIRECT_BUF.with_borrow_mut(|buf| {
             if buf.len() < len + DIRECT_ALIGN {
                 buf.resize(len + DIRECT_ALIGN, 0);
@@ -407,15 +414,20 @@ impl Storage {
         });
         match result {
             Ok(()) => Ok(len),
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                // The file system wants another alignment, or no direct I/O
-                // at all: buffered writes from now on.
-                log::debug!("direct write refused ({e}); writing through the page cache");
-                self.direct.store(false, Ordering::Relaxed);
-                Ok(0)
-            }
-            Err(e) => Err(e),
+            Err(e) => self.direct_refused(e),
         }
+    }
+
+    /// A direct write failed with `e`: if the file system wants another
+    /// alignment, or no direct I/O at all, buffered writes from now on
+    /// (nothing was written: `Ok(0)`); any other error is the write's.
+    fn direct_refused(&self, e: io::Error) -> io::Result<usize> {
+        if e.kind() != io::ErrorKind::InvalidInput {
+            return Err(e);
+        }
+        log::debug!("direct write refused ({e}); writing through the page cache");
+        self.direct.store(false, Ordering::Relaxed);
+        Ok(0)
     }
 
     /// Reads the whole of piece `index` into `buf` (resized to the piece's length).
