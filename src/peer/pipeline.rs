@@ -199,7 +199,7 @@ impl Job {
 #[derive(Debug)]
 pub struct Pipeline {
     layout: Layout,
-    jobs: Vec<Job>,
+    jobs: VecDeque<Job>,
     in_flight: usize,
     depth: usize,
     /// The remote's `reqq` (BEP 10): never more requests in flight than it queues.
@@ -215,7 +215,7 @@ impl Pipeline {
     pub fn new(layout: Layout, now: Instant) -> Pipeline {
         Pipeline {
             layout,
-            jobs: Vec::new(),
+            jobs: VecDeque::new(),
             in_flight: 0,
             depth: START_PIPELINE,
             remote_queue: usize::MAX,
@@ -272,7 +272,7 @@ impl Pipeline {
     /// Adds a piece to fetch (ignored if it is already being fetched).
     pub fn add(&mut self, piece: PieceJob) {
         if !self.is_fetching(piece.index) {
-            self.jobs.push(Job::new(piece, &self.layout));
+            self.jobs.push_back(Job::new(piece, &self.layout));
         }
     }
 
@@ -365,7 +365,7 @@ impl Pipeline {
         if job.remaining > 0 {
             return Ok(BlockOutcome::Stored);
         }
-        let job = self.jobs.remove(pos);
+        let job = self.jobs.remove(pos).expect("found above");
         Ok(BlockOutcome::Completed {
             index,
             data: job.data,
@@ -378,7 +378,7 @@ impl Pipeline {
         let Some(pos) = self.jobs.iter().position(|j| j.index == index) else {
             return Vec::new();
         };
-        let job = self.jobs.remove(pos);
+        let job = self.jobs.remove(pos).expect("found above");
         self.remember_dropped(index, now);
         let cancels = self.cancels_for(&job);
         self.in_flight -= cancels.len();
