@@ -66,6 +66,9 @@
 //! `--max-download-rate` and `--max-upload-rate`): one token bucket per
 //! direction, shared by every peer thread of every torrent, which charges
 //! each block a thread reads or serves and tells it how long to hold back.
+//! With an upload limit, a piece already sent to one connection waits on
+//! the others while the limit has no spare bytes ([`peer::first_sent`]), so
+//! a scarce seeder sends every piece once before it sends any twice.
 //!
 //! Policy is pure code too, each piece tested with a fake clock: the
 //! [`piece_picker`] (partial pieces first, a few random ones, then rarest

@@ -178,14 +178,13 @@ impl Conn<'_> {
     /// How long until the upload limit may let something go that it holds
     /// back now (a held request, or a repeat), if it holds anything.
     pub(super) fn upload_wake(&self, now: Instant) -> Option<Duration> {
-        let repeats = self
-            .repeats_due(now)
-            .filter(|_| self.serve_queue.is_empty())
-            .map(|at| at.saturating_duration_since(now));
-        match (self.upload_pause(now), repeats) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A held request goes before any repeat: nothing is tried sooner.
+        if let Some(pause) = self.upload_pause(now) {
+            return Some(pause);
         }
+        self.repeats_due(now)
+            .filter(|_| self.serve_queue.is_empty())
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// How long the upload limit still holds a request back, if it does.
