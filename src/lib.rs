@@ -125,6 +125,7 @@ pub mod progress;
 pub mod session;
 pub mod stats;
 pub mod storage;
+pub mod tools;
 pub mod torrent;
 pub mod tracker;
 pub mod untrusted;
