@@ -63,7 +63,7 @@ pub struct CreateArgs {
 
     /// A tracker's announce URL (repeatable). Each becomes a tier of its
     /// own, in the order given (BEP 12): the first is also `announce`.
-    #[arg(short = 't', long = "tracker", value_name = "URL")]
+    #[arg(short = 't', long = "tracker", value_name = "URL", value_parser = parse_url)]
     pub trackers: Vec<String>,
 
     /// Piece length: a power of two from 16KiB to 64MiB, in bytes or with a
@@ -89,7 +89,7 @@ pub struct CreateArgs {
     pub source: Option<String>,
 
     /// A web seed URL (BEP 19, `url-list`; repeatable).
-    #[arg(long = "web-seed", value_name = "URL")]
+    #[arg(long = "web-seed", value_name = "URL", value_parser = parse_url)]
     pub web_seeds: Vec<String>,
 
     /// Leave out the creation date, so that the same inputs give the same
@@ -179,6 +179,22 @@ pub fn full_command() -> clap::Command {
     command
 }
 
+/// A URL for clap: `scheme://rest`.
+fn parse_url(text: &str) -> Result<String, String> {
+    match text.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !rest.is_empty() =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err("expected a URL such as http://tracker.example/announce".into()),
+    }
+}
+
 /// A piece length for clap: a power of two from 16 KiB to 64 MiB.
 fn parse_piece_len(text: &str) -> Result<u64, String> {
     super::create::parse_piece_len(text)
@@ -219,6 +235,22 @@ mod tests {
         assert_eq!(args.web_seeds, ["http://w/"]);
         assert_eq!(args.piece_length, Some(256 * 1024));
         assert!(args.private && args.no_date && !args.force);
+    }
+
+    #[test]
+    fn a_tracker_or_web_seed_that_is_not_a_url_is_a_usage_error() {
+        for flag in ["-t", "--web-seed"] {
+            let e = Tools::try_parse_from(["bittorrent", "create", "x", flag, "tracker.example"])
+                .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let e = e.to_string();
+            assert!(
+                e.contains("tracker.example") && e.contains("expected a URL"),
+                "{e}"
+            );
+        }
+        assert!(Tools::try_parse_from(["bittorrent", "create", "x", "-t", "udp://t:6969"]).is_ok());
+        assert!(Tools::try_parse_from(["bittorrent", "create", "x", "-t", "://x"]).is_err());
     }
 
     #[test]

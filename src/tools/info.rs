@@ -199,12 +199,12 @@ fn unique<'a>(urls: impl Iterator<Item = &'a String>) -> Vec<String> {
 /// Runs `bittorrent info`.
 ///
 /// # Errors
-/// A malformed magnet link, or a torrent file that cannot be read or is
+/// A malformed magnet link (a usage error, as for a download), or a torrent file that cannot be read or is
 /// not a valid torrent.
 pub fn run(args: &InfoArgs) -> Result<ExitCode, ToolError> {
     let report = if Magnet::is_magnet(&args.input) {
         let magnet = Magnet::parse(&args.input).map_err(|e| {
-            ToolError::caused(format!("invalid magnet link {}", show(&args.input)), e)
+            ToolError::caused(format!("invalid magnet link {}", show(&args.input)), e).usage()
         })?;
         magnet_report(&magnet)
     } else {

@@ -38,9 +38,12 @@ pub fn is_verb(first: &str) -> bool {
 }
 
 /// Why a verb failed: a message and, possibly, its cause; or another
-/// error as it is.
+/// error as it is. Exit code 1, or 2 for bad input on the command line.
 #[derive(Debug)]
-pub struct ToolError(Inner);
+pub struct ToolError {
+    inner: Inner,
+    usage: bool,
+}
 
 #[derive(Debug)]
 enum Inner {
@@ -51,7 +54,10 @@ enum Inner {
 impl ToolError {
     /// An error with no further cause.
     pub fn new(message: impl Into<String>) -> ToolError {
-        ToolError(Inner::Message(message.into(), None))
+        ToolError {
+            inner: Inner::Message(message.into(), None),
+            usage: false,
+        }
     }
 
     /// An error caused by `source`.
@@ -59,18 +65,39 @@ impl ToolError {
         message: impl Into<String>,
         source: impl StdError + Send + Sync + 'static,
     ) -> ToolError {
-        ToolError(Inner::Message(message.into(), Some(Box::new(source))))
+        ToolError {
+            inner: Inner::Message(message.into(), Some(Box::new(source))),
+            usage: false,
+        }
     }
 
     /// `error` itself, with its own message and causes.
     pub fn wrap(error: impl StdError + Send + Sync + 'static) -> ToolError {
-        ToolError(Inner::Wrapped(Box::new(error)))
+        ToolError {
+            inner: Inner::Wrapped(Box::new(error)),
+            usage: false,
+        }
+    }
+
+    /// The same error, as bad input on the command line (exit code 2, as
+    /// clap's usage errors and a malformed magnet link given to a download).
+    pub fn usage(self) -> ToolError {
+        ToolError {
+            usage: true,
+            ..self
+        }
+    }
+
+    /// The exit code for this error: 2 for bad input on the command line,
+    /// else 1.
+    pub fn exit_code(&self) -> u8 {
+        if self.usage { 2 } else { 1 }
     }
 }
 
 impl fmt::Display for ToolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &self.inner {
             Inner::Message(message, _) => f.write_str(message),
             Inner::Wrapped(error) => error.fmt(f),
         }
@@ -79,7 +106,7 @@ impl fmt::Display for ToolError {
 
 impl StdError for ToolError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.0 {
+        match &self.inner {
             Inner::Message(_, source) => source.as_deref().map(|e| e as &(dyn StdError + 'static)),
             Inner::Wrapped(error) => error.source(),
         }
@@ -117,7 +144,7 @@ pub fn run(argv: Vec<std::ffi::OsString>) -> ExitCode {
                 eprintln!("caused by: {cause}");
                 source = cause.source();
             }
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
