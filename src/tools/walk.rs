@@ -285,7 +285,7 @@ mod tests {
 
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("pipe"),
+            root.join("pipe"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o600),
             0,
