@@ -184,9 +184,9 @@ pub(crate) fn byte_bar(what: &str, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     // `what` is ours, never a name from outside, so it may sit in the template.
-    let template = format!(
-        "{what} {{percent:>3}}% [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
-    );
+    // A bar as wide as the terminal leaves, so the line never wraps.
+    let template =
+        format!("{what} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} [{{wide_bar}}]");
     bar.set_style(
         ProgressStyle::with_template(&template)
             .expect("the template is valid")
