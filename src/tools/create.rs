@@ -10,6 +10,7 @@
 //! info-hash. The written file is read back with [`Metainfo::from_bytes`],
 //! which gives the info-hash and checks what we wrote.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -296,7 +297,9 @@ pub fn run(args: &CreateArgs) -> Result<ExitCode, ToolError> {
     write_out(&out_path, &bytes, args.force)?;
 
     let files = walked.files.len();
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "created {}: {} ({} file{}, {} in {} pieces of {})",
         out_path.display(),
         walked.name,
@@ -306,14 +309,15 @@ pub fn run(args: &CreateArgs) -> Result<ExitCode, ToolError> {
         layout.piece_count(),
         HumanBytes(piece_len)
     );
-    println!("info-hash: {}", meta.info_hash);
+    let _ = writeln!(text, "info-hash: {}", meta.info_hash);
     let magnet = Magnet {
         info_hash: meta.info_hash,
         name: Some(walked.name.clone()),
         trackers: args.trackers.clone(),
         peers: Vec::new(),
     };
-    println!("magnet: {}", magnet.to_uri());
+    let _ = writeln!(text, "magnet: {}", magnet.to_uri());
+    super::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

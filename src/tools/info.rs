@@ -222,9 +222,9 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, ToolError> {
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| ToolError::caused("cannot write JSON", e))?;
-        println!("{json}");
+        super::emit(&format!("{json}\n"))?;
     } else {
-        print!("{}", text(&report));
+        super::emit(&text(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -130,10 +130,17 @@ pub fn run(argv: Vec<std::ffi::OsString>) -> ExitCode {
         Verb::Info(args) => info::run(&args),
         Verb::Verify(args) => verify::run(&args),
         Verb::Completions(args) => {
-            completions(args.shell, &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            completions(args.shell, &mut script);
+            emit(&String::from_utf8_lossy(&script)).map(|()| ExitCode::SUCCESS)
         }
-        Verb::Man => man(&mut std::io::stdout()),
+        Verb::Man => {
+            let mut page = Vec::new();
+            man(&mut page).and_then(|code| {
+                emit(&String::from_utf8_lossy(&page))?;
+                Ok(code)
+            })
+        }
     };
     match result {
         Ok(code) => code,
@@ -169,6 +176,26 @@ pub fn man(out: &mut dyn std::io::Write) -> Result<ExitCode, ToolError> {
         .render(out)
         .map_err(|e| ToolError::caused("cannot write the man page", e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to stdout. A closed pipe (`bittorrent info x | head -1`)
+/// ends the output quietly, and the verb keeps its exit code; Rust
+/// ignores SIGPIPE, so without this the write would fail.
+///
+/// # Errors
+/// Any other failure to write.
+pub(crate) fn emit(text: &str) -> Result<(), ToolError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(ToolError::caused("cannot write to stdout", e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// How many threads hash: one per core.

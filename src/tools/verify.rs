@@ -9,7 +9,7 @@
 //! read as seeding reads it ([`crate::storage`]'s seed mode follows paths
 //! as given, and so does this).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -213,33 +213,38 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, ToolError> {
             meta.files.len()
         )));
     }
-    println!(
-        "verifying {} at {}: {} file{}, {} pieces",
+    super::emit(&format!(
+        "verifying {} at {}: {} file{}, {} pieces\n",
         show(&meta.name),
         root.display(),
         meta.files.len(),
         if meta.files.len() == 1 { "" } else { "s" },
         meta.layout.piece_count()
-    );
+    ))?;
     let bar = super::byte_bar("verifying", meta.total_len());
     let checked = check(&meta, root, super::hash_threads(), &bar);
     bar.finish_and_clear();
+    let mut text = String::new();
     for file in &checked.files {
-        println!("{file}");
+        let _ = writeln!(text, "{file}");
     }
     let complete = checked
         .files
         .iter()
         .filter(|f| f.state == FileState::Complete)
         .count();
-    println!(
+    let _ = writeln!(
+        text,
         "{complete} of {} files complete; {} of {} pieces match",
         checked.files.len(),
         checked.good_pieces,
         checked.piece_count
     );
+    if checked.all_good() {
+        let _ = writeln!(text, "ok: the content matches the torrent");
+    }
+    super::emit(&text)?;
     Ok(if checked.all_good() {
-        println!("ok: the content matches the torrent");
         ExitCode::SUCCESS
     } else {
         eprintln!("the content does not match the torrent");

@@ -199,3 +199,43 @@ fn the_download_command_line_and_its_help_are_unchanged_by_the_verbs() {
         ran.stderr
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly_and_keeps_the_exit_code() {
+    // Rust ignores SIGPIPE: printing to a closed pipe used to panic.
+    let dir = Dir::new();
+    let torrent = fixtures().join("multi.torrent");
+    let content = fixtures().join("multi");
+    for (args, code) in [
+        (vec!["info", arg(&torrent)], 0),
+        (vec!["completions", "zsh"], 0),
+        (vec!["verify", arg(&torrent), arg(&content)], 0),
+        (
+            vec!["verify", arg(&torrent), arg(&fixtures().join("single"))],
+            1,
+        ),
+    ] {
+        let err_path = dir.logs.join("closed-stderr");
+        fs::create_dir_all(&dir.logs).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut guard = Guard(child);
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = guard.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{args:?} did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let stderr = fs::read_to_string(&err_path).unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
