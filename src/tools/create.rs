@@ -205,6 +205,12 @@ pub fn run(args: &CreateArgs) -> Result<ExitCode, ToolError> {
         .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", walked.name)));
     // Checked before hours of hashing; the write below checks again.
     if let Ok(existing) = fs::metadata(&out_path) {
+        if existing.is_dir() {
+            return Err(ToolError::new(format!(
+                "{} is a folder; give the .torrent's file name with -o",
+                out_path.display()
+            )));
+        }
         if walked.ids.contains(&(existing.dev(), existing.ino())) {
             return Err(ToolError::new(format!(
                 "{} is one of the files the torrent lists; write it elsewhere with -o",
@@ -248,23 +254,17 @@ pub fn run(args: &CreateArgs) -> Result<ExitCode, ToolError> {
         layout,
     );
     let bar = super::byte_bar("hashing", total_len);
-    let hashes = content
-        .hash_pieces(super::hash_threads(), &bar)
-        .into_iter()
-        .map(|hash| {
-            hash.map_err(|e| {
-                let path = &walked.files[e.file].path;
-                if e.source.kind() == std::io::ErrorKind::UnexpectedEof {
-                    ToolError::new(format!(
-                        "{} got shorter while it was hashed",
-                        path.display()
-                    ))
-                } else {
-                    ToolError::caused(format!("cannot read {}", path.display()), e.source)
-                }
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let hashes = content.hash_all(super::hash_threads(), &bar).map_err(|e| {
+        let path = &walked.files[e.file].path;
+        if e.source.kind() == std::io::ErrorKind::UnexpectedEof {
+            ToolError::new(format!(
+                "{} got shorter while it was hashed",
+                path.display()
+            ))
+        } else {
+            ToolError::caused(format!("cannot read {}", path.display()), e.source)
+        }
+    })?;
     bar.finish_and_clear();
     for file in &walked.files {
         let now = fs::metadata(&file.path).map(|m| m.len()).ok();

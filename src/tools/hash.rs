@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use indicatif::ProgressBar;
 use sha1::{Digest, Sha1};
@@ -105,47 +105,90 @@ impl Content {
         threads: usize,
         bar: &ProgressBar,
     ) -> Vec<Result<[u8; 20], ReadError>> {
+        self.hash(threads, bar, false)
+            .into_iter()
+            .map(|r| r.expect("every piece is hashed unless one fails"))
+            .collect()
+    }
+
+    /// The SHA-1 of every piece, as [`Content::hash_pieces`], stopping at
+    /// the first piece that cannot be read.
+    ///
+    /// # Errors
+    /// That piece's [`ReadError`].
+    pub fn hash_all(&self, threads: usize, bar: &ProgressBar) -> Result<Vec<[u8; 20]>, ReadError> {
+        let results = self.hash(threads, bar, true);
+        let mut hashes = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Some(Ok(hash)) => hashes.push(hash),
+                Some(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(hashes),
+        }
+    }
+
+    /// Hashes pieces on `threads` threads (fewer if the system will not
+    /// start them; this one if it starts none); with `stop_at_error`, the
+    /// pieces not yet taken when one fails are left `None`.
+    fn hash(
+        &self,
+        threads: usize,
+        bar: &ProgressBar,
+        stop_at_error: bool,
+    ) -> Vec<Option<Result<[u8; 20], ReadError>>> {
         let count = self.layout.piece_count();
         let next = AtomicU32::new(0);
-        let mut results: Vec<Option<Result<[u8; 20], ReadError>>> =
-            (0..count).map(|_| None).collect();
-        let found = std::thread::scope(|scope| {
+        let stop = AtomicBool::new(false);
+        let work = || {
+            let mut found = Vec::new();
+            let mut buf = Vec::new();
+            let mut open = None;
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= count || stop.load(Ordering::Relaxed) {
+                    return found;
+                }
+                let hash = self
+                    .read_piece(index, &mut buf, &mut open)
+                    .map(|()| Sha1::digest(&buf).into());
+                if hash.is_err() && stop_at_error {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                bar.inc(u64::from(self.layout.piece_size(index)));
+                found.push((index, hash));
+            }
+        };
+        let found: Vec<_> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.clamp(1, count.max(1) as usize))
-                .map(|i| {
-                    let next = &next;
+                .filter_map(|i| {
                     std::thread::Builder::new()
                         .name(format!("hash-{i}"))
-                        .spawn_scoped(scope, move || {
-                            let mut found = Vec::new();
-                            let mut buf = Vec::new();
-                            let mut open = None;
-                            loop {
-                                let index = next.fetch_add(1, Ordering::Relaxed);
-                                if index >= count {
-                                    return found;
-                                }
-                                let hash = self
-                                    .read_piece(index, &mut buf, &mut open)
-                                    .map(|()| Sha1::digest(&buf).into());
-                                bar.inc(u64::from(self.layout.piece_size(index)));
-                                found.push((index, hash));
-                            }
-                        })
-                        .expect("a hashing thread starts")
+                        .spawn_scoped(scope, work)
+                        .ok()
                 })
                 .collect();
+            if workers.is_empty() {
+                return work();
+            }
             workers
                 .into_iter()
                 .flat_map(|w| w.join().expect("a hashing thread does not panic"))
-                .collect::<Vec<_>>()
+                .collect()
         });
+        let mut results: Vec<Option<Result<[u8; 20], ReadError>>> =
+            (0..count).map(|_| None).collect();
         for (index, hash) in found {
             results[index as usize] = Some(hash);
         }
         results
-            .into_iter()
-            .map(|r| r.expect("every piece was hashed"))
-            .collect()
     }
 }
 
@@ -213,6 +256,11 @@ mod tests {
         assert_eq!(
             (missing.file, missing.source.kind()),
             (1, io::ErrorKind::NotFound)
+        );
+        let first = content.hash_all(1, &ProgressBar::hidden()).unwrap_err();
+        assert_eq!(
+            (first.file, first.source.kind()),
+            (0, io::ErrorKind::UnexpectedEof)
         );
         // The last piece is padding alone: zeros.
         assert_eq!(

@@ -228,3 +228,34 @@ fn create_with_bad_input_fails_with_a_clear_error() {
     assert!(ran.stderr.contains("holds no files"), "{}", ran.stderr);
     assert!(!dir.work.join("f.torrent").exists());
 }
+
+#[test]
+fn create_never_writes_over_a_file_it_lists_nor_into_a_folder() {
+    let dir = Dir::new();
+    let share = dir.work.join("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("f.bin"), content(20_000, 5)).unwrap();
+    // `create .` in the folder itself: share/share.torrent is written after
+    // the folder was listed, so it is not in the torrent.
+    let ran = tool(&["create", "."], &share, &dir.logs);
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    let torrent = share.join("share.torrent");
+    let meta = Metainfo::from_bytes(&fs::read(&torrent).unwrap()).unwrap();
+    assert_eq!(meta.name, "share");
+    assert_eq!(meta.files.len(), 1);
+    // Again with --force, it would be: refused, and left as it was.
+    let before = fs::read(&torrent).unwrap();
+    let ran = tool(&["create", ".", "--force"], &share, &dir.logs);
+    assert_eq!(ran.code(), Some(1), "{}", ran.stdout);
+    assert!(
+        ran.stderr
+            .contains("share.torrent is one of the files the torrent lists"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(fs::read(&torrent).unwrap(), before);
+
+    let ran = dir.run(&["create", "share", "-o", "share", "--force"]);
+    assert_eq!(ran.code(), Some(1));
+    assert!(ran.stderr.contains("share is a folder"), "{}", ran.stderr);
+}
