@@ -45,6 +45,13 @@ Examples:
   More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
 
+Other commands (each has its own --help):
+  bittorrent create PATH [-o OUT.torrent] [-t URL]...   make a .torrent
+  bittorrent info FILE.torrent|MAGNET [--json]          show what it holds
+  bittorrent verify FILE.torrent PATH                   check content against it
+  bittorrent completions bash|zsh|fish                  shell completion script
+  bittorrent man                                        the man page
+
 Exit status: 0 when every download is complete and verified (or seeding was
 stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
 any of them failed; the others go on), 2 on bad arguments or a malformed

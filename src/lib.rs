@@ -101,6 +101,16 @@
 //! the datagrams of [`tracker::udp::codec`], and the URL and response half
 //! of [`tracker::http`]. Text that comes from outside is capped and escaped
 //! by [`untrusted`] before it is printed. Size arithmetic lives in [`layout`].
+//!
+//! The [`tools`] are the verbs that need no swarm, each its own command
+//! line (`main` hands them the arguments when the first names one):
+//! [`tools::create`] lists a file or folder ([`tools::walk`], in
+//! mktorrent's order), hashes its pieces on every core ([`tools::hash`])
+//! and writes a .torrent with [`bencode`]'s writers, read back by
+//! [`metainfo`]; [`tools::info`] shows a .torrent or a [`magnet`] link, as
+//! text or JSON; [`tools::verify`] checks content against a torrent's
+//! piece hashes, per file; `completions` and `man` are generated from the
+//! clap definitions of both command lines.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -128,6 +138,7 @@ pub mod progress;
 pub mod session;
 pub mod stats;
 pub mod storage;
+pub mod tools;
 pub mod torrent;
 pub mod tracker;
 pub mod untrusted;

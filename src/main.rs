@@ -1,6 +1,7 @@
-//! The `bittorrent` command: parse arguments, set up logging, raise the
-//! limit on open files, run a session, print the error chain once and
-//! choose the exit code.
+//! The `bittorrent` command: hand a verb (`create`, `info`, `verify`,
+//! `completions`, `man`) to [`bittorrent::tools`]; otherwise parse
+//! arguments, set up logging, raise the limit on open files, run a
+//! session, print the error chain once and choose the exit code.
 
 use std::process::ExitCode;
 
@@ -14,7 +15,17 @@ use clap::Parser;
 const MIN_OPEN_FILES: u64 = 32;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // `bittorrent create|info|verify|completions|man ...` has its own
+    // parser; every other command line is the download or seed one.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .get(1)
+        .and_then(|first| first.to_str())
+        .is_some_and(bittorrent::tools::is_verb)
+    {
+        return bittorrent::tools::run(argv);
+    }
+    let args = Args::parse_from(argv);
     // Without -v only warnings are logged, plus the periodic progress lines
     // that replace the live line when stderr is not a terminal.
     let filter = match args.verbose {

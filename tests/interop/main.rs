@@ -50,3 +50,10 @@ mod pex;
 /// alone, by magnet, and a libtorrent or aria2 downloader finds our seeder
 /// with our node as its only contact.
 mod dht;
+
+/// `bittorrent create` against mktorrent (the same info dictionary, byte for
+/// byte, and the same tiers) for a single file, a nested folder with
+/// names that sort differently by component and by whole path, and a
+/// private torrent with a source; libtorrent, aria2 and Transmission open
+/// what it makes.
+mod create;

@@ -109,3 +109,9 @@ mod many_peers;
 /// Idle peer threads park in `poll()`: messages already in a thread's
 /// buffer are still acted on when the remote sends nothing more.
 mod parking;
+
+/// The verbs: `create` against mktorrent's info-hashes and then downloaded
+/// from our own seeder, `info --json` read back field by field, `verify`
+/// on complete, short and corrupted content with its exit codes,
+/// completions and the man page, bad input.
+mod tools;
