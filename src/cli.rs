@@ -12,6 +12,7 @@ use clap::Parser;
 
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::dht::node::DhtConfig;
+use crate::selection::Selection;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent
@@ -184,6 +185,24 @@ pub struct Args {
     /// (K = 1000 bytes, KiB = 1024). 0 means no limit.
     #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate_arg)]
     pub max_upload_rate: u64,
+
+    /// Download only these files: indexes counted from 1 in the torrent's
+    /// file order (as aria2's --select-file), commas between them and
+    /// ranges allowed, as in 1,3-5. Files not chosen are not created; the
+    /// bytes of theirs that share a piece with a chosen file are kept in
+    /// DEST/.NAME.parts. The download is complete when the chosen files
+    /// are. One torrent only (for a magnet link, applied once its metadata
+    /// has arrived); downloads only.
+    #[arg(long, value_name = "LIST")]
+    pub files: Option<String>,
+
+    /// Do not download the files whose path inside the torrent matches
+    /// GLOB (repeatable; after --files): * and ? match any characters,
+    /// / included, so '*.nfo' leaves out every .nfo file and 'extras/*'
+    /// the folder extras; [abc] a set. Quote it in the shell. With several
+    /// torrents it applies to each. Downloads only.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// A rate for clap, which names the flag and the value in its error.
@@ -203,6 +222,13 @@ impl Args {
     pub fn into_config(self) -> Result<Config, String> {
         if self.save_torrent.is_some() && self.torrents.len() > 1 {
             return Err("--save-torrent takes a single torrent".into());
+        }
+        let selection = Selection::new(self.files.as_deref(), &self.exclude)?;
+        if !selection.is_all() && self.seed.is_some() {
+            return Err("--files and --exclude choose files to download (-d); seeding (-s) serves every file".into());
+        }
+        if selection.has_file_list() && self.torrents.len() > 1 {
+            return Err("--files takes a single torrent (--exclude applies to several)".into());
         }
         let mode = match (self.download, self.seed) {
             (Some(dest), None) => Mode::Download { dest },
@@ -237,6 +263,7 @@ impl Args {
             }),
             max_download_rate: self.max_download_rate,
             max_upload_rate: self.max_upload_rate,
+            selection,
         })
     }
 }

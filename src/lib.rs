@@ -122,6 +122,7 @@ pub mod peer_table;
 pub mod piece_manager;
 pub mod piece_picker;
 pub mod progress;
+pub mod selection;
 pub mod session;
 pub mod stats;
 pub mod storage;

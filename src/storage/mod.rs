@@ -13,6 +13,16 @@
 //! I/O (`read_at`/`write_at`) needs no lock and no shared file cursor. In seed
 //! mode files are opened read-only, so seeding can never change the content.
 //!
+//! A download of some files only ([`Storage::open_selected`], `--files`,
+//! `--exclude`) neither creates nor opens the files not selected. The
+//! pieces it fetches are those that hold bytes of a selected file
+//! ([`Storage::unwanted`] are the others); the bytes such a piece holds of
+//! a file not selected are read from and written to the part file,
+//! `DEST/.NAME.parts`, laid out as [`crate::selection`] says, so that the
+//! piece can be checked whole on resume and no file the user did not ask
+//! for is ever written. The part file is opened by the same rules as the
+//! others, and only when some wanted piece needs it.
+//!
 //! Direct writes (Linux, downloads; [`Storage::enable_direct_writes`]): a
 //! second handle on each file (counted in the budget), opened with `O_DIRECT`, writes verified pieces
 //! from the thread's aligned buffer straight to the disk, past the page cache.
@@ -38,8 +48,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use sha1::{Digest, Sha1};
 
+use crate::bitfield::Bitfield;
 use crate::layout::{FileSpan, Layout, file_spans, segments};
 use crate::metainfo::Metainfo;
+use crate::selection::{PartMap, part_file_name, wanted_pieces};
 use crate::untrusted;
 
 mod handles;
@@ -117,9 +129,19 @@ impl StorageOptions {
 struct StoredFile {
     place: Place,
     /// `None` for BEP 47 padding files, which read as zeros and are never
-    /// opened nor written.
+    /// opened nor written, and for files not selected.
     id: Option<FileId>,
+    /// Not selected: never created; its bytes in wanted pieces live in
+    /// the part file.
+    parked: bool,
     length: u64,
+}
+
+/// The part file, when some wanted piece holds bytes of a file not
+/// selected.
+struct Parts {
+    file: File,
+    path: PathBuf,
 }
 
 /// Alignment of direct writes: offset, length and memory address. 4 KiB
@@ -140,6 +162,12 @@ pub struct Storage {
     handles: Handles,
     access: Access,
     had_data: bool,
+    /// The pieces not wanted: every one of them holds bytes of files not
+    /// selected only.
+    unwanted: Bitfield,
+    /// The part file's layout, and the file when there is one.
+    part_map: PartMap,
+    parts: Option<Parts>,
     /// Handles the cache opens get a direct one too.
     direct_on_reopen: bool,
     /// Direct writes are in use (cleared when the file system refuses one).
@@ -176,7 +204,28 @@ impl Storage {
         root: &Path,
         options: StorageOptions,
     ) -> Result<Storage, StorageError> {
+        Storage::open_selected(meta, root, options, &vec![true; meta.files.len()])
+    }
+
+    /// As [`Storage::open_with`], for the files where `selected` is true
+    /// (one entry per file of `meta`): the others are neither created nor
+    /// opened, and the bytes they hold in wanted pieces go to the part
+    /// file (see the module docs). Seeding takes every file.
+    ///
+    /// # Errors
+    /// As [`Storage::open_with`], for the part file too.
+    pub fn open_selected(
+        meta: &Metainfo,
+        root: &Path,
+        options: StorageOptions,
+        selected: &[bool],
+    ) -> Result<Storage, StorageError> {
         let access = options.access;
+        let all = vec![true; meta.files.len()];
+        let selected = match access {
+            Access::ReadWrite if selected.len() == meta.files.len() => selected,
+            _ => &all,
+        };
         let (base, name) = match access {
             Access::ReadOnly => (Base::Paths, None),
             Access::ReadWrite => {
@@ -194,13 +243,18 @@ impl Storage {
                 (Base::beneath(dest)?, Some(name))
             }
         };
-        let opened_count = meta.files.iter().filter(|f| !f.padding).count();
+        let opened_count = meta
+            .files
+            .iter()
+            .zip(selected)
+            .filter(|(f, chosen)| !f.padding && **chosen)
+            .count();
         let per_file = 1 + usize::from(options.direct_io && access == Access::ReadWrite);
         let pinned = opened_count.saturating_mul(per_file) <= options.max_open_fds;
         let mut files = Vec::with_capacity(meta.files.len());
         let mut open_files = Vec::new();
         let mut had_data = access == Access::ReadOnly;
-        for entry in &meta.files {
+        for (entry, &chosen) in meta.files.iter().zip(selected) {
             let path = if meta.multi_file {
                 root.join(&entry.path)
             } else {
@@ -217,7 +271,8 @@ impl Storage {
                 }
             }
             let place = Place { path, below };
-            let id = if entry.padding {
+            let parked = !chosen && !entry.padding;
+            let id = if entry.padding || parked {
                 if pinned {
                     open_files.push(None);
                 }
@@ -236,6 +291,7 @@ impl Storage {
             files.push(StoredFile {
                 place,
                 id,
+                parked,
                 length: entry.length,
             });
         }
@@ -248,14 +304,41 @@ impl Storage {
             );
             Handles::cached(files.len(), options.max_open_fds)
         };
+        let spans = file_spans(meta.files.iter().map(|f| f.length));
+        let wanted = wanted_pieces(&meta.layout, &spans, selected);
+        let part_map = PartMap::new(&meta.layout, &spans);
+        let mut parts = None;
+        if let Some(name) = name
+            && part_map.needed(&spans, selected, &wanted)
+        {
+            let part_name = part_file_name(&name.to_string_lossy());
+            let dest = root
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let place = Place {
+                path: dest.join(&part_name),
+                below: vec![part_name.into()],
+            };
+            let opened = open::open_first(&base, &place, part_map.part_len(), options.allow)?;
+            had_data |= opened.old_len > 0;
+            parts = Some(Parts {
+                file: opened.file,
+                path: place.path,
+            });
+        }
+        let unwanted = Bitfield::from_bools(&wanted.iter().map(|w| !w).collect::<Vec<_>>());
         Ok(Storage {
             layout: meta.layout,
-            spans: file_spans(meta.files.iter().map(|f| f.length)),
+            spans,
             files,
             base,
             handles,
             access,
             had_data,
+            unwanted,
+            part_map,
+            parts,
             direct_on_reopen: false,
             direct: AtomicBool::new(false),
         })
@@ -320,6 +403,77 @@ impl Storage {
         &self.layout
     }
 
+    /// The pieces not wanted: they hold bytes of files not selected only,
+    /// and are never fetched (none, unless some files are not selected).
+    pub fn unwanted(&self) -> &Bitfield {
+        &self.unwanted
+    }
+
+    /// Whether piece `index` is wanted.
+    pub fn is_wanted(&self, index: u32) -> bool {
+        !self.unwanted.has(index)
+    }
+
+    /// Number of wanted pieces.
+    pub fn wanted_count(&self) -> u32 {
+        self.layout.piece_count() - self.unwanted.count()
+    }
+
+    /// Bytes of the wanted pieces: what a download fetches.
+    pub fn wanted_len(&self) -> u64 {
+        let all = self.layout.total_len();
+        all - self
+            .unwanted
+            .iter()
+            .map(|i| u64::from(self.layout.piece_size(i)))
+            .sum::<u64>()
+    }
+
+    /// The part file's path, when this download has one.
+    pub fn part_file(&self) -> Option<&Path> {
+        self.parts.as_ref().map(|p| p.path.as_path())
+    }
+
+    /// Reads or writes the bytes at content offset `offset` that belong
+    /// to a file not selected: in the part file.
+    fn parked_io(
+        &self,
+        offset: u64,
+        len: usize,
+        mut io: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        let Some(parts) = &self.parts else {
+            return Err(error(
+                Path::new("the part file"),
+                action,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "no part file: the piece is not wanted",
+                ),
+            ));
+        };
+        for part in self.part_map.locate(offset, len) {
+            let part = part.map_err(|piece| {
+                error(
+                    &parts.path,
+                    action,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("piece {piece} has no place in it: the piece is not wanted"),
+                    ),
+                )
+            })?;
+            io(
+                &parts.file,
+                part.part_offset,
+                part.range_offset..part.range_offset + part.len,
+            )
+            .map_err(|e| error(&parts.path, action, e))?;
+        }
+        Ok(())
+    }
+
     /// The open handles of file `index` (not a padding file); `write` when
     /// they are for a write.
     fn handle(&self, index: usize, write: bool) -> Result<Handle<'_>, StorageError> {
@@ -344,6 +498,16 @@ impl Storage {
         for seg in segments(&self.spans, offset, buf.len()) {
             let out = &mut buf[seg.range_offset..seg.range_offset + seg.len];
             let stored = &self.files[seg.file];
+            if stored.parked {
+                let at = self.spans[seg.file].offset + seg.file_offset;
+                self.parked_io(
+                    at,
+                    seg.len,
+                    |file, pos, range| file.read_exact_at(&mut out[range], pos),
+                    "read",
+                )?;
+                continue;
+            }
             if stored.id.is_none() {
                 out.fill(0);
                 continue;
@@ -363,12 +527,23 @@ impl Storage {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         for seg in segments(&self.spans, offset, data.len()) {
             let stored = &self.files[seg.file];
+            let bytes = &data[seg.range_offset..seg.range_offset + seg.len];
+            if stored.parked {
+                let at = self.spans[seg.file].offset + seg.file_offset;
+                self.parked_io(
+                    at,
+                    seg.len,
+                    |file, pos, range| file.write_all_at(&bytes[range], pos),
+                    "write",
+                )?;
+                continue;
+            }
             if stored.id.is_none() {
                 continue;
             }
             let path = &stored.place.path;
             let handle = self.handle(seg.file, true)?;
-            let mut bytes = &data[seg.range_offset..seg.range_offset + seg.len];
+            let mut bytes = bytes;
             let mut at = seg.file_offset;
             if let Some(direct) = &handle.direct {
                 let written = self
@@ -447,12 +622,19 @@ impl Storage {
                 .sync_all()
                 .map_err(|e| error(&self.files[index].place.path, "sync", e))?;
         }
+        if let Some(parts) = &self.parts {
+            parts
+                .file
+                .sync_all()
+                .map_err(|e| error(&parts.path, "sync", e))?;
+        }
         Ok(())
     }
 
-    /// Checks every piece on disk against `hashes` on `threads` threads and
-    /// returns which pieces are present and correct. `on_piece` is called after
-    /// each piece with the number checked so far (for a progress display).
+    /// Checks every wanted piece on disk against `hashes` on `threads`
+    /// threads and returns which pieces are present and correct (a piece
+    /// not wanted is never had). `on_piece` is called after each piece
+    /// with the number checked so far (for a progress display).
     ///
     /// A piece that cannot be read (file too short) counts as missing; other read
     /// errors are returned.
@@ -466,6 +648,7 @@ impl Storage {
         on_piece: &(dyn Fn(u32) + Sync),
     ) -> Result<Vec<bool>, StorageError> {
         let count = self.layout.piece_count();
+        let todo: Vec<u32> = (0..count).filter(|&i| self.is_wanted(i)).collect();
         let next = AtomicU32::new(0);
         let done = AtomicU32::new(0);
         let results = std::thread::scope(|scope| {
@@ -477,10 +660,10 @@ impl Storage {
                         loop {
                             // Pieces are handed out one at a time, so both threads
                             // read the files roughly in order.
-                            let index = next.fetch_add(1, Ordering::Relaxed);
-                            if index >= count {
+                            let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                            let Some(&index) = todo.get(k) else {
                                 return Ok(found);
-                            }
+                            };
                             let ok = match self.read_piece(index, &mut buf) {
                                 Ok(()) => Sha1::digest(&buf)[..] == hashes[index as usize],
                                 Err(e) if e.source.kind() == io::ErrorKind::UnexpectedEof => false,
