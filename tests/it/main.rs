@@ -15,6 +15,11 @@ mod tracker;
 /// (BEP 15), and tiers of UDP and HTTP trackers with silent ones (BEP 12).
 mod udp_tracker;
 
+/// Choosing files: `--files` and `--exclude` fetch only the chosen files,
+/// keep shared pieces' other bytes in the part file, resume, widen, count
+/// only the wanted bytes in `left`; bad selections are usage errors.
+mod select;
+
 /// Interrupted downloads resume; corrupted pieces are found and fetched again.
 mod resume;
 
