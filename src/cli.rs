@@ -199,7 +199,7 @@ pub struct Args {
     /// Do not download the files whose path inside the torrent matches
     /// GLOB (repeatable; after --files): * and ? match any characters,
     /// / included, so '*.nfo' leaves out every .nfo file and 'extras/*'
-    /// the folder extras; [abc] a set. Quote it in the shell. With several
+    /// the folder extras; brackets hold a set of characters. Quote it in the shell. With several
     /// torrents it applies to each. Downloads only.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,

@@ -44,18 +44,19 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-use sha1::{Digest, Sha1};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bitfield::Bitfield;
 use crate::layout::{FileSpan, Layout, file_spans, segments};
 use crate::metainfo::Metainfo;
-use crate::selection::{PartMap, part_file_name, wanted_pieces};
+use crate::selection::{PartMap, wanted_pieces};
 use crate::untrusted;
 
+mod check;
+mod direct;
 mod handles;
 mod open;
+mod parts;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +65,7 @@ pub use open::Allow;
 
 use handles::{Handle, Handles, OpenFile};
 use open::{Base, FileId, Place};
+use parts::Parts;
 
 /// A storage failure, with the path it concerns.
 #[derive(Debug)]
@@ -135,13 +137,6 @@ struct StoredFile {
     /// the part file.
     parked: bool,
     length: u64,
-}
-
-/// The part file, when some wanted piece holds bytes of a file not
-/// selected.
-struct Parts {
-    file: File,
-    path: PathBuf,
 }
 
 /// Alignment of direct writes: offset, length and memory address. 4 KiB
@@ -254,7 +249,31 @@ impl Storage {
         let mut files = Vec::with_capacity(meta.files.len());
         let mut open_files = Vec::new();
         let mut had_data = access == Access::ReadOnly;
-        for (entry, &chosen) in meta.files.iter().zip(selected) {
+        let spans = file_spans(meta.files.iter().map(|f| f.length));
+        let wanted = wanted_pieces(&meta.layout, &spans, selected);
+        let part_map = PartMap::new(&meta.layout, &spans);
+        let mut parts = None;
+        let mut parts_had_data = false;
+        if let Some(name) = name
+            && !part_map.boundary_pieces().is_empty()
+        {
+            if part_map.needed(&spans, selected, &wanted) {
+                parts = Parts::open(&base, name, &part_map, options.allow, true)?;
+            } else {
+                // Only what an earlier run kept is read from one, if any:
+                // a file in the way of that is no reason to stop.
+                match Parts::open(&base, name, &part_map, options.allow, false) {
+                    Ok(found) => parts = found,
+                    Err(e) => log::warn!("{e} ({}): not reading from it", e.source),
+                }
+            }
+            if let Some((_, old_len)) = &parts {
+                parts_had_data = *old_len > 0;
+                had_data |= parts_had_data;
+            }
+        }
+        let parts = parts.map(|(parts, _)| parts);
+        for (index, (entry, &chosen)) in meta.files.iter().zip(selected).enumerate() {
             let path = if meta.multi_file {
                 root.join(&entry.path)
             } else {
@@ -280,6 +299,20 @@ impl Storage {
             } else {
                 let opened = open::open_first(&base, &place, entry.length, options.allow)?;
                 had_data |= opened.old_len > 0;
+                if let Some(parts) = parts
+                    .as_ref()
+                    .filter(|_| parts_had_data && opened.old_len == 0)
+                {
+                    // Selected for the first time: the bytes an earlier run
+                    // kept of it in shared pieces come back.
+                    had_data |= parts.restore(
+                        &part_map,
+                        &meta.layout,
+                        spans[index],
+                        &opened.file,
+                        &place.path,
+                    )?;
+                }
                 if pinned {
                     open_files.push(Some(OpenFile {
                         file: opened.file,
@@ -304,29 +337,6 @@ impl Storage {
             );
             Handles::cached(files.len(), options.max_open_fds)
         };
-        let spans = file_spans(meta.files.iter().map(|f| f.length));
-        let wanted = wanted_pieces(&meta.layout, &spans, selected);
-        let part_map = PartMap::new(&meta.layout, &spans);
-        let mut parts = None;
-        if let Some(name) = name
-            && part_map.needed(&spans, selected, &wanted)
-        {
-            let part_name = part_file_name(&name.to_string_lossy());
-            let dest = root
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let place = Place {
-                path: dest.join(&part_name),
-                below: vec![part_name.into()],
-            };
-            let opened = open::open_first(&base, &place, part_map.part_len(), options.allow)?;
-            had_data |= opened.old_len > 0;
-            parts = Some(Parts {
-                file: opened.file,
-                path: place.path,
-            });
-        }
         let unwanted = Bitfield::from_bools(&wanted.iter().map(|w| !w).collect::<Vec<_>>());
         Ok(Storage {
             layout: meta.layout,
@@ -342,54 +352,6 @@ impl Storage {
             direct_on_reopen: false,
             direct: AtomicBool::new(false),
         })
-    }
-
-    /// Opens every file a second time for direct writes (see the module
-    /// docs), and turns readahead off on the reading handles; with the
-    /// handle cache, files are opened so from now on. Returns how many files
-    /// will be written directly: none where the platform or the file system
-    /// does not support it, which is not an error.
-    pub fn enable_direct_writes(&mut self) -> usize {
-        if self.access == Access::ReadOnly {
-            return 0;
-        }
-        let mut enabled = 0;
-        match &mut self.handles {
-            Handles::Pinned(open_files) => {
-                for (stored, open) in self.files.iter().zip(open_files.iter_mut()) {
-                    let (Some(open), Some(id)) = (open, stored.id) else {
-                        continue;
-                    };
-                    // Zero-length files are never written.
-                    if stored.length == 0 {
-                        continue;
-                    }
-                    if let Some(direct) =
-                        open::open_direct(&self.base, &stored.place, id, &open.file)
-                    {
-                        open.direct = Some(direct);
-                        enabled += 1;
-                    }
-                }
-            }
-            Handles::Cached(_) => {
-                let written = self.files.iter().filter(|f| f.id.is_some() && f.length > 0);
-                // One file tells whether the file system takes O_DIRECT.
-                let probe = written.clone().next().and_then(|stored| {
-                    let id = stored.id?;
-                    let reader = open::reopen(&self.base, &stored.place, id).ok()?;
-                    open::open_direct(&self.base, &stored.place, id, &reader)
-                });
-                if probe.is_some() {
-                    enabled = written.count();
-                    self.direct_on_reopen = true;
-                    // Reopened with direct handles and readahead off.
-                    self.handles.close_cached();
-                }
-            }
-        }
-        self.direct.store(enabled > 0, Ordering::Relaxed);
-        enabled
     }
 
     /// Whether any file held data before [`Storage::open`]: only then is a
@@ -431,7 +393,7 @@ impl Storage {
 
     /// The part file's path, when this download has one.
     pub fn part_file(&self) -> Option<&Path> {
-        self.parts.as_ref().map(|p| p.path.as_path())
+        self.parts.as_ref().map(Parts::path)
     }
 
     /// Reads or writes the bytes at content offset `offset` that belong
@@ -440,38 +402,20 @@ impl Storage {
         &self,
         offset: u64,
         len: usize,
-        mut io: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
+        io: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
         action: &'static str,
     ) -> Result<(), StorageError> {
-        let Some(parts) = &self.parts else {
-            return Err(error(
+        match &self.parts {
+            Some(parts) => parts.io(&self.part_map, offset, len, io, action),
+            None => Err(error(
                 Path::new("the part file"),
                 action,
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "no part file: the piece is not wanted",
+                    "there is none: the piece is not wanted",
                 ),
-            ));
-        };
-        for part in self.part_map.locate(offset, len) {
-            let part = part.map_err(|piece| {
-                error(
-                    &parts.path,
-                    action,
-                    io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("piece {piece} has no place in it: the piece is not wanted"),
-                    ),
-                )
-            })?;
-            io(
-                &parts.file,
-                part.part_offset,
-                part.range_offset..part.range_offset + part.len,
-            )
-            .map_err(|e| error(&parts.path, action, e))?;
+            )),
         }
-        Ok(())
     }
 
     /// The open handles of file `index` (not a padding file); `write` when
@@ -560,39 +504,6 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes the whole aligned blocks at the start of `bytes` (which go to
-    /// file offset `at`) with the direct handle, and returns how many bytes
-    /// that was: none when `at` is unaligned or direct writes are off.
-    fn write_direct(&self, direct: &File, bytes: &[u8], at: u64) -> io::Result<usize> {
-        let len = bytes.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        if len == 0
-            || !at.is_multiple_of(DIRECT_ALIGN as u64)
-            || !self.direct.load(Ordering::Relaxed)
-        {
-            return Ok(0);
-        }
-        let result = DIRECT_BUF.with_borrow_mut(|buf| {
-            if buf.len() < len + DIRECT_ALIGN {
-                buf.resize(len + DIRECT_ALIGN, 0);
-            }
-            let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-            let aligned = &mut buf[start..start + len];
-            aligned.copy_from_slice(&bytes[..len]);
-            direct.write_all_at(aligned, at)
-        });
-        match result {
-            Ok(()) => Ok(len),
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                // The file system wants another alignment, or no direct I/O
-                // at all: buffered writes from now on.
-                log::debug!("direct write refused ({e}); writing through the page cache");
-                self.direct.store(false, Ordering::Relaxed);
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Reads the whole of piece `index` into `buf` (resized to the piece's length).
     ///
     /// # Errors
@@ -623,70 +534,9 @@ impl Storage {
                 .map_err(|e| error(&self.files[index].place.path, "sync", e))?;
         }
         if let Some(parts) = &self.parts {
-            parts
-                .file
-                .sync_all()
-                .map_err(|e| error(&parts.path, "sync", e))?;
+            parts.sync()?;
         }
         Ok(())
-    }
-
-    /// Checks every wanted piece on disk against `hashes` on `threads`
-    /// threads and returns which pieces are present and correct (a piece
-    /// not wanted is never had). `on_piece` is called after each piece
-    /// with the number checked so far (for a progress display).
-    ///
-    /// A piece that cannot be read (file too short) counts as missing; other read
-    /// errors are returned.
-    ///
-    /// # Errors
-    /// The first [`StorageError`] other than a short read.
-    pub fn check(
-        &self,
-        hashes: &[[u8; 20]],
-        threads: usize,
-        on_piece: &(dyn Fn(u32) + Sync),
-    ) -> Result<Vec<bool>, StorageError> {
-        let count = self.layout.piece_count();
-        let todo: Vec<u32> = (0..count).filter(|&i| self.is_wanted(i)).collect();
-        let next = AtomicU32::new(0);
-        let done = AtomicU32::new(0);
-        let results = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.max(1))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut found = Vec::new();
-                        let mut buf = Vec::new();
-                        loop {
-                            // Pieces are handed out one at a time, so both threads
-                            // read the files roughly in order.
-                            let k = next.fetch_add(1, Ordering::Relaxed) as usize;
-                            let Some(&index) = todo.get(k) else {
-                                return Ok(found);
-                            };
-                            let ok = match self.read_piece(index, &mut buf) {
-                                Ok(()) => Sha1::digest(&buf)[..] == hashes[index as usize],
-                                Err(e) if e.source.kind() == io::ErrorKind::UnexpectedEof => false,
-                                Err(e) => return Err(e),
-                            };
-                            if ok {
-                                found.push(index);
-                            }
-                            on_piece(done.fetch_add(1, Ordering::Relaxed) + 1);
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("check thread panicked"))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        let mut have = vec![false; count as usize];
-        for index in results.into_iter().flatten() {
-            have[index as usize] = true;
-        }
-        Ok(have)
     }
 }
 

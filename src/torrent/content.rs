@@ -95,7 +95,10 @@ pub(super) fn prepare(
         });
     }
     if have_count > 0 && !seeding {
-        info!("resuming: {have_count} of {count} pieces already verified");
+        info!(
+            "resuming: {have_count} of {} pieces already verified",
+            storage.wanted_count()
+        );
     }
     // What is left counts the wanted pieces only (what trackers are told).
     let left: u64 = (0..count)

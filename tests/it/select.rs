@@ -240,19 +240,50 @@ fn a_wider_selection_later_fetches_the_rest() {
         &[],
     );
     download(&narrow);
-    // Every file now: deep.bin's pieces 0 and 1 are had; piece 2 needs
-    // big.bin's bytes in big.bin, which is new, so it is fetched again
-    // with pieces 3 to 5.
+    // Every file now: deep.bin's pieces 0 to 2 are had (big.bin, new,
+    // gets its first bytes back from the part file), and 3 to 5 are
+    // fetched.
     let wide = Running::start(&config(&torrent(), download_to(&dest), vec![seeder.addr]));
-    assert_eq!(wide.stats.have_pieces.load(Ordering::Relaxed), 2);
-    assert_eq!(wide.stats.left.load(Ordering::Relaxed), TOTAL - 2 * PIECE);
+    assert_eq!(wide.stats.have_pieces.load(Ordering::Relaxed), 3);
+    assert_eq!(wide.stats.left.load(Ordering::Relaxed), TOTAL - 3 * PIECE);
     let stats = std::sync::Arc::clone(&wide.stats);
     assert_eq!(wide.wait().unwrap(), Outcome::Complete);
-    assert_eq!(stats.downloaded.load(Ordering::Relaxed), TOTAL - 2 * PIECE);
+    assert_eq!(stats.downloaded.load(Ordering::Relaxed), TOTAL - 3 * PIECE);
     assert_same_tree(&source(), &dest.join("multi"));
     assert_eq!(
         fs::metadata(dest.join("multi/a/empty.txt")).unwrap().len(),
         0
+    );
+}
+
+#[test]
+fn a_file_selected_later_gets_back_the_bytes_kept_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeder = Running::start(&config(&torrent(), seed_from(&source()), vec![]));
+    let dest = dir.path().join("out");
+    let down = |files: &str| {
+        selecting(
+            config(&torrent(), download_to(&dest), vec![seeder.addr]),
+            Some(files),
+            &[],
+        )
+    };
+    // small.bin's piece 5 also holds readme.txt, kept in the part file.
+    download(&down("4"));
+    assert_eq!(tree(&dest.join("multi")), ["c", "c/small.bin"]);
+    // With readme.txt too, piece 5 verifies from small.bin and what the
+    // part file gives back to the new readme.txt: nothing is fetched.
+    let wider = Running::start(&down("4-5"));
+    assert_eq!(wider.stats.have_pieces.load(Ordering::Relaxed), 1);
+    assert_eq!(wider.stats.left.load(Ordering::Relaxed), 0);
+    let stats = std::sync::Arc::clone(&wider.stats);
+    assert_eq!(wider.wait().unwrap(), Outcome::Complete);
+    assert_eq!(stats.downloaded.load(Ordering::Relaxed), 0);
+    same_file(&dest, "c/small.bin");
+    same_file(&dest, "readme.txt");
+    assert_eq!(
+        tree(&dest.join("multi")),
+        ["c", "c/small.bin", "readme.txt"]
     );
 }
 
