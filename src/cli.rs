@@ -501,6 +501,59 @@ mod tests {
     }
 
     #[test]
+    fn files_and_exclude_become_a_selection_for_downloads_only() {
+        let parse = |argv: &[&str]| {
+            let mut all = vec!["bittorrent"];
+            all.extend(argv);
+            Args::try_parse_from(all).unwrap().into_config()
+        };
+        assert!(
+            parse(&["a.torrent", "-d", "out"])
+                .unwrap()
+                .selection
+                .is_all()
+        );
+        let config = parse(&[
+            "a.torrent",
+            "-d",
+            "out",
+            "--files",
+            "1,3-4",
+            "--exclude",
+            "*.nfo",
+            "--exclude",
+            "x/*",
+        ])
+        .unwrap();
+        let paths: Vec<(String, bool)> = ["a", "b", "c.nfo", "x/d", "e"]
+            .iter()
+            .map(|p| (p.to_string(), false))
+            .collect();
+        assert_eq!(
+            config.selection.resolve(&paths).unwrap(),
+            [true, false, false, false, false]
+        );
+        // --exclude applies to each of several torrents; --files does not.
+        let several = parse(&["a.torrent", "b.torrent", "-d", "out", "--exclude", "*.nfo"]);
+        assert!(!several.unwrap().selection.is_all());
+        let e = parse(&["a.torrent", "b.torrent", "-d", "out", "--files", "1"]).unwrap_err();
+        assert!(e.contains("--files takes a single torrent"), "{e}");
+        for extra in [["--files", "1"], ["--exclude", "*.nfo"]] {
+            let mut argv = vec!["a.torrent", "-s", "content"];
+            argv.extend(extra);
+            let e = parse(&argv).unwrap_err();
+            assert!(
+                e.contains("--files and --exclude") && e.contains("-s"),
+                "{e}"
+            );
+        }
+        let e = parse(&["a.torrent", "-d", "out", "--files", "1,x"]).unwrap_err();
+        assert!(e.contains("--files") && e.contains("\"x\""), "{e}");
+        let e = parse(&["a.torrent", "-d", "out", "--exclude", "[x"]).unwrap_err();
+        assert!(e.contains("--exclude") && e.contains("[x"), "{e}");
+    }
+
+    #[test]
     fn save_torrent_with_several_torrents_is_an_error() {
         let args = Args::try_parse_from([
             "bittorrent",

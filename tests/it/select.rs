@@ -14,7 +14,10 @@ use bittorrent::selection::Selection;
 use bittorrent::session::Config;
 
 use crate::support::bencode::{TFile, make_torrent};
+use bittorrent::peer::wire::Message;
+
 use crate::support::magnet::magnet;
+use crate::support::peer::{Received, ScriptedPeer};
 use crate::support::tracker::TestTracker;
 use crate::support::*;
 
@@ -493,4 +496,43 @@ fn the_part_file_is_in_dest_beside_the_content_folder() {
         parts[at..at + 5],
         all[SMALL.0 as usize..(SMALL.0 + SMALL.1) as usize]
     );
+}
+
+#[test]
+fn interest_follows_the_wanted_pieces_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = bittorrent::metainfo::Metainfo::from_bytes(&fs::read(torrent()).unwrap()).unwrap();
+    let dest = dir.path().join("out");
+    // deep.bin: pieces 0 to 2. The --peer is a closed port, so the
+    // session starts without waiting for the fixture's dead tracker.
+    let closed = "127.0.0.1:9".parse().unwrap();
+    let down = selecting(
+        config(&torrent(), download_to(&dest), vec![closed]),
+        Some("1"),
+        &[],
+    );
+    let running = Running::start(&down);
+    let mut peer = ScriptedPeer::connect(running.addr, meta.info_hash, 6);
+    // Pieces 3 and 4 hold big.bin only: nothing we want. Our `interested`
+    // gets us unchoked; no `interested` may come before that.
+    peer.send(Message::Bitfield(&[0b0001_1000]));
+    peer.send(Message::Interested);
+    loop {
+        match peer.recv() {
+            Received::Other(m) if m == "Unchoke" => break,
+            Received::Other(m) => assert_ne!(m, "Interested", "interested in unwanted pieces"),
+            _ => {}
+        }
+    }
+    // Piece 2 is wanted.
+    peer.send(Message::Have(2));
+    loop {
+        match peer.recv() {
+            Received::Other(m) if m == "Interested" => break,
+            Received::Request { index, .. } => panic!("request for piece {index} while choked"),
+            _ => {}
+        }
+    }
+    drop(peer);
+    assert_eq!(running.stop().unwrap(), Outcome::Stopped);
 }
