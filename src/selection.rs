@@ -15,7 +15,10 @@
 //! and boundary piece `k` has a slot of one piece length at offset
 //! `k × piece length`, where its bytes sit at their offset in the piece.
 //! Only the bytes of unselected files are written there; the rest of a
-//! slot is a hole (the file is sparse where the file system allows).
+//! slot is a hole (the file is sparse where the file system allows). A
+//! file selected by a later run, created empty, first gets back what the
+//! part file kept of it ([`crate::storage`]), so its shared pieces verify
+//! without a new fetch.
 //!
 //! Out of scope: opening, reading and writing the files ([`crate::storage`]).
 
