@@ -34,6 +34,9 @@ Examples:
   Several torrents at once, over one port (exit 0 when all are complete):
     bittorrent a.torrent 'magnet:?xt=urn:btih:...' b.torrent -d ~/Downloads/
 
+  Only files 1 and 3 to 5 of a torrent, leaving out any .nfo file:
+    bittorrent album.torrent -d ~/Downloads/ --files 1,3-5 --exclude '*.nfo'
+
   Seed a file (or a multi-file torrent's folder) until Ctrl-C:
     bittorrent ubuntu.torrent -s ~/Downloads/ubuntu.iso --port 6881
 
@@ -48,8 +51,8 @@ Examples:
 
 Exit status: 0 when every download is complete and verified (or seeding was
 stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
-any of them failed; the others go on), 2 on bad arguments or a malformed
-magnet link."
+any of them failed; the others go on), 2 on bad arguments, a malformed
+magnet link or a choice of files that does not fit the torrent."
 )]
 pub struct Args {
     /// The .torrent files or magnet links (magnet:?xt=urn:btih:<40 hex or
