@@ -536,3 +536,57 @@ fn interest_follows_the_wanted_pieces_only() {
     drop(peer);
     assert_eq!(running.stop().unwrap(), Outcome::Stopped);
 }
+
+#[test]
+fn a_narrower_selection_never_touches_the_files_it_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeder = Running::start(&config(&torrent(), seed_from(&source()), vec![]));
+    let dest = dir.path().join("out");
+    download(&config(&torrent(), download_to(&dest), vec![seeder.addr]));
+    // The user changes big.bin; a run for deep.bin alone leaves it so.
+    let big = dest.join("multi/c/big.bin");
+    let mine = vec![7u8; BIG.1 as usize];
+    fs::write(&big, &mine).unwrap();
+    let narrow = selecting(
+        config(&torrent(), download_to(&dest), vec![seeder.addr]),
+        Some("1"),
+        &[],
+    );
+    let stats = download(&narrow);
+    assert_eq!(fs::read(&big).unwrap(), mine, "big.bin was not selected");
+    same_file(&dest, "a/b/deep.bin");
+    // Piece 2's big.bin bytes come from the part file, new here: the piece
+    // is fetched again, and its other bytes go there.
+    assert_eq!(stats.downloaded.load(Ordering::Relaxed), PIECE);
+}
+
+#[test]
+fn exclude_applies_to_each_of_several_torrents() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = fixtures().join("single.torrent");
+    let multi_seeder = Running::start(&config(&torrent(), seed_from(&source()), vec![]));
+    let single_seeder = Running::start(&config(
+        &single,
+        seed_from(&fixtures().join("single/sample.bin")),
+        vec![],
+    ));
+    let dest = dir.path().join("out");
+    let mut both = selecting(
+        config(
+            &torrent(),
+            download_to(&dest),
+            vec![multi_seeder.addr, single_seeder.addr],
+        ),
+        None,
+        &["c/*", "*.txt"],
+    );
+    both.torrents.push(single.to_string_lossy().into_owned());
+    // Waits for both (bounded); the outcome is the first's, and the
+    // second's is its file.
+    assert_eq!(Running::start(&both).wait().unwrap(), Outcome::Complete);
+    assert_eq!(tree(&dest.join("multi")), ["a", "a/b", "a/b/deep.bin"]);
+    assert_eq!(
+        fs::read(dest.join("sample.bin")).unwrap(),
+        fs::read(fixtures().join("single/sample.bin")).unwrap()
+    );
+}
