@@ -107,6 +107,14 @@ impl Bitfield {
         self.set_count == self.piece_count
     }
 
+    /// Adds every piece of `other` (a set over as many pieces).
+    pub fn union_with(&mut self, other: &Bitfield) {
+        for (mine, theirs) in self.bytes.iter_mut().zip(&other.bytes) {
+            *mine |= theirs;
+        }
+        self.set_count = self.bytes.iter().map(|b| b.count_ones()).sum();
+    }
+
     /// Whether `self` has some piece that `other` lacks.
     pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
         (0..self.word_count()).any(|k| self.word(k) & !other.word(k) != 0)

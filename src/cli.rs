@@ -12,6 +12,7 @@ use clap::Parser;
 
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::dht::node::DhtConfig;
+use crate::selection::Selection;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent
@@ -32,6 +33,9 @@ Examples:
 
   Several torrents at once, over one port (exit 0 when all are complete):
     bittorrent a.torrent 'magnet:?xt=urn:btih:...' b.torrent -d ~/Downloads/
+
+  Only files 1 and 3 to 5 of a torrent, leaving out any .nfo file:
+    bittorrent album.torrent -d ~/Downloads/ --files 1,3-5 --exclude '*.nfo'
 
   Seed a file (or a multi-file torrent's folder) until Ctrl-C:
     bittorrent ubuntu.torrent -s ~/Downloads/ubuntu.iso --port 6881
@@ -54,8 +58,8 @@ Other commands (each has its own --help):
 
 Exit status: 0 when every download is complete and verified (or seeding was
 stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
-any of them failed; the others go on), 2 on bad arguments or a malformed
-magnet link."
+any of them failed; the others go on), 2 on bad arguments, a malformed
+magnet link or a choice of files that does not fit the torrent."
 )]
 pub struct Args {
     /// The .torrent files or magnet links (magnet:?xt=urn:btih:<40 hex or
@@ -191,6 +195,24 @@ pub struct Args {
     /// (K = 1000 bytes, KiB = 1024). 0 means no limit.
     #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate_arg)]
     pub max_upload_rate: u64,
+
+    /// Download only these files: indexes counted from 1 in the torrent's
+    /// file order (as aria2's --select-file), commas between them and
+    /// ranges allowed, as in 1,3-5. Files not chosen are not created; the
+    /// bytes of theirs that share a piece with a chosen file are kept in
+    /// DEST/.NAME.parts. The download is complete when the chosen files
+    /// are. One torrent only (for a magnet link, applied once its metadata
+    /// has arrived); downloads only.
+    #[arg(long, value_name = "LIST")]
+    pub files: Option<String>,
+
+    /// Do not download the files whose path inside the torrent matches
+    /// GLOB (repeatable; after --files): * and ? match any characters,
+    /// / included, so '*.nfo' leaves out every .nfo file and 'extras/*'
+    /// the folder extras; brackets hold a set of characters. Quote it in the shell. With several
+    /// torrents it applies to each. Downloads only.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// A rate for clap, which names the flag and the value in its error.
@@ -210,6 +232,13 @@ impl Args {
     pub fn into_config(self) -> Result<Config, String> {
         if self.save_torrent.is_some() && self.torrents.len() > 1 {
             return Err("--save-torrent takes a single torrent".into());
+        }
+        let selection = Selection::new(self.files.as_deref(), &self.exclude)?;
+        if !selection.is_all() && self.seed.is_some() {
+            return Err("--files and --exclude choose files to download (-d); seeding (-s) serves every file".into());
+        }
+        if selection.has_file_list() && self.torrents.len() > 1 {
+            return Err("--files takes a single torrent (--exclude applies to several)".into());
         }
         let mode = match (self.download, self.seed) {
             (Some(dest), None) => Mode::Download { dest },
@@ -244,6 +273,7 @@ impl Args {
             }),
             max_download_rate: self.max_download_rate,
             max_upload_rate: self.max_upload_rate,
+            selection,
         })
     }
 }
@@ -478,6 +508,59 @@ mod tests {
         let config = args.into_config().unwrap();
         assert_eq!(config.torrents.len(), 3);
         assert!(config.torrents[1].starts_with("magnet:"));
+    }
+
+    #[test]
+    fn files_and_exclude_become_a_selection_for_downloads_only() {
+        let parse = |argv: &[&str]| {
+            let mut all = vec!["bittorrent"];
+            all.extend(argv);
+            Args::try_parse_from(all).unwrap().into_config()
+        };
+        assert!(
+            parse(&["a.torrent", "-d", "out"])
+                .unwrap()
+                .selection
+                .is_all()
+        );
+        let config = parse(&[
+            "a.torrent",
+            "-d",
+            "out",
+            "--files",
+            "1,3-4",
+            "--exclude",
+            "*.nfo",
+            "--exclude",
+            "x/*",
+        ])
+        .unwrap();
+        let paths: Vec<(String, bool)> = ["a", "b", "c.nfo", "x/d", "e"]
+            .iter()
+            .map(|p| (p.to_string(), false))
+            .collect();
+        assert_eq!(
+            config.selection.resolve(&paths).unwrap(),
+            [true, false, false, false, false]
+        );
+        // --exclude applies to each of several torrents; --files does not.
+        let several = parse(&["a.torrent", "b.torrent", "-d", "out", "--exclude", "*.nfo"]);
+        assert!(!several.unwrap().selection.is_all());
+        let e = parse(&["a.torrent", "b.torrent", "-d", "out", "--files", "1"]).unwrap_err();
+        assert!(e.contains("--files takes a single torrent"), "{e}");
+        for extra in [["--files", "1"], ["--exclude", "*.nfo"]] {
+            let mut argv = vec!["a.torrent", "-s", "content"];
+            argv.extend(extra);
+            let e = parse(&argv).unwrap_err();
+            assert!(
+                e.contains("--files and --exclude") && e.contains("-s"),
+                "{e}"
+            );
+        }
+        let e = parse(&["a.torrent", "-d", "out", "--files", "1,x"]).unwrap_err();
+        assert!(e.contains("--files") && e.contains("\"x\""), "{e}");
+        let e = parse(&["a.torrent", "-d", "out", "--exclude", "[x"]).unwrap_err();
+        assert!(e.contains("--exclude") && e.contains("[x"), "{e}");
     }
 
     #[test]

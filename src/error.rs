@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::magnet::MagnetError;
 use crate::metainfo::MetainfoError;
+use crate::selection::SelectionError;
 use crate::storage::StorageError;
 use crate::tracker::TrackerError;
 use crate::untrusted;
@@ -70,6 +71,14 @@ pub enum Error {
     },
     /// A thread of the session could not be started or died.
     Thread(String),
+    /// `--files` or `--exclude` do not fit the torrent (an index past its
+    /// last file, or no file left).
+    Selection {
+        /// The torrent's name.
+        name: String,
+        /// What is wrong.
+        source: SelectionError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -107,6 +116,13 @@ impl fmt::Display for Error {
                 write!(f, "cannot listen on port {port} or the ports after it")
             }
             Error::Thread(what) => write!(f, "internal error: {what}"),
+            Error::Selection { name, source } => {
+                write!(
+                    f,
+                    "cannot choose files of {}: {source}",
+                    untrusted::show(name)
+                )
+            }
         }
     }
 }
@@ -132,6 +148,8 @@ impl std::error::Error for Error {
             // Transparent: the storage error already named the path and action.
             Error::Storage(e) => Some(&e.source),
             Error::Tracker(e) => Some(e),
+            // Its text is already in the message.
+            Error::Selection { .. } => None,
             Error::SeedMismatch { .. } | Error::Thread(_) => None,
         }
     }
@@ -145,11 +163,12 @@ impl From<StorageError> for Error {
 
 impl Error {
     /// The process exit code for this error: 2 for a malformed magnet link
-    /// (bad input on the command line, like clap's usage errors), 1 for
-    /// every other run failure.
+    /// or a selection of files that does not fit the torrent (bad input on
+    /// the command line, like clap's usage errors), 1 for every other run
+    /// failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Magnet { .. } => 2,
+            Error::Magnet { .. } | Error::Selection { .. } => 2,
             _ => 1,
         }
     }

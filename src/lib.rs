@@ -50,6 +50,13 @@
 //! reading from the same storage, and serve the metadata to peers that
 //! fetch it by magnet.
 //!
+//! A download may fetch some files only ([`selection`], `--files` and
+//! `--exclude`): the pieces that hold none of their bytes are not wanted,
+//! so the [`piece_picker`] never picks them, peers are asked only for the
+//! others, and the torrent is complete without them; [`storage`] creates
+//! only the chosen files and keeps the other files' bytes of shared pieces
+//! in a part file, so each piece is still verified whole.
+//!
 //! Peers are found through the trackers, `--peer`, incoming connections,
 //! peer exchange ([`peer::pex`], BEP 11) and the [`dht`] (BEP 5): the
 //! [`peer_table`] tells each peer once a minute which peers came and went
@@ -135,6 +142,7 @@ pub mod peer_table;
 pub mod piece_manager;
 pub mod piece_picker;
 pub mod progress;
+pub mod selection;
 pub mod session;
 pub mod stats;
 pub mod storage;

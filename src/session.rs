@@ -30,6 +30,7 @@ use crate::metainfo::{InfoHash, MAX_METAINFO_LEN, Metainfo};
 use crate::peer::wire::PeerId;
 use crate::piece_manager::{Event, Outcome};
 use crate::progress::total_bar;
+use crate::selection::Selection;
 use crate::stats::Stats;
 use crate::storage::Allow;
 use crate::torrent::{Options, Placement, Source, Torrent};
@@ -91,6 +92,9 @@ pub struct Config {
     pub max_download_rate: u64,
     /// Most payload bytes a second sent to all peers; 0 for no limit.
     pub max_upload_rate: u64,
+    /// The files downloads fetch (`--files`, `--exclude`); every file by
+    /// default ([`Selection::all`]). Seeding serves every file.
+    pub selection: Selection,
 }
 
 /// A running client and its torrents.
@@ -341,6 +345,7 @@ impl Session {
             save_torrent: config.save_torrent.clone(),
             labelled: several,
             pex: config.pex,
+            selection: config.selection.clone(),
         };
         let placement = match (&config.mode, several) {
             (Mode::Download { dest }, _) => Placement::Download(dest.clone()),

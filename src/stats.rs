@@ -16,9 +16,10 @@ pub struct Stats {
     pub uploaded: AtomicU64,
     /// Payload bytes of complete pieces received from peers (verified or not).
     pub downloaded: AtomicU64,
-    /// Bytes of content still missing.
+    /// Bytes of content still missing, of the wanted pieces only (those
+    /// of the files chosen with `--files`/`--exclude`; every piece by default).
     pub left: AtomicU64,
-    /// Bytes of content in all (0 until the metadata is known).
+    /// Bytes of the wanted pieces in all (0 until the metadata is known).
     pub total_len: AtomicU64,
     /// Verified pieces.
     pub have_pieces: AtomicU32,

@@ -88,8 +88,10 @@ pub struct PieceManager {
     starved: bool,
     picker: PiecePicker,
     have: Bitfield,
-    /// Bytes of the verified pieces (kept, so progress is not a scan).
+    /// Bytes of the verified wanted pieces (kept, so progress is not a
+    /// scan), and of all the wanted pieces.
     have_len: u64,
+    wanted_len: u64,
     /// The peers whose handshake was accepted.
     peers: HashMap<PeerKey, PeerSlot>,
     /// Bad pieces and the pieces to fetch whole.
@@ -126,6 +128,10 @@ impl PieceManager {
     ) -> PieceManager {
         let storage = Arc::clone(&loaded.storage);
         let layout = *storage.layout();
+        let wanted: Vec<bool> = (0..layout.piece_count())
+            .map(|i| storage.is_wanted(i))
+            .collect();
+        let wanted_len = storage.wanted_len();
         let now = Instant::now();
         let mut manager = PieceManager {
             table,
@@ -135,16 +141,18 @@ impl PieceManager {
             verifying: HashMap::new(),
             budget: Budget::new(layout.piece_len()),
             starved: false,
-            picker: PiecePicker::new(
+            picker: PiecePicker::with_wanted(
                 have,
+                &wanted,
                 (RUN_BYTES / u64::from(layout.piece_len())).max(1) as u32,
             ),
             have: Bitfield::from_bools(have),
             have_len: (0..layout.piece_count())
                 .zip(have)
-                .filter(|(_, h)| **h)
+                .filter(|(i, h)| **h && wanted[*i as usize])
                 .map(|(i, _)| u64::from(layout.piece_size(i)))
                 .sum(),
+            wanted_len,
             peers: HashMap::new(),
             blame: Blame::new(),
             partials: HashMap::new(),
@@ -297,10 +305,9 @@ impl PieceManager {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let layout = self.storage.layout();
         Snapshot {
             have_len: self.have_len,
-            total_len: layout.total_len(),
+            total_len: self.wanted_len,
             peers: self.table.connected_count(),
             uploaded: self.table.ctx().stats.uploaded.load(Ordering::Relaxed),
         }

@@ -2,8 +2,10 @@
 //!
 //! Invariant: each piece is in exactly one state, [`Have`](PieceState::Have),
 //! [`Verifying`](PieceState::Verifying) (delivered, being hashed and written),
-//! [`InFlight`](PieceState::InFlight) (assigned to one or more peers) or
-//! [`Missing`](PieceState::Missing), and changes state only through
+//! [`InFlight`](PieceState::InFlight) (assigned to one or more peers),
+//! [`Missing`](PieceState::Missing) or [`Unwanted`](PieceState::Unwanted)
+//! (it holds bytes of files the user did not select only: never picked,
+//! and it never changes state), and changes state only through
 //! [`PiecePicker::assign`], [`PiecePicker::release`], [`PiecePicker::verifying`],
 //! [`PiecePicker::failed`] and [`PiecePicker::complete`].
 //! Separately, a missing piece may be *partial*: some of its blocks arrived
@@ -72,6 +74,9 @@ pub enum PieceState {
     InFlight(u8),
     /// Nobody is fetching it.
     Missing,
+    /// Not wanted (`--files`, `--exclude`): never picked, and the torrent
+    /// is complete without it.
+    Unwanted,
 }
 
 /// Piece states plus how many connected peers have each piece.
@@ -96,6 +101,8 @@ pub struct PiecePicker {
     marks: Vec<u32>,
     mark: u32,
     have_count: u32,
+    /// Pieces [`PieceState::Unwanted`].
+    unwanted_count: u32,
     /// Pieces looked at by picks so far.
     visited: u64,
     rng: fastrand::Rng,
@@ -109,6 +116,13 @@ impl PiecePicker {
         PiecePicker::with_rng(have, run, fastrand::Rng::new())
     }
 
+    /// As [`PiecePicker::new`], where only the pieces with `wanted[i]`
+    /// are to be fetched: the others are [`PieceState::Unwanted`] (unless
+    /// had), and the picker is complete without them.
+    pub fn with_wanted(have: &[bool], wanted: &[bool], run: u32) -> PiecePicker {
+        PiecePicker::with_wanted_rng(have, wanted, run, fastrand::Rng::new())
+    }
+
     /// As [`PiecePicker::new`], with a given random generator (tests seed it).
     ///
     /// Equally rare pieces are picked in runs of `run` consecutive pieces
@@ -119,8 +133,19 @@ impl PiecePicker {
     /// with 4 leechers then sent the file almost 4 times over. Runs,
     /// because a run of small pieces arrives together and is written in one
     /// write by the verifier, and is read sequentially by the remote.
-    pub fn with_rng(have: &[bool], run: u32, mut rng: fastrand::Rng) -> PiecePicker {
+    pub fn with_rng(have: &[bool], run: u32, rng: fastrand::Rng) -> PiecePicker {
+        PiecePicker::with_wanted_rng(have, &vec![true; have.len()], run, rng)
+    }
+
+    /// As [`PiecePicker::with_wanted`], with a given random generator.
+    pub fn with_wanted_rng(
+        have: &[bool],
+        wanted: &[bool],
+        run: u32,
+        mut rng: fastrand::Rng,
+    ) -> PiecePicker {
         let count = have.len() as u32;
+        let unwanted = |i: usize| !have[i] && !wanted.get(i).copied().unwrap_or(true);
         let mut missing = Buckets::new(count);
         let mut missing_bits = Bitfield::new(count);
         let run = run.max(1);
@@ -130,17 +155,21 @@ impl PiecePicker {
         // order backwards.
         for &first in runs.iter().rev() {
             let pieces = first * run..(first * run + run).min(count);
-            for index in pieces.rev().filter(|&i| !have[i as usize]) {
+            for index in pieces
+                .rev()
+                .filter(|&i| !have[i as usize] && !unwanted(i as usize))
+            {
                 missing.insert(index, 0);
                 missing_bits.set(index);
             }
         }
         PiecePicker {
-            state: have
-                .iter()
-                .map(|&h| {
-                    if h {
+            state: (0..have.len())
+                .map(|i| {
+                    if have[i] {
                         PieceState::Have
+                    } else if unwanted(i) {
+                        PieceState::Unwanted
                     } else {
                         PieceState::Missing
                     }
@@ -157,6 +186,7 @@ impl PiecePicker {
             marks: vec![0; have.len()],
             mark: 0,
             have_count: count - missing_count(have),
+            unwanted_count: (0..have.len()).filter(|&i| unwanted(i)).count() as u32,
             visited: 0,
             rng,
         }
@@ -177,9 +207,9 @@ impl PiecePicker {
         self.have_count
     }
 
-    /// Whether every piece is verified.
+    /// Whether every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
-        self.have_count as usize == self.state.len()
+        (self.have_count + self.unwanted_count) as usize == self.state.len()
     }
 
     /// Whether every piece is had or being fetched: the endgame.
@@ -420,7 +450,7 @@ impl PiecePicker {
             PieceState::InFlight(n) => {
                 self.state[index as usize] = PieceState::InFlight(n.saturating_add(1));
             }
-            PieceState::Have | PieceState::Verifying => {}
+            PieceState::Have | PieceState::Verifying | PieceState::Unwanted => {}
         }
     }
 
@@ -436,7 +466,10 @@ impl PiecePicker {
                 self.state[index as usize] = PieceState::Missing;
                 self.enter_missing(index);
             }
-            PieceState::Have | PieceState::Verifying | PieceState::Missing => {}
+            PieceState::Have
+            | PieceState::Verifying
+            | PieceState::Missing
+            | PieceState::Unwanted => {}
         }
     }
 
@@ -444,7 +477,7 @@ impl PiecePicker {
     /// verified. Peers still fetching it (in endgame) no longer count.
     pub fn verifying(&mut self, index: u32) {
         match self.state[index as usize] {
-            PieceState::Have | PieceState::Verifying => return,
+            PieceState::Have | PieceState::Verifying | PieceState::Unwanted => return,
             PieceState::Missing => self.leave_missing(index),
             PieceState::InFlight(_) => self.leave_flight(index),
         }
@@ -462,7 +495,7 @@ impl PiecePicker {
     /// Records that piece `index` is verified and written.
     pub fn complete(&mut self, index: u32) {
         match self.state[index as usize] {
-            PieceState::Have => return,
+            PieceState::Have | PieceState::Unwanted => return,
             PieceState::Missing => self.leave_missing(index),
             PieceState::InFlight(_) => self.leave_flight(index),
             PieceState::Verifying => {}

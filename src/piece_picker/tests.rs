@@ -433,3 +433,71 @@ fn equally_rare_pieces_go_in_runs_whose_order_differs_between_pickers() {
     // A run of one piece is the plain random order.
     assert_ne!(pick_order(100, 1, 1), (0..100).collect::<Vec<_>>());
 }
+
+#[test]
+fn unwanted_pieces_are_never_picked_and_complete_needs_only_the_wanted() {
+    // Pieces 0..8: 2, 3 and 6 wanted; 7 had.
+    let have = [false, false, false, false, false, false, false, true];
+    let wanted = [false, false, true, true, false, false, true, false];
+    let mut p = PiecePicker::with_wanted_rng(&have, &wanted, 1, fastrand::Rng::with_seed(9));
+    assert_eq!(p.state(0), PieceState::Unwanted);
+    assert_eq!(p.state(7), PieceState::Have, "had, wanted or not");
+    let seeder = Bitfield::from_bools(&[true; 8]);
+    p.add_peer_pieces(&seeder, 1);
+    p.add_peer_pieces(&bits(&[0, 1, 4], 8), 1);
+    let mut picked = Vec::new();
+    while let Some(index) = p.pick(&seeder, &picked) {
+        assert!(wanted[index as usize], "picked unwanted piece {index}");
+        p.assign(index);
+        picked.push(index);
+        if picked.len() == 3 {
+            break;
+        }
+    }
+    picked.sort_unstable();
+    assert_eq!(picked, [2, 3, 6]);
+    assert!(p.in_endgame(), "no wanted piece is missing");
+    assert_eq!(
+        p.pick(&bits(&[0, 1, 4, 5], 8), &[]),
+        None,
+        "only unwanted ones"
+    );
+    for &index in &picked {
+        assert!(!p.is_complete());
+        p.verifying(index);
+        p.complete(index);
+    }
+    assert!(p.is_complete(), "complete without the unwanted pieces");
+    assert_eq!(p.have_count(), 4);
+    // Unwanted pieces keep their state whatever happens to them.
+    p.assign(0);
+    p.release(0);
+    p.verifying(0);
+    p.complete(0);
+    assert_eq!(p.state(0), PieceState::Unwanted);
+    assert_eq!(p.have_count(), 4);
+}
+
+#[test]
+fn a_pick_among_few_wanted_of_262144_pieces_looks_at_few_of_them() {
+    // The last 100 pieces wanted: availability changes of the others
+    // and picks never walk them.
+    let have = vec![false; BIG as usize];
+    let wanted: Vec<bool> = (0..BIG).map(|i| i >= BIG - 100).collect();
+    let mut p = PiecePicker::with_wanted_rng(&have, &wanted, 1, fastrand::Rng::with_seed(5));
+    let seeder = Bitfield::from_bools(&vec![true; BIG as usize]);
+    p.add_peer_pieces(&seeder, 1);
+    let before = p.visited();
+    let mut assigned = Vec::new();
+    while let Some(index) = p.pick(&seeder, &assigned) {
+        assert!(index >= BIG - 100, "piece {index} is not wanted");
+        p.assign(index);
+        assigned.push(index);
+    }
+    assert_eq!(assigned.len(), 100);
+    assert!(
+        p.visited() - before < 100 * 2 * RANDOM_TRIES as u64,
+        "{} pieces looked at by 100 picks",
+        p.visited() - before
+    );
+}

@@ -13,6 +13,16 @@
 //! I/O (`read_at`/`write_at`) needs no lock and no shared file cursor. In seed
 //! mode files are opened read-only, so seeding can never change the content.
 //!
+//! A download of some files only ([`Storage::open_selected`], `--files`,
+//! `--exclude`) neither creates nor opens the files not selected. The
+//! pieces it fetches are those that hold bytes of a selected file
+//! ([`Storage::unwanted`] are the others); the bytes such a piece holds of
+//! a file not selected are read from and written to the part file,
+//! `DEST/.NAME.parts`, laid out as [`crate::selection`] says, so that the
+//! piece can be checked whole on resume and no file the user did not ask
+//! for is ever written. The part file is opened by the same rules as the
+//! others, and only when some wanted piece needs it.
+//!
 //! Direct writes (Linux, downloads; [`Storage::enable_direct_writes`]): a
 //! second handle on each file (counted in the budget), opened with `O_DIRECT`, writes verified pieces
 //! from the thread's aligned buffer straight to the disk, past the page cache.
@@ -34,16 +44,19 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use sha1::{Digest, Sha1};
-
+use crate::bitfield::Bitfield;
 use crate::layout::{FileSpan, Layout, file_spans, segments};
 use crate::metainfo::Metainfo;
+use crate::selection::{PartMap, wanted_pieces};
 use crate::untrusted;
 
+mod check;
+mod direct;
 mod handles;
 mod open;
+mod parts;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +65,7 @@ pub use open::Allow;
 
 use handles::{Handle, Handles, OpenFile};
 use open::{Base, FileId, Place};
+use parts::Parts;
 
 /// A storage failure, with the path it concerns.
 #[derive(Debug)]
@@ -117,8 +131,11 @@ impl StorageOptions {
 struct StoredFile {
     place: Place,
     /// `None` for BEP 47 padding files, which read as zeros and are never
-    /// opened nor written.
+    /// opened nor written, and for files not selected.
     id: Option<FileId>,
+    /// Not selected: never created; its bytes in wanted pieces live in
+    /// the part file.
+    parked: bool,
     length: u64,
 }
 
@@ -140,6 +157,12 @@ pub struct Storage {
     handles: Handles,
     access: Access,
     had_data: bool,
+    /// The pieces not wanted: every one of them holds bytes of files not
+    /// selected only.
+    unwanted: Bitfield,
+    /// The part file's layout, and the file when there is one.
+    part_map: PartMap,
+    parts: Option<Parts>,
     /// Handles the cache opens get a direct one too.
     direct_on_reopen: bool,
     /// Direct writes are in use (cleared when the file system refuses one).
@@ -176,7 +199,28 @@ impl Storage {
         root: &Path,
         options: StorageOptions,
     ) -> Result<Storage, StorageError> {
+        Storage::open_selected(meta, root, options, &vec![true; meta.files.len()])
+    }
+
+    /// As [`Storage::open_with`], for the files where `selected` is true
+    /// (one entry per file of `meta`): the others are neither created nor
+    /// opened, and the bytes they hold in wanted pieces go to the part
+    /// file (see the module docs). Seeding takes every file.
+    ///
+    /// # Errors
+    /// As [`Storage::open_with`], for the part file too.
+    pub fn open_selected(
+        meta: &Metainfo,
+        root: &Path,
+        options: StorageOptions,
+        selected: &[bool],
+    ) -> Result<Storage, StorageError> {
         let access = options.access;
+        let all = vec![true; meta.files.len()];
+        let selected = match access {
+            Access::ReadWrite if selected.len() == meta.files.len() => selected,
+            _ => &all,
+        };
         let (base, name) = match access {
             Access::ReadOnly => (Base::Paths, None),
             Access::ReadWrite => {
@@ -194,13 +238,42 @@ impl Storage {
                 (Base::beneath(dest)?, Some(name))
             }
         };
-        let opened_count = meta.files.iter().filter(|f| !f.padding).count();
+        let opened_count = meta
+            .files
+            .iter()
+            .zip(selected)
+            .filter(|(f, chosen)| !f.padding && **chosen)
+            .count();
         let per_file = 1 + usize::from(options.direct_io && access == Access::ReadWrite);
         let pinned = opened_count.saturating_mul(per_file) <= options.max_open_fds;
         let mut files = Vec::with_capacity(meta.files.len());
         let mut open_files = Vec::new();
         let mut had_data = access == Access::ReadOnly;
-        for entry in &meta.files {
+        let spans = file_spans(meta.files.iter().map(|f| f.length));
+        let wanted = wanted_pieces(&meta.layout, &spans, selected);
+        let part_map = PartMap::new(&meta.layout, &spans);
+        let mut parts = None;
+        let mut parts_had_data = false;
+        if let Some(name) = name
+            && !part_map.boundary_pieces().is_empty()
+        {
+            if part_map.needed(&spans, selected, &wanted) {
+                parts = Parts::open(&base, name, &part_map, options.allow, true)?;
+            } else {
+                // Only what an earlier run kept is read from one, if any:
+                // a file in the way of that is no reason to stop.
+                match Parts::open(&base, name, &part_map, options.allow, false) {
+                    Ok(found) => parts = found,
+                    Err(e) => log::warn!("{e} ({}): not reading from it", e.source),
+                }
+            }
+            if let Some((_, old_len)) = &parts {
+                parts_had_data = *old_len > 0;
+                had_data |= parts_had_data;
+            }
+        }
+        let parts = parts.map(|(parts, _)| parts);
+        for (index, (entry, &chosen)) in meta.files.iter().zip(selected).enumerate() {
             let path = if meta.multi_file {
                 root.join(&entry.path)
             } else {
@@ -217,7 +290,8 @@ impl Storage {
                 }
             }
             let place = Place { path, below };
-            let id = if entry.padding {
+            let parked = !chosen && !entry.padding;
+            let id = if entry.padding || parked {
                 if pinned {
                     open_files.push(None);
                 }
@@ -225,6 +299,20 @@ impl Storage {
             } else {
                 let opened = open::open_first(&base, &place, entry.length, options.allow)?;
                 had_data |= opened.old_len > 0;
+                if let Some(parts) = parts
+                    .as_ref()
+                    .filter(|_| parts_had_data && opened.old_len == 0)
+                {
+                    // Selected for the first time: the bytes an earlier run
+                    // kept of it in shared pieces come back.
+                    had_data |= parts.restore(
+                        &part_map,
+                        &meta.layout,
+                        spans[index],
+                        &opened.file,
+                        &place.path,
+                    )?;
+                }
                 if pinned {
                     open_files.push(Some(OpenFile {
                         file: opened.file,
@@ -236,6 +324,7 @@ impl Storage {
             files.push(StoredFile {
                 place,
                 id,
+                parked,
                 length: entry.length,
             });
         }
@@ -248,65 +337,21 @@ impl Storage {
             );
             Handles::cached(files.len(), options.max_open_fds)
         };
+        let unwanted = Bitfield::from_bools(&wanted.iter().map(|w| !w).collect::<Vec<_>>());
         Ok(Storage {
             layout: meta.layout,
-            spans: file_spans(meta.files.iter().map(|f| f.length)),
+            spans,
             files,
             base,
             handles,
             access,
             had_data,
+            unwanted,
+            part_map,
+            parts,
             direct_on_reopen: false,
             direct: AtomicBool::new(false),
         })
-    }
-
-    /// Opens every file a second time for direct writes (see the module
-    /// docs), and turns readahead off on the reading handles; with the
-    /// handle cache, files are opened so from now on. Returns how many files
-    /// will be written directly: none where the platform or the file system
-    /// does not support it, which is not an error.
-    pub fn enable_direct_writes(&mut self) -> usize {
-        if self.access == Access::ReadOnly {
-            return 0;
-        }
-        let mut enabled = 0;
-        match &mut self.handles {
-            Handles::Pinned(open_files) => {
-                for (stored, open) in self.files.iter().zip(open_files.iter_mut()) {
-                    let (Some(open), Some(id)) = (open, stored.id) else {
-                        continue;
-                    };
-                    // Zero-length files are never written.
-                    if stored.length == 0 {
-                        continue;
-                    }
-                    if let Some(direct) =
-                        open::open_direct(&self.base, &stored.place, id, &open.file)
-                    {
-                        open.direct = Some(direct);
-                        enabled += 1;
-                    }
-                }
-            }
-            Handles::Cached(_) => {
-                let written = self.files.iter().filter(|f| f.id.is_some() && f.length > 0);
-                // One file tells whether the file system takes O_DIRECT.
-                let probe = written.clone().next().and_then(|stored| {
-                    let id = stored.id?;
-                    let reader = open::reopen(&self.base, &stored.place, id).ok()?;
-                    open::open_direct(&self.base, &stored.place, id, &reader)
-                });
-                if probe.is_some() {
-                    enabled = written.count();
-                    self.direct_on_reopen = true;
-                    // Reopened with direct handles and readahead off.
-                    self.handles.close_cached();
-                }
-            }
-        }
-        self.direct.store(enabled > 0, Ordering::Relaxed);
-        enabled
     }
 
     /// Whether any file held data before [`Storage::open`]: only then is a
@@ -318,6 +363,59 @@ impl Storage {
     /// The layout this storage was opened with.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The pieces not wanted: they hold bytes of files not selected only,
+    /// and are never fetched (none, unless some files are not selected).
+    pub fn unwanted(&self) -> &Bitfield {
+        &self.unwanted
+    }
+
+    /// Whether piece `index` is wanted.
+    pub fn is_wanted(&self, index: u32) -> bool {
+        !self.unwanted.has(index)
+    }
+
+    /// Number of wanted pieces.
+    pub fn wanted_count(&self) -> u32 {
+        self.layout.piece_count() - self.unwanted.count()
+    }
+
+    /// Bytes of the wanted pieces: what a download fetches.
+    pub fn wanted_len(&self) -> u64 {
+        let all = self.layout.total_len();
+        all - self
+            .unwanted
+            .iter()
+            .map(|i| u64::from(self.layout.piece_size(i)))
+            .sum::<u64>()
+    }
+
+    /// The part file's path, when this download has one.
+    pub fn part_file(&self) -> Option<&Path> {
+        self.parts.as_ref().map(Parts::path)
+    }
+
+    /// Reads or writes the bytes at content offset `offset` that belong
+    /// to a file not selected: in the part file.
+    fn parked_io(
+        &self,
+        offset: u64,
+        len: usize,
+        io: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        match &self.parts {
+            Some(parts) => parts.io(&self.part_map, offset, len, io, action),
+            None => Err(error(
+                Path::new("the part file"),
+                action,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "there is none: the piece is not wanted",
+                ),
+            )),
+        }
     }
 
     /// The open handles of file `index` (not a padding file); `write` when
@@ -344,6 +442,16 @@ impl Storage {
         for seg in segments(&self.spans, offset, buf.len()) {
             let out = &mut buf[seg.range_offset..seg.range_offset + seg.len];
             let stored = &self.files[seg.file];
+            if stored.parked {
+                let at = self.spans[seg.file].offset + seg.file_offset;
+                self.parked_io(
+                    at,
+                    seg.len,
+                    |file, pos, range| file.read_exact_at(&mut out[range], pos),
+                    "read",
+                )?;
+                continue;
+            }
             if stored.id.is_none() {
                 out.fill(0);
                 continue;
@@ -363,12 +471,23 @@ impl Storage {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         for seg in segments(&self.spans, offset, data.len()) {
             let stored = &self.files[seg.file];
+            let bytes = &data[seg.range_offset..seg.range_offset + seg.len];
+            if stored.parked {
+                let at = self.spans[seg.file].offset + seg.file_offset;
+                self.parked_io(
+                    at,
+                    seg.len,
+                    |file, pos, range| file.write_all_at(&bytes[range], pos),
+                    "write",
+                )?;
+                continue;
+            }
             if stored.id.is_none() {
                 continue;
             }
             let path = &stored.place.path;
             let handle = self.handle(seg.file, true)?;
-            let mut bytes = &data[seg.range_offset..seg.range_offset + seg.len];
+            let mut bytes = bytes;
             let mut at = seg.file_offset;
             if let Some(direct) = &handle.direct {
                 let written = self
@@ -383,51 +502,6 @@ impl Storage {
                 .map_err(|e| error(path, "write", e))?;
         }
         Ok(())
-    }
-
-    /// Writes the whole aligned blocks at the start of `bytes` (which go to
-    /// file offset `at`) with the direct handle, and returns how many bytes
-    /// that was: none when `at` is unaligned or direct writes are off.
-    fn write_direct(&self, direct: &File, bytes: &[u8], at: u64) -> io::Result<usize> {
-        let len = bytes.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        if len == 0
-            || !at.is_multiple_of(DIRECT_ALIGN as u64)
-            || !self.direct.load(Ordering::Relaxed)
-        {
-            return Ok(0);
-        }
-        if bytes.as_ptr().addr().is_multiple_of(DIRECT_ALIGN) {
-            // Already aligned (the verifier gathers small pieces so): no copy.
-            return match direct.write_all_at(&bytes[..len], at) {
-                Ok(()) => Ok(len),
-                Err(e) => self.direct_refused(e),
-            };
-        }
-        let result = DIRECT_BUF.with_borrow_mut(|buf| {
-            if buf.len() < len + DIRECT_ALIGN {
-                buf.resize(len + DIRECT_ALIGN, 0);
-            }
-            let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-            let aligned = &mut buf[start..start + len];
-            aligned.copy_from_slice(&bytes[..len]);
-            direct.write_all_at(aligned, at)
-        });
-        match result {
-            Ok(()) => Ok(len),
-            Err(e) => self.direct_refused(e),
-        }
-    }
-
-    /// A direct write failed with `e`: if the file system wants another
-    /// alignment, or no direct I/O at all, buffered writes from now on
-    /// (nothing was written: `Ok(0)`); any other error is the write's.
-    fn direct_refused(&self, e: io::Error) -> io::Result<usize> {
-        if e.kind() != io::ErrorKind::InvalidInput {
-            return Err(e);
-        }
-        log::debug!("direct write refused ({e}); writing through the page cache");
-        self.direct.store(false, Ordering::Relaxed);
-        Ok(0)
     }
 
     /// Reads the whole of piece `index` into `buf` (resized to the piece's length).
@@ -459,63 +533,10 @@ impl Storage {
                 .sync_all()
                 .map_err(|e| error(&self.files[index].place.path, "sync", e))?;
         }
-        Ok(())
-    }
-
-    /// Checks every piece on disk against `hashes` on `threads` threads and
-    /// returns which pieces are present and correct. `on_piece` is called after
-    /// each piece with the number checked so far (for a progress display).
-    ///
-    /// A piece that cannot be read (file too short) counts as missing; other read
-    /// errors are returned.
-    ///
-    /// # Errors
-    /// The first [`StorageError`] other than a short read.
-    pub fn check(
-        &self,
-        hashes: &[[u8; 20]],
-        threads: usize,
-        on_piece: &(dyn Fn(u32) + Sync),
-    ) -> Result<Vec<bool>, StorageError> {
-        let count = self.layout.piece_count();
-        let next = AtomicU32::new(0);
-        let done = AtomicU32::new(0);
-        let results = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.max(1))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut found = Vec::new();
-                        let mut buf = Vec::new();
-                        loop {
-                            // Pieces are handed out one at a time, so both threads
-                            // read the files roughly in order.
-                            let index = next.fetch_add(1, Ordering::Relaxed);
-                            if index >= count {
-                                return Ok(found);
-                            }
-                            let ok = match self.read_piece(index, &mut buf) {
-                                Ok(()) => Sha1::digest(&buf)[..] == hashes[index as usize],
-                                Err(e) if e.source.kind() == io::ErrorKind::UnexpectedEof => false,
-                                Err(e) => return Err(e),
-                            };
-                            if ok {
-                                found.push(index);
-                            }
-                            on_piece(done.fetch_add(1, Ordering::Relaxed) + 1);
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("check thread panicked"))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        let mut have = vec![false; count as usize];
-        for index in results.into_iter().flatten() {
-            have[index as usize] = true;
+        if let Some(parts) = &self.parts {
+            parts.sync()?;
         }
-        Ok(have)
+        Ok(())
     }
 }
 

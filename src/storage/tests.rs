@@ -413,3 +413,83 @@ fn the_handle_cache_gives_back_its_oldest_handle_when_the_process_is_out_of_desc
     assert_eq!(opened.get(), 4, "file 0 was reopened");
     assert_eq!(handles.written(), [2]);
 }
+
+#[test]
+fn a_selection_creates_only_the_chosen_files_and_keeps_shared_bytes_apart() {
+    // f000 0..10, f001 empty, f002 10..55, f003 55..100; 32-byte pieces:
+    // piece 0 holds f000 and f002, piece 1 f002 and f003.
+    let data = content(100);
+    let meta = multi_meta(&[10, 0, 45, 45], 32, &data);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let options = StorageOptions::new(Access::ReadWrite);
+    let only_last = [false, false, false, true];
+    let storage = Storage::open_selected(&meta, &root, options, &only_last).unwrap();
+    assert_eq!(storage.unwanted().iter().collect::<Vec<_>>(), [0]);
+    assert_eq!(storage.wanted_len(), 100 - 32);
+    for index in 1..4u32 {
+        let start = index as usize * 32;
+        storage
+            .write_piece(index, &data[start..(start + 32).min(100)])
+            .unwrap();
+    }
+    let mut names: Vec<_> = fs::read_dir(root.join("dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f003"], "no other file is created");
+    assert_eq!(fs::read(root.join("dir/f003")).unwrap(), &data[55..]);
+    // Slot 1 (piece 1) holds f002's last bytes at their place in the piece.
+    let parts = fs::read(dir.path().join(".root.parts")).unwrap();
+    assert_eq!(parts.len(), 64);
+    assert_eq!(parts[32..55], data[32..55]);
+    assert!(parts[..32].iter().chain(&parts[55..]).all(|&b| b == 0));
+    let mut back = Vec::new();
+    storage.read_piece(1, &mut back).unwrap();
+    assert_eq!(back, &data[32..64]);
+    let hashes = meta.piece_hashes.clone();
+    assert_eq!(
+        storage.check(&hashes, 2, &|_| {}).unwrap(),
+        [false, true, true, true]
+    );
+    storage.sync().unwrap();
+    drop(storage);
+
+    // f002 chosen too: it starts with what the part file kept of it, so
+    // piece 1 still verifies; piece 0 (f000's bytes never fetched) does not.
+    let wider = [false, false, true, true];
+    let storage = Storage::open_selected(&meta, &root, options, &wider).unwrap();
+    assert!(storage.had_data());
+    assert_eq!(fs::read(root.join("dir/f002")).unwrap()[22..], data[32..55]);
+    assert_eq!(
+        storage.check(&hashes, 2, &|_| {}).unwrap(),
+        [false, true, true, true]
+    );
+    assert!(!root.join("dir/f000").exists());
+}
+
+#[test]
+fn a_part_file_that_is_a_symbolic_link_is_refused() {
+    let data = content(100);
+    let meta = multi_meta(&[10, 0, 45, 45], 32, &data);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, b"keep").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join(".root.parts")).unwrap();
+    let options = StorageOptions::new(Access::ReadWrite);
+    let e = Storage::open_selected(
+        &meta,
+        &dir.path().join("root"),
+        options,
+        &[false, false, false, true],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        e.source.to_string().contains("symbolic link"),
+        "{e}: {}",
+        e.source
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+}

@@ -22,6 +22,9 @@ pub(super) struct Prepared {
     pub storage: Arc<Storage>,
     /// Which pieces verified.
     pub have: Vec<bool>,
+    /// Bytes of the pieces wanted (all of them unless some files are not
+    /// selected).
+    pub wanted_len: u64,
 }
 
 /// Opens the content and checks what exists of it; records what is left.
@@ -47,7 +50,35 @@ pub(super) fn prepare(
         max_open_fds: storage::file_handle_budget(storage::open_file_limit(), options.max_peers),
         direct_io: options.direct_io,
     };
-    let mut storage = Storage::open_with(meta, &root, storage_options)?;
+    // Seeding serves every file; a download fetches the selected ones.
+    let selected = if seeding {
+        vec![true; meta.files.len()]
+    } else {
+        options
+            .selection
+            .resolve_for(meta)
+            .map_err(|source| Error::Selection {
+                name: meta.name.clone(),
+                source,
+            })?
+    };
+    let mut storage = Storage::open_selected(meta, &root, storage_options, &selected)?;
+    let chosen = selected.iter().filter(|&&s| s).count();
+    if chosen < meta.files.len() {
+        info!(
+            "{chosen} of {} files selected: {} bytes in {} of {} pieces",
+            meta.files.len(),
+            storage.wanted_len(),
+            storage.wanted_count(),
+            meta.layout.piece_count()
+        );
+        if let Some(part) = storage.part_file() {
+            debug!(
+                "bytes of unselected files in shared pieces go to {}",
+                part.display()
+            );
+        }
+    }
     let have = check_existing(&storage, meta, options.live_progress)?;
     if options.direct_io && !seeding {
         let direct = storage.enable_direct_writes();
@@ -64,18 +95,24 @@ pub(super) fn prepare(
         });
     }
     if have_count > 0 && !seeding {
-        info!("resuming: {have_count} of {count} pieces already verified");
+        info!(
+            "resuming: {have_count} of {} pieces already verified",
+            storage.wanted_count()
+        );
     }
+    // What is left counts the wanted pieces only (what trackers are told).
     let left: u64 = (0..count)
-        .filter(|&i| !have[i as usize])
+        .filter(|&i| !have[i as usize] && storage.is_wanted(i))
         .map(|i| u64::from(meta.layout.piece_size(i)))
         .sum();
+    let wanted_len = storage.wanted_len();
     stats.left.store(left, Ordering::Relaxed);
-    stats.total_len.store(meta.total_len(), Ordering::Relaxed);
+    stats.total_len.store(wanted_len, Ordering::Relaxed);
     stats.have_pieces.store(have_count, Ordering::Relaxed);
     Ok(Prepared {
         storage: Arc::new(storage),
         have,
+        wanted_len,
     })
 }
 
@@ -91,10 +128,11 @@ pub(super) fn save_torrent(path: &Path, meta: &Metainfo) -> Result<(), Error> {
 
 /// Checks content that already exists on disk; fresh files are skipped.
 fn check_existing(storage: &Storage, meta: &Metainfo, live: bool) -> Result<Vec<bool>, Error> {
-    let count = meta.layout.piece_count();
     if !storage.had_data() {
+        let count = meta.layout.piece_count();
         return Ok(vec![false; count as usize]);
     }
+    let count = storage.wanted_count();
     info!("checking existing data ({count} pieces)");
     let bar = check_bar(count, live);
     let have = storage.check(&meta.piece_hashes, worker_threads(), &|done| {

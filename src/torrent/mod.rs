@@ -51,6 +51,7 @@ use crate::peer_list::PeerSource;
 use crate::peer_table::PeerTable;
 use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
+use crate::selection::Selection;
 use crate::stats::Stats;
 use crate::storage::{Access, Allow};
 use crate::tracker::{AnnounceRequest, TrackerCommand, TrackerList, Trackers};
@@ -130,6 +131,9 @@ pub struct Options {
     pub labelled: bool,
     /// Peer exchange (BEP 11) for torrents that are not private (BEP 27).
     pub pex: bool,
+    /// The files a download fetches (`--files`, `--exclude`); applied
+    /// once the metadata is known. Seeding serves every file.
+    pub selection: Selection,
 }
 
 /// The visible state of a torrent.
@@ -298,7 +302,7 @@ impl Torrent {
         });
         let table = PeerTable::new(ctx, Arc::clone(client.budget()));
         let progress = Progress::new(
-            meta.as_ref().map_or(0, Metainfo::total_len),
+            prepared.as_ref().map_or(0, |p| p.wanted_len),
             seeding,
             options.live_progress,
             options.labelled.then(|| label.clone()),
@@ -506,7 +510,11 @@ impl Run {
                     metadata_phase::Held {
                         result: Ok(prepared),
                         stopped: false,
-                    } => (meta, prepared),
+                    } => {
+                        // Only the selected files' pieces are fetched.
+                        self.progress.set_total(prepared.wanted_len);
+                        (meta, prepared)
+                    }
                     metadata_phase::Held { result, .. } => {
                         self.table.shutdown(events_rx);
                         return result.map(|_| Outcome::Stopped);

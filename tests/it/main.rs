@@ -15,6 +15,13 @@ mod tracker;
 /// (BEP 15), and tiers of UDP and HTTP trackers with silent ones (BEP 12).
 mod udp_tracker;
 
+/// Choosing files: `--files` and `--exclude` fetch only the chosen files
+/// (by `.torrent`, by magnet, several torrents), keep shared pieces' other
+/// bytes in the part file, resume, widen, never touch a file left out,
+/// show interest and count `left` for the wanted pieces only; bad
+/// selections are usage errors.
+mod select;
+
 /// Interrupted downloads resume; corrupted pieces are found and fetched again.
 mod resume;
 

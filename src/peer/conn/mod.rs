@@ -85,8 +85,12 @@ pub(super) struct Conn<'a> {
     out_pos: usize,
     read_timeout: Option<Duration>,
     we_have: Bitfield,
+    /// What we have and what we do not want (pieces of files not
+    /// selected): the pieces we need nothing of.
+    done: Bitfield,
     they_have: Bitfield,
-    /// Pieces the remote has that we lack: we are interested while any.
+    /// Pieces the remote has that we lack and want: we are interested
+    /// while any.
     wanted: u32,
     am_choking: bool,
     am_interested: bool,
@@ -151,6 +155,7 @@ impl<'a> Conn<'a> {
             out_pos: 0,
             read_timeout: None,
             we_have: Bitfield::new(layout.piece_count()),
+            done: Bitfield::new(layout.piece_count()),
             they_have: Bitfield::new(layout.piece_count()),
             wanted: 0,
             am_choking: true,
@@ -260,8 +265,10 @@ impl<'a> Conn<'a> {
         after_metadata: bool,
         cmd_rx: &Receiver<PeerCommand>,
     ) -> Outcome {
+        self.done = have.clone();
+        self.done.union_with(self.loaded.storage.unwanted());
         self.we_have = have;
-        self.wanted = self.they_have.count_missing_from(&self.we_have);
+        self.wanted = self.they_have.count_missing_from(&self.done);
         self.open(extensions, after_metadata);
         self.stream
             .set_write_timeout(Some(WRITE_WAIT))
@@ -467,7 +474,8 @@ impl<'a> Conn<'a> {
                 }
             }
             PeerCommand::Have(index) => {
-                let new = self.we_have.set(index);
+                self.we_have.set(index);
+                let new = self.done.set(index);
                 if !self.they_have.has(index) {
                     self.queue(Message::Have(index));
                 } else if new {

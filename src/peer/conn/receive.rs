@@ -65,7 +65,7 @@ impl Conn<'_> {
                     return Err(Violation::HaveOutOfRange(index).into());
                 }
                 if self.they_have.set(index) {
-                    if !self.we_have.has(index) {
+                    if !self.done.has(index) {
                         self.wanted += 1;
                     }
                     self.send_event(PeerEvent::Have(index))?;
@@ -85,7 +85,7 @@ impl Conn<'_> {
                     return Err(Violation::BadBitfield.into());
                 }
                 self.they_have = Bitfield::from_payload(bits, self.layout.piece_count());
-                self.wanted = self.they_have.count_missing_from(&self.we_have);
+                self.wanted = self.they_have.count_missing_from(&self.done);
                 self.send_event(PeerEvent::Bitfield(self.they_have.clone()))?;
                 self.update_interest();
             }

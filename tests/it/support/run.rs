@@ -36,6 +36,7 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         dht: None,
         max_download_rate: 0,
         max_upload_rate: 0,
+        selection: bittorrent::selection::Selection::all(),
     }
 }
 
