@@ -12,6 +12,7 @@ use clap::Parser;
 
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::dht::node::DhtConfig;
+use crate::seed_limit::SeedLimit;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent
@@ -184,6 +185,45 @@ pub struct Args {
     /// (K = 1000 bytes, KiB = 1024). 0 means no limit.
     #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate_arg)]
     pub max_upload_rate: u64,
+
+    /// After a download (-d) completes, keep seeding until bytes uploaded
+    /// in this run (during the download too, as aria2 counts them) reach
+    /// RATIO times the torrent's size, or --seed-time is over, whichever
+    /// comes first. With -s, ends the seeding the same way. By default a
+    /// download exits once complete. Ctrl-C while seeding exits 0.
+    #[arg(long, value_name = "RATIO", value_parser = parse_ratio_arg)]
+    pub seed_ratio: Option<f64>,
+
+    /// After a download (-d) completes, keep seeding this long, or until
+    /// --seed-ratio is reached, whichever comes first; with -s, seed this
+    /// long. DURATION is a whole number with s, m or h (90s, 30m, 2h); a
+    /// bare number is minutes, as in aria2.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub seed_time: Option<Duration>,
+
+    /// Announce to every tracker this often, whatever interval the tracker
+    /// asks for (failed announces still back off). Meant for private swarms
+    /// and tests; on public trackers, announcing more often than asked can
+    /// get a client refused.
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub announce_interval: Option<u64>,
+
+    /// Print progress and the final summary as JSON lines on stdout, one
+    /// object a line with an "event" field ("progress", "summary"),
+    /// instead of the live progress line. Log lines stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A `--seed-ratio` for clap.
+fn parse_ratio_arg(text: &str) -> Result<f64, String> {
+    crate::seed_limit::parse_ratio(text)
+}
+
+/// A `--seed-time` for clap.
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::seed_limit::parse_duration(text)
 }
 
 /// A rate for clap, which names the flag and the value in its error.
@@ -215,7 +255,7 @@ impl Args {
             .map(|peer| parse_peer(peer))
             .collect::<Result<Vec<_>, _>>()?;
         let live_progress =
-            self.verbose == 0 && !self.no_progress && std::io::stderr().is_terminal();
+            self.verbose == 0 && !self.no_progress && !self.json && std::io::stderr().is_terminal();
         Ok(Config {
             torrents: self.torrents,
             save_torrent: self.save_torrent,
@@ -237,6 +277,12 @@ impl Args {
             }),
             max_download_rate: self.max_download_rate,
             max_upload_rate: self.max_upload_rate,
+            seed_limit: SeedLimit {
+                ratio: self.seed_ratio,
+                time: self.seed_time,
+            },
+            announce_interval: self.announce_interval.map(Duration::from_secs),
+            json: self.json,
         })
     }
 }

@@ -30,6 +30,7 @@ use crate::metainfo::{InfoHash, MAX_METAINFO_LEN, Metainfo};
 use crate::peer::wire::PeerId;
 use crate::piece_manager::{Event, Outcome};
 use crate::progress::total_bar;
+use crate::seed_limit::SeedLimit;
 use crate::stats::Stats;
 use crate::storage::Allow;
 use crate::torrent::{Options, Placement, Source, Torrent};
@@ -91,6 +92,16 @@ pub struct Config {
     pub max_download_rate: u64,
     /// Most payload bytes a second sent to all peers; 0 for no limit.
     pub max_upload_rate: u64,
+    /// When a complete torrent stops seeding (`--seed-ratio`,
+    /// `--seed-time`): a download that sets one keeps seeding after it
+    /// completes; a seed run ends at it. None set: a download exits when
+    /// complete, a seed run goes on until stopped.
+    pub seed_limit: SeedLimit,
+    /// Announce this often instead of at the trackers' interval
+    /// (`--announce-interval`).
+    pub announce_interval: Option<Duration>,
+    /// Progress and the summary as JSON lines on stdout (`--json`).
+    pub json: bool,
 }
 
 /// A running client and its torrents.
@@ -341,6 +352,9 @@ impl Session {
             save_torrent: config.save_torrent.clone(),
             labelled: several,
             pex: config.pex,
+            seed_limit: config.seed_limit,
+            announce_interval: config.announce_interval,
+            json: config.json,
         };
         let placement = match (&config.mode, several) {
             (Mode::Download { dest }, _) => Placement::Download(dest.clone()),

@@ -28,7 +28,7 @@ use super::extensions::{self, Incoming, PexOffer, RemoteExtensions};
 use super::open::io_error;
 use super::transport::Stream;
 use super::wire::{Limits, Message};
-use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation};
+use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation, WIRE_TRACE};
 use crate::bitfield::Bitfield;
 use crate::piece_manager::{Event, PeerEvent};
 
@@ -94,6 +94,7 @@ pub fn run(
     // content): watch for it closely for a moment.
     let expect_command_until = Cell::new(Instant::now());
     let mut read_timeout = IDLE_WAIT;
+    let trace_wire = super::wire_trace_on();
     let send = |event: PeerEvent| {
         expect_command_until.set(Instant::now() + EXPECT_COMMAND_FOR);
         ctx.events_tx
@@ -118,13 +119,13 @@ pub fn run(
                 }
                 Ok(PeerCommand::RequestMetadata(piece)) => {
                     if let Some(id) = remote.ut_metadata {
-                        trace!("{addr}: request metadata piece {piece}");
+                        trace!(target: WIRE_TRACE, "{addr} -> extended ut_metadata request piece {piece}");
                         extensions::queue_metadata_request(&mut out, id, piece);
                     }
                 }
                 Ok(PeerCommand::Pex(message)) => {
                     if let (Some(id), true) = (remote.ut_pex, ctx.pex_enabled()) {
-                        trace!("{addr}: send {message:?}");
+                        trace!(target: WIRE_TRACE, "{addr} -> extended ut_pex {message:?}");
                         extensions::queue_pex(&mut out, id, &message);
                     }
                 }
@@ -172,6 +173,9 @@ pub fn run(
         while let Some((message, used)) =
             Message::decode(&rbuf[start..end], limits).map_err(Violation::Wire)?
         {
+            if trace_wire {
+                trace!(target: WIRE_TRACE, "{addr} <- {message}");
+            }
             match message {
                 Message::KeepAlive => {}
                 Message::Extended { id, payload } => {

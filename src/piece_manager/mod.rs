@@ -40,6 +40,7 @@ use crate::peer::{Loaded, Partial, PeerCommand, PeerKey};
 use crate::peer_table::PeerTable;
 use crate::piece_picker::{PiecePicker, PieceState, RUN_BYTES};
 use crate::progress::{Progress, Snapshot};
+use crate::seed_limit::SeedLimit;
 use crate::storage::{Storage, StorageError};
 use crate::tracker::TrackerCommand;
 use crate::verifier::{Checked, Job, Verifier};
@@ -55,10 +56,15 @@ const WANT_PEERS: usize = 10;
 const MORE_PEERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Limits and policy of a manager, from the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ManagerConfig {
-    /// True when the session ends once complete (download mode).
+    /// True when the session ends once complete (download mode); with a
+    /// `seed_limit`, once that is reached after the download completes.
     pub stop_when_complete: bool,
+    /// How long the complete torrent seeds: after a download, until the
+    /// first limit (none set: not at all); in a seed run, until the first
+    /// limit (none set: until shutdown).
+    pub seed_limit: SeedLimit,
     /// Regular upload slots (see [`Choker`]).
     pub upload_slots: usize,
     /// Most peer connections at once, both directions.
@@ -107,6 +113,9 @@ pub struct PieceManager {
     last_rate_sample: Instant,
     last_choke: Instant,
     progress: Progress,
+    /// Since when the content is complete in this run: the end of the
+    /// download, or the start of a seed run (what `--seed-time` counts).
+    seeding_since: Option<Instant>,
 }
 
 impl PieceManager {
@@ -157,6 +166,7 @@ impl PieceManager {
             last_rate_sample: now,
             last_choke: now,
             progress,
+            seeding_since: None,
         };
         let connected: Vec<(PeerKey, SocketAddr)> = manager
             .table
@@ -211,13 +221,10 @@ impl PieceManager {
         let mut next_tick = Instant::now();
         let results = self.verifier.results().clone();
         loop {
-            if self.config.stop_when_complete && self.picker.is_complete() {
-                self.storage.sync()?;
-                info!(
-                    "download complete: all {} pieces verified",
-                    self.have.count()
-                );
-                return Ok(Outcome::Complete);
+            if self.picker.is_complete()
+                && let Some(outcome) = self.complete_or_seeding()?
+            {
+                return Ok(outcome);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -244,9 +251,62 @@ impl PieceManager {
                     self.table.add_addrs(addrs, source, now);
                     self.table.dial_more(now);
                 }
+                // Stopped while seeding after a download: it was complete.
+                Ok(Event::Shutdown) | Err(_)
+                    if self.config.stop_when_complete && self.seeding_since.is_some() =>
+                {
+                    return Ok(Outcome::Complete);
+                }
                 Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
             }
         }
+    }
+
+    /// The content is complete: whether the torrent ends now. A download
+    /// with no seed limit ends at once; one with a limit announces
+    /// `completed`, then seeds until the limit; a seed run ends at its
+    /// limit (as if stopped) or goes on.
+    fn complete_or_seeding(&mut self) -> Result<Option<Outcome>, StorageError> {
+        let limit = self.config.seed_limit;
+        let now = Instant::now();
+        let since = match self.seeding_since {
+            Some(since) => since,
+            None => {
+                self.seeding_since = Some(now);
+                if self.config.stop_when_complete {
+                    self.storage.sync()?;
+                    let stats = &self.table.ctx().stats;
+                    let _ = stats.completed_at.set(now);
+                    info!(
+                        "download complete: all {} pieces verified",
+                        self.have.count()
+                    );
+                    if !limit.is_set() {
+                        return Ok(Some(Outcome::Complete));
+                    }
+                    if let Some(tx) = &self.tracker_tx {
+                        let _ = tx.send(TrackerCommand::Completed);
+                    }
+                    self.progress.start_seeding(&format!(
+                        "download complete; seeding on port {}; stops at {limit}, or press Ctrl-C",
+                        self.table.ctx().listen_port
+                    ));
+                }
+                now
+            }
+        };
+        let uploaded = self.table.ctx().stats.uploaded.load(Ordering::Relaxed);
+        let total_len = self.storage.layout().total_len();
+        let Some(reached) = limit.reached(uploaded, total_len, now.duration_since(since)) else {
+            return Ok(None);
+        };
+        info!("seeding ends: {reached}");
+        self.progress.note(&format!("seeding ends: {reached}"));
+        Ok(Some(if self.config.stop_when_complete {
+            Outcome::Complete
+        } else {
+            Outcome::Stopped
+        }))
     }
 
     /// Periodic work: progress, rates, choking, dialling, asking for peers.
@@ -303,6 +363,7 @@ impl PieceManager {
             total_len: layout.total_len(),
             peers: self.table.connected_count(),
             uploaded: self.table.ctx().stats.uploaded.load(Ordering::Relaxed),
+            downloaded: self.table.ctx().stats.downloaded.load(Ordering::Relaxed),
         }
     }
 
@@ -435,6 +496,8 @@ impl PieceManager {
                 "{}: piece {index} was not assigned to it, ignoring",
                 slot.addr
             );
+            let stats = &self.table.ctx().stats;
+            stats.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
             self.loaded.buffers.give(data);
             return;
         };
@@ -445,6 +508,8 @@ impl PieceManager {
             PieceState::Have | PieceState::Verifying
         ) {
             // Endgame: another peer delivered it first.
+            let stats = &self.table.ctx().stats;
+            stats.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
             self.inherited.remove(&(key, index));
             self.budget.release(charge);
             self.loaded.buffers.give(data);
@@ -500,6 +565,7 @@ impl PieceManager {
             // Counted once the verdict (and any ban) has taken effect.
             let stats = &self.table.ctx().stats;
             stats.hash_failures.fetch_add(1, Ordering::Relaxed);
+            stats.wasted.fetch_add(len, Ordering::Relaxed);
             self.assign_all();
             return Ok(());
         }
