@@ -43,11 +43,24 @@ Examples:
   or over IPv6 (quote the brackets in the shell):
     bittorrent demo.torrent -d /tmp/out/ --peer '[::1]:7000'
 
-  More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
+  Download, then seed until the upload is twice the size or 2 hours pass:
+    bittorrent ubuntu.torrent -d ~/Downloads/ --seed-ratio 2 --seed-time 2h
+
+  Progress and the final summary as JSON lines on stdout, for scripts:
+    bittorrent demo.torrent -d out/ --json
+
+  More logging: -v (info), -vv (debug: peers and pieces), -vvv (trace: every
+  message on the wire, as in `127.0.0.1:7000 -> request piece 12 begin 32768
+  length 16384`); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
 
-Exit status: 0 when every download is complete and verified (or seeding was
-stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
+Every run ends with a summary line on stderr: size, time, bytes downloaded
+and uploaded with their average rates, peers connected, bytes wasted, pieces
+that failed the hash check, peers banned.
+
+Exit status: 0 when every download is complete and verified (also when it
+seeds on after that), or seeding was stopped with Ctrl-C, SIGTERM or its
+--seed-time or --seed-ratio; 1 on any error (with several torrents, when
 any of them failed; the others go on), 2 on bad arguments or a malformed
 magnet link."
 )]
@@ -373,6 +386,55 @@ mod tests {
         assert!(e.contains("--max-upload-rate") && e.contains("10Q"), "{e}");
         let help = Args::command().render_long_help().to_string();
         assert!(help.contains("powers of 1000") && help.contains("powers of 1024"));
+    }
+
+    #[test]
+    fn seed_limits_announce_interval_and_json_become_the_config() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).map(|args| args.into_config().unwrap())
+        };
+        let default = parse(&[]).unwrap();
+        assert!(
+            !default.seed_limit.is_set(),
+            "a download exits when complete"
+        );
+        assert_eq!(default.announce_interval, None);
+        assert!(!default.json);
+        let set = parse(&[
+            "--seed-ratio",
+            "1.5",
+            "--seed-time",
+            "90s",
+            "--announce-interval",
+            "5",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(set.seed_limit.ratio, Some(1.5));
+        assert_eq!(set.seed_limit.time, Some(Duration::from_secs(90)));
+        assert_eq!(set.announce_interval, Some(Duration::from_secs(5)));
+        assert!(
+            set.json && !set.live_progress,
+            "JSON replaces the live line"
+        );
+        assert_eq!(
+            parse(&["--seed-time", "5"]).unwrap().seed_limit.time,
+            Some(Duration::from_secs(300)),
+            "a bare number is minutes"
+        );
+        for bad in [
+            &["--seed-time", "2d"][..],
+            &["--seed-ratio", "x"],
+            &["--announce-interval", "0"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("private swarms and tests"), "{help}");
     }
 
     #[test]

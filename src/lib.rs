@@ -93,6 +93,12 @@
 //! ([`session`]); the [`metainfo`] loader refuses clashing paths and reads
 //! only the keys it uses.
 //!
+//! A torrent that is complete seeds on while a [`seed_limit::SeedLimit`]
+//! (`--seed-ratio`, `--seed-time`) allows; a download with none ends when
+//! complete. What every thread counts goes to the torrent's [`stats`]; at
+//! the end of the run [`summary::Summary`] reads them into one line (and a
+//! `--json` line, as [`progress`] writes its lines then).
+//!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
 //! [`magnet`], [`peer::wire`], [`peer::ext`], [`peer::pex`], [`dht::krpc`],
 //! the datagrams of [`tracker::udp::codec`], and the URL and response half
