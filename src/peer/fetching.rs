@@ -68,7 +68,11 @@ pub fn run(
     cmd_rx: &Receiver<PeerCommand>,
 ) -> Result<Option<Started>, Disconnect> {
     let mut out = Vec::new();
+    let trace_wire = super::wire_trace_on();
     if extensions {
+        if trace_wire {
+            trace!(target: WIRE_TRACE, "{addr} -> extended handshake");
+        }
         let queue = MAX_QUEUED_REQUESTS as u32;
         let pex = if ctx.pex_enabled() {
             PexOffer::Offer
@@ -94,7 +98,6 @@ pub fn run(
     // content): watch for it closely for a moment.
     let expect_command_until = Cell::new(Instant::now());
     let mut read_timeout = IDLE_WAIT;
-    let trace_wire = super::wire_trace_on();
     let send = |event: PeerEvent| {
         expect_command_until.set(Instant::now() + EXPECT_COMMAND_FOR);
         ctx.events_tx
@@ -135,6 +138,9 @@ pub fn run(
             }
         }
         if last_sent.elapsed() >= KEEPALIVE_AFTER && out.is_empty() {
+            if trace_wire {
+                trace!(target: WIRE_TRACE, "{addr} -> keep-alive");
+            }
             Message::KeepAlive.encode(&mut out);
         }
         if last_received.elapsed() >= SILENCE_LIMIT {
@@ -203,6 +209,12 @@ pub fn run(
                             // Rejects are small, but a remote that does not
                             // read must not grow them without bound.
                             if let (Some(id), true) = (remote.ut_metadata, out.len() < OUT_LIMIT) {
+                                if trace_wire {
+                                    trace!(
+                                        target: WIRE_TRACE,
+                                        "{addr} -> extended ut_metadata reject piece {piece}"
+                                    );
+                                }
                                 extensions::queue_metadata_answer(&mut out, id, piece, None);
                             }
                         }

@@ -16,6 +16,7 @@
 
 mod assign;
 pub mod budget;
+mod complete;
 mod events;
 mod slot;
 
@@ -26,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use budget::{Budget, Charge};
 pub use events::{Event, Outcome, PeerEvent, Returned};
@@ -260,53 +261,6 @@ impl PieceManager {
                 Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
             }
         }
-    }
-
-    /// The content is complete: whether the torrent ends now. A download
-    /// with no seed limit ends at once; one with a limit announces
-    /// `completed`, then seeds until the limit; a seed run ends at its
-    /// limit (as if stopped) or goes on.
-    fn complete_or_seeding(&mut self) -> Result<Option<Outcome>, StorageError> {
-        let limit = self.config.seed_limit;
-        let now = Instant::now();
-        let since = match self.seeding_since {
-            Some(since) => since,
-            None => {
-                self.seeding_since = Some(now);
-                if self.config.stop_when_complete {
-                    self.storage.sync()?;
-                    let stats = &self.table.ctx().stats;
-                    let _ = stats.completed_at.set(now);
-                    info!(
-                        "download complete: all {} pieces verified",
-                        self.have.count()
-                    );
-                    if !limit.is_set() {
-                        return Ok(Some(Outcome::Complete));
-                    }
-                    if let Some(tx) = &self.tracker_tx {
-                        let _ = tx.send(TrackerCommand::Completed);
-                    }
-                    self.progress.start_seeding(&format!(
-                        "download complete; seeding on port {}; stops at {limit}, or press Ctrl-C",
-                        self.table.ctx().listen_port
-                    ));
-                }
-                now
-            }
-        };
-        let uploaded = self.table.ctx().stats.uploaded.load(Ordering::Relaxed);
-        let total_len = self.storage.layout().total_len();
-        let Some(reached) = limit.reached(uploaded, total_len, now.duration_since(since)) else {
-            return Ok(None);
-        };
-        info!("seeding ends: {reached}");
-        self.progress.note(&format!("seeding ends: {reached}"));
-        Ok(Some(if self.config.stop_when_complete {
-            Outcome::Complete
-        } else {
-            Outcome::Stopped
-        }))
     }
 
     /// Periodic work: progress, rates, choking, dialling, asking for peers.
