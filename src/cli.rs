@@ -13,6 +13,7 @@ use clap::Parser;
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::dht::node::DhtConfig;
 use crate::selection::Selection;
+use crate::seed_limit::SeedLimit;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent
@@ -46,7 +47,15 @@ Examples:
   or over IPv6 (quote the brackets in the shell):
     bittorrent demo.torrent -d /tmp/out/ --peer '[::1]:7000'
 
-  More logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG works too:
+  Download, then seed until the upload is twice the size or 2 hours pass:
+    bittorrent ubuntu.torrent -d ~/Downloads/ --seed-ratio 2 --seed-time 2h
+
+  Progress and the final summary as JSON lines on stdout, for scripts:
+    bittorrent demo.torrent -d out/ --json
+
+  More logging: -v (info), -vv (debug: peers and pieces), -vvv (trace: every
+  message on the wire, as in `127.0.0.1:7000 -> request piece 12 begin 32768
+  length 16384`); RUST_LOG works too:
     RUST_LOG=bittorrent=debug bittorrent demo.torrent -d out/
 
 Other commands (each has its own --help):
@@ -56,8 +65,13 @@ Other commands (each has its own --help):
   bittorrent completions bash|zsh|fish                  shell completion script
   bittorrent man                                        the man page
 
-Exit status: 0 when every download is complete and verified (or seeding was
-stopped with Ctrl-C or SIGTERM), 1 on any error (with several torrents, when
+Every run ends with a summary line on stderr: size, time, bytes downloaded
+and uploaded with their average rates, peers connected, bytes wasted, pieces
+that failed the hash check, peers banned.
+
+Exit status: 0 when every download is complete and verified (also when it
+seeds on after that), or seeding was stopped with Ctrl-C, SIGTERM or its
+--seed-time or --seed-ratio; 1 on any error (with several torrents, when
 any of them failed; the others go on), 2 on bad arguments, a malformed
 magnet link or a choice of files that does not fit the torrent."
 )]
@@ -213,6 +227,45 @@ pub struct Args {
     /// torrents it applies to each. Downloads only.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+
+    /// After a download (-d) completes, keep seeding until bytes uploaded
+    /// in this run (during the download too, as aria2 counts them) reach
+    /// RATIO times the torrent's size, or --seed-time is over, whichever
+    /// comes first. With -s, ends the seeding the same way. By default a
+    /// download exits once complete. Ctrl-C while seeding exits 0.
+    #[arg(long, value_name = "RATIO", value_parser = parse_ratio_arg)]
+    pub seed_ratio: Option<f64>,
+
+    /// After a download (-d) completes, keep seeding this long, or until
+    /// --seed-ratio is reached, whichever comes first; with -s, seed this
+    /// long. DURATION is a whole number with s, m or h (90s, 30m, 2h); a
+    /// bare number is minutes, as in aria2.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub seed_time: Option<Duration>,
+
+    /// Announce to every tracker this often, whatever interval the tracker
+    /// asks for (failed announces still back off). Meant for private swarms
+    /// and tests; on public trackers, announcing more often than asked can
+    /// get a client refused.
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub announce_interval: Option<u64>,
+
+    /// Print progress and the final summary as JSON lines on stdout, one
+    /// object a line with an "event" field ("progress", "summary"),
+    /// instead of the live progress line. Log lines stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A `--seed-ratio` for clap.
+fn parse_ratio_arg(text: &str) -> Result<f64, String> {
+    crate::seed_limit::parse_ratio(text)
+}
+
+/// A `--seed-time` for clap.
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::seed_limit::parse_duration(text)
 }
 
 /// A rate for clap, which names the flag and the value in its error.
@@ -251,7 +304,7 @@ impl Args {
             .map(|peer| parse_peer(peer))
             .collect::<Result<Vec<_>, _>>()?;
         let live_progress =
-            self.verbose == 0 && !self.no_progress && std::io::stderr().is_terminal();
+            self.verbose == 0 && !self.no_progress && !self.json && std::io::stderr().is_terminal();
         Ok(Config {
             torrents: self.torrents,
             save_torrent: self.save_torrent,
@@ -274,6 +327,12 @@ impl Args {
             max_download_rate: self.max_download_rate,
             max_upload_rate: self.max_upload_rate,
             selection,
+            seed_limit: SeedLimit {
+                ratio: self.seed_ratio,
+                time: self.seed_time,
+            },
+            announce_interval: self.announce_interval.map(Duration::from_secs),
+            json: self.json,
         })
     }
 }
@@ -364,6 +423,55 @@ mod tests {
         assert!(e.contains("--max-upload-rate") && e.contains("10Q"), "{e}");
         let help = Args::command().render_long_help().to_string();
         assert!(help.contains("powers of 1000") && help.contains("powers of 1024"));
+    }
+
+    #[test]
+    fn seed_limits_announce_interval_and_json_become_the_config() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bittorrent", "a.torrent", "-d", "out"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).map(|args| args.into_config().unwrap())
+        };
+        let default = parse(&[]).unwrap();
+        assert!(
+            !default.seed_limit.is_set(),
+            "a download exits when complete"
+        );
+        assert_eq!(default.announce_interval, None);
+        assert!(!default.json);
+        let set = parse(&[
+            "--seed-ratio",
+            "1.5",
+            "--seed-time",
+            "90s",
+            "--announce-interval",
+            "5",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(set.seed_limit.ratio, Some(1.5));
+        assert_eq!(set.seed_limit.time, Some(Duration::from_secs(90)));
+        assert_eq!(set.announce_interval, Some(Duration::from_secs(5)));
+        assert!(
+            set.json && !set.live_progress,
+            "JSON replaces the live line"
+        );
+        assert_eq!(
+            parse(&["--seed-time", "5"]).unwrap().seed_limit.time,
+            Some(Duration::from_secs(300)),
+            "a bare number is minutes"
+        );
+        for bad in [
+            &["--seed-time", "2d"][..],
+            &["--seed-ratio", "x"],
+            &["--announce-interval", "0"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("private swarms and tests"), "{help}");
     }
 
     #[test]

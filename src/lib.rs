@@ -103,6 +103,12 @@
 //! ([`session`]); the [`metainfo`] loader refuses clashing paths and reads
 //! only the keys it uses.
 //!
+//! A torrent that is complete seeds on while a [`seed_limit::SeedLimit`]
+//! (`--seed-ratio`, `--seed-time`) allows; a download with none ends when
+//! complete. What every thread counts goes to the torrent's [`stats`]; at
+//! the end of the run [`summary::Summary`] reads them into one line (and a
+//! `--json` line, as [`progress`] writes its lines then).
+//!
 //! Wire formats are pure code with no sockets: [`bencode`], [`metainfo`],
 //! [`magnet`], [`peer::wire`], [`peer::ext`], [`peer::pex`], [`dht::krpc`],
 //! the datagrams of [`tracker::udp::codec`], and the URL and response half
@@ -142,10 +148,12 @@ pub mod peer_table;
 pub mod piece_manager;
 pub mod piece_picker;
 pub mod progress;
+pub mod seed_limit;
 pub mod selection;
 pub mod session;
 pub mod stats;
 pub mod storage;
+pub mod summary;
 pub mod tools;
 pub mod torrent;
 pub mod tracker;

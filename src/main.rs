@@ -4,10 +4,14 @@
 //! session, print the error chain once and choose the exit code.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bittorrent::cli::Args;
 use bittorrent::piece_manager::Outcome;
 use bittorrent::session::{Config, Mode, Session, ShutdownHandle};
+use bittorrent::stats::Stats;
+use bittorrent::summary::Summary;
 use clap::Parser;
 
 /// The fewest open files a run needs: the standard streams, the listen
@@ -105,7 +109,10 @@ fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     let several = config.torrents.len() > 1;
+    let started = Instant::now();
     let mut session = Session::start_with(config, shutdown)?;
+    // Read for the summary once the torrents have ended.
+    let stats: Vec<Arc<Stats>> = session.torrents().iter().map(|t| t.stats()).collect();
     let mut failed = false;
     for (input, e) in session.failures() {
         print_error(Some(&input), &e);
@@ -113,25 +120,46 @@ fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
     }
     let seeding = matches!(config.mode, Mode::Seed { .. });
     if seeding {
-        eprintln!(
-            "seeding on port {}; press Ctrl-C to stop",
-            session.listen_addr().port()
-        );
+        let port = session.listen_addr().port();
+        if config.seed_limit.is_set() {
+            eprintln!(
+                "seeding on port {port}; stops at {}, or press Ctrl-C",
+                config.seed_limit
+            );
+        } else {
+            eprintln!("seeding on port {port}; press Ctrl-C to stop");
+        }
     }
     let mut interrupted = false;
-    for (label, outcome) in session.wait_all() {
+    let outcomes = session.wait_all();
+    let summary = Summary::of(
+        &stats.iter().map(|s| &**s).collect::<Vec<_>>(),
+        started,
+        Instant::now(),
+    );
+    let print_summary = || {
+        eprintln!("{}", summary.line());
+        if config.json {
+            println!("{}", summary.json());
+        }
+    };
+    for (label, outcome) in outcomes {
         match outcome {
             Ok(Outcome::Complete) if several => eprintln!("{label}: download complete"),
             Ok(Outcome::Complete) => eprintln!("download complete"),
             Ok(Outcome::Stopped) => interrupted = true,
             // With one torrent its error is the run's.
-            Err(e) if !several => return Err(e),
+            Err(e) if !several => {
+                print_summary();
+                return Err(e);
+            }
             Err(e) => {
                 print_error(Some(&label), &e);
                 failed = true;
             }
         }
     }
+    print_summary();
     Ok(if failed {
         ExitCode::FAILURE
     } else if interrupted && !seeding {

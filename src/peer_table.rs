@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 pub mod pex;
 
@@ -444,7 +444,8 @@ impl PeerTable {
         } else if let Some(conn) = self.conns.get_mut(&key) {
             conn.peer_id = Some(peer_id);
             self.ctx.stats.peers.fetch_add(1, Ordering::Relaxed);
-            info!("{}: connected (from {})", conn.addr, conn.source);
+            self.ctx.stats.add_seen(ip, peer_id.0);
+            debug!("{}: connected (from {})", conn.addr, conn.source);
             return true;
         }
         self.send(key, PeerCommand::Shutdown);
@@ -456,10 +457,11 @@ impl PeerTable {
     pub fn on_disconnected(&mut self, key: PeerKey, reason: &Disconnect) -> Option<Connection> {
         let mut conn = self.conns.remove(&key)?;
         let now = Instant::now();
-        debug!("{}: gone ({reason})", conn.addr);
         if conn.peer_id.is_some() {
             self.ctx.stats.peers.fetch_sub(1, Ordering::Relaxed);
-            info!("{}: disconnected: {reason}", conn.addr);
+            debug!("{}: disconnected: {reason}", conn.addr);
+        } else {
+            debug!("{}: gone before the handshake ({reason})", conn.addr);
         }
         if reason.is_violation() {
             self.ban(conn.addr, &reason.to_string());

@@ -31,6 +31,7 @@ use crate::peer::wire::PeerId;
 use crate::piece_manager::{Event, Outcome};
 use crate::progress::total_bar;
 use crate::selection::Selection;
+use crate::seed_limit::SeedLimit;
 use crate::stats::Stats;
 use crate::storage::Allow;
 use crate::torrent::{Options, Placement, Source, Torrent};
@@ -95,6 +96,16 @@ pub struct Config {
     /// The files downloads fetch (`--files`, `--exclude`); every file by
     /// default ([`Selection::all`]). Seeding serves every file.
     pub selection: Selection,
+    /// When a complete torrent stops seeding (`--seed-ratio`,
+    /// `--seed-time`): a download that sets one keeps seeding after it
+    /// completes; a seed run ends at it. None set: a download exits when
+    /// complete, a seed run goes on until stopped.
+    pub seed_limit: SeedLimit,
+    /// Announce this often instead of at the trackers' interval
+    /// (`--announce-interval`).
+    pub announce_interval: Option<Duration>,
+    /// Progress and the summary as JSON lines on stdout (`--json`).
+    pub json: bool,
 }
 
 /// A running client and its torrents.
@@ -346,6 +357,9 @@ impl Session {
             labelled: several,
             pex: config.pex,
             selection: config.selection.clone(),
+            seed_limit: config.seed_limit,
+            announce_interval: config.announce_interval,
+            json: config.json,
         };
         let placement = match (&config.mode, several) {
             (Mode::Download { dest }, _) => Placement::Download(dest.clone()),

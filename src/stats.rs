@@ -2,12 +2,16 @@
 //!
 //! Plain atomics rather than messages: peer threads add to them per block
 //! served, the piece manager per piece, and the tracker and progress display
-//! only read them. The list of banned peers is the one exception, written
-//! only by the piece manager.
+//! only read them. The list of banned peers and the set of peers seen are
+//! the exceptions, written only by the torrent's own thread (a lock taken
+//! once per connection, never per block). The end-of-run summary
+//! ([`crate::summary`]) is read from here.
 
-use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 /// Counters for one session.
 #[derive(Debug, Default)]
@@ -27,8 +31,18 @@ pub struct Stats {
     pub peers: AtomicU32,
     /// Complete pieces that failed the hash check.
     pub hash_failures: AtomicU32,
+    /// Payload bytes received and thrown away: late or duplicate blocks,
+    /// endgame copies of pieces another peer delivered first, pieces that
+    /// failed the hash check and the kept blocks dropped with them.
+    pub wasted: AtomicU64,
+    /// When the download became complete in this run (set once; not set
+    /// in a seed run).
+    pub completed_at: OnceLock<Instant>,
     /// Addresses banned for lying or breaking the protocol, in order.
     banned: Mutex<Vec<SocketAddr>>,
+    /// The distinct peers that got past the handshake: by IP and peer id,
+    /// so a peer that reconnects from another port counts once.
+    seen: Mutex<HashSet<(IpAddr, [u8; 20])>>,
 }
 
 impl Stats {
@@ -46,6 +60,30 @@ impl Stats {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Records that a peer got past the handshake.
+    pub fn add_seen(&self, ip: IpAddr, peer_id: [u8; 20]) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((ip, peer_id));
+    }
+
+    /// How many distinct peers got past the handshake so far.
+    pub fn seen_count(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// How many addresses are banned so far.
+    pub fn banned_count(&self) -> usize {
+        self.banned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 
     /// Reads a counter.

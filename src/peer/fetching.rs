@@ -28,7 +28,7 @@ use super::extensions::{self, Incoming, PexOffer, RemoteExtensions};
 use super::open::io_error;
 use super::transport::Stream;
 use super::wire::{Limits, Message};
-use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation};
+use super::{Closed, Disconnect, Loaded, PeerCommand, PeerContext, PeerKey, Violation, WIRE_TRACE};
 use crate::bitfield::Bitfield;
 use crate::piece_manager::{Event, PeerEvent};
 
@@ -68,7 +68,11 @@ pub fn run(
     cmd_rx: &Receiver<PeerCommand>,
 ) -> Result<Option<Started>, Disconnect> {
     let mut out = Vec::new();
+    let trace_wire = super::wire_trace_on();
     if extensions {
+        if trace_wire {
+            trace!(target: WIRE_TRACE, "{addr} -> extended handshake");
+        }
         let queue = MAX_QUEUED_REQUESTS as u32;
         let pex = if ctx.pex_enabled() {
             PexOffer::Offer
@@ -118,13 +122,13 @@ pub fn run(
                 }
                 Ok(PeerCommand::RequestMetadata(piece)) => {
                     if let Some(id) = remote.ut_metadata {
-                        trace!("{addr}: request metadata piece {piece}");
+                        trace!(target: WIRE_TRACE, "{addr} -> extended ut_metadata request piece {piece}");
                         extensions::queue_metadata_request(&mut out, id, piece);
                     }
                 }
                 Ok(PeerCommand::Pex(message)) => {
                     if let (Some(id), true) = (remote.ut_pex, ctx.pex_enabled()) {
-                        trace!("{addr}: send {message:?}");
+                        trace!(target: WIRE_TRACE, "{addr} -> extended ut_pex {message:?}");
                         extensions::queue_pex(&mut out, id, &message);
                     }
                 }
@@ -134,6 +138,9 @@ pub fn run(
             }
         }
         if last_sent.elapsed() >= KEEPALIVE_AFTER && out.is_empty() {
+            if trace_wire {
+                trace!(target: WIRE_TRACE, "{addr} -> keep-alive");
+            }
             Message::KeepAlive.encode(&mut out);
         }
         if last_received.elapsed() >= SILENCE_LIMIT {
@@ -172,6 +179,9 @@ pub fn run(
         while let Some((message, used)) =
             Message::decode(&rbuf[start..end], limits).map_err(Violation::Wire)?
         {
+            if trace_wire {
+                trace!(target: WIRE_TRACE, "{addr} <- {message}");
+            }
             match message {
                 Message::KeepAlive => {}
                 Message::Extended { id, payload } => {
@@ -199,6 +209,12 @@ pub fn run(
                             // Rejects are small, but a remote that does not
                             // read must not grow them without bound.
                             if let (Some(id), true) = (remote.ut_metadata, out.len() < OUT_LIMIT) {
+                                if trace_wire {
+                                    trace!(
+                                        target: WIRE_TRACE,
+                                        "{addr} -> extended ut_metadata reject piece {piece}"
+                                    );
+                                }
                                 extensions::queue_metadata_answer(&mut out, id, piece, None);
                             }
                         }

@@ -31,6 +31,12 @@
 //!    remote broke the protocol, which gets it banned) and the unfinished
 //!    pieces, so the manager gives them to others.
 //!
+//! At `-vvv` (log target [`WIRE_TRACE`] at trace) each thread logs every
+//! message it queues and decodes, one line each, in BEP 3's words
+//! (`127.0.0.1:51413 -> request piece 12 begin 32768 length 16384`, `<-`
+//! for what arrives; [`wire::Message`]'s `Display`). Whether to is read
+//! once per connection, so the trace costs nothing when off.
+//!
 //! The thread reads and writes a [`transport::Stream`], not a socket, so an
 //! encrypted stream can wrap the socket later. Not owned here: which pieces
 //! to fetch (the manager decides) and the bytes of each message ([`wire`],
@@ -67,6 +73,16 @@ use crate::storage::Storage;
 pub use reason::{Closed, Disconnect, Violation};
 use transport::Stream;
 use wire::{Handshake, PeerId};
+
+/// The log target of the wire trace: `RUST_LOG=bittorrent::wire=trace`
+/// shows it alone.
+pub const WIRE_TRACE: &str = "bittorrent::wire";
+
+/// Whether the wire trace is on: asked once per connection, never per
+/// message.
+pub(crate) fn wire_trace_on() -> bool {
+    log::log_enabled!(target: WIRE_TRACE, log::Level::Trace)
+}
 
 /// The manager's handle on one connection: an id that is never reused.
 pub type PeerKey = u64;

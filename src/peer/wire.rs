@@ -217,6 +217,52 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
+impl fmt::Display for Message<'_> {
+    /// The message as the wire trace (`-vvv`) shows it, in BEP 3's words:
+    /// `request piece 12 begin 32768 length 16384`, `piece 12 begin 32768
+    /// length 16384`, `have 7`, `bitfield 3 of 16 pieces`. Payloads are
+    /// never printed, only their sizes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::KeepAlive => f.write_str("keep-alive"),
+            Message::Choke => f.write_str("choke"),
+            Message::Unchoke => f.write_str("unchoke"),
+            Message::Interested => f.write_str("interested"),
+            Message::NotInterested => f.write_str("not interested"),
+            Message::Have(index) => write!(f, "have {index}"),
+            Message::Bitfield(bits) => {
+                let had: u32 = bits.iter().map(|b| b.count_ones()).sum();
+                write!(f, "bitfield {had} of {} pieces", bits.len() * 8)
+            }
+            Message::Request {
+                index,
+                begin,
+                length,
+            } => write!(f, "request piece {index} begin {begin} length {length}"),
+            Message::Piece {
+                index,
+                begin,
+                block,
+            } => write!(f, "piece {index} begin {begin} length {}", block.len()),
+            Message::Cancel {
+                index,
+                begin,
+                length,
+            } => write!(f, "cancel piece {index} begin {begin} length {length}"),
+            Message::Port(port) => write!(f, "port {port}"),
+            Message::Extended { id: 0, payload } => {
+                write!(f, "extended handshake ({} bytes)", payload.len())
+            }
+            Message::Extended { id, payload } => {
+                write!(f, "extended message {id} ({} bytes)", payload.len())
+            }
+            Message::Unknown { id, payload } => {
+                write!(f, "unknown message {id} ({} bytes)", payload.len())
+            }
+        }
+    }
+}
+
 /// Message ids from BEP 3 (and BEP 5's `port`, BEP 10's `extended`).
 mod id {
     pub const CHOKE: u8 = 0;

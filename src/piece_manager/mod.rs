@@ -16,6 +16,7 @@
 
 mod assign;
 pub mod budget;
+mod complete;
 mod events;
 mod slot;
 
@@ -26,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use budget::{Budget, Charge};
 pub use events::{Event, Outcome, PeerEvent, Returned};
@@ -40,6 +41,7 @@ use crate::peer::{Loaded, Partial, PeerCommand, PeerKey};
 use crate::peer_table::PeerTable;
 use crate::piece_picker::{PiecePicker, PieceState, RUN_BYTES};
 use crate::progress::{Progress, Snapshot};
+use crate::seed_limit::SeedLimit;
 use crate::storage::{Storage, StorageError};
 use crate::tracker::TrackerCommand;
 use crate::verifier::{Checked, Job, Verifier};
@@ -55,10 +57,15 @@ const WANT_PEERS: usize = 10;
 const MORE_PEERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Limits and policy of a manager, from the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ManagerConfig {
-    /// True when the session ends once complete (download mode).
+    /// True when the session ends once complete (download mode); with a
+    /// `seed_limit`, once that is reached after the download completes.
     pub stop_when_complete: bool,
+    /// How long the complete torrent seeds: after a download, until the
+    /// first limit (none set: not at all); in a seed run, until the first
+    /// limit (none set: until shutdown).
+    pub seed_limit: SeedLimit,
     /// Regular upload slots (see [`Choker`]).
     pub upload_slots: usize,
     /// Most peer connections at once, both directions.
@@ -109,6 +116,9 @@ pub struct PieceManager {
     last_rate_sample: Instant,
     last_choke: Instant,
     progress: Progress,
+    /// Since when the content is complete in this run: the end of the
+    /// download, or the start of a seed run (what `--seed-time` counts).
+    seeding_since: Option<Instant>,
 }
 
 impl PieceManager {
@@ -165,6 +175,7 @@ impl PieceManager {
             last_rate_sample: now,
             last_choke: now,
             progress,
+            seeding_since: None,
         };
         let connected: Vec<(PeerKey, SocketAddr)> = manager
             .table
@@ -219,13 +230,10 @@ impl PieceManager {
         let mut next_tick = Instant::now();
         let results = self.verifier.results().clone();
         loop {
-            if self.config.stop_when_complete && self.picker.is_complete() {
-                self.storage.sync()?;
-                info!(
-                    "download complete: all {} pieces verified",
-                    self.have.count()
-                );
-                return Ok(Outcome::Complete);
+            if self.picker.is_complete()
+                && let Some(outcome) = self.complete_or_seeding()?
+            {
+                return Ok(outcome);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -251,6 +259,12 @@ impl PieceManager {
                     let now = Instant::now();
                     self.table.add_addrs(addrs, source, now);
                     self.table.dial_more(now);
+                }
+                // Stopped while seeding after a download: it was complete.
+                Ok(Event::Shutdown) | Err(_)
+                    if self.config.stop_when_complete && self.seeding_since.is_some() =>
+                {
+                    return Ok(Outcome::Complete);
                 }
                 Ok(Event::Shutdown) | Err(_) => return Ok(Outcome::Stopped),
             }
@@ -310,6 +324,7 @@ impl PieceManager {
             total_len: self.wanted_len,
             peers: self.table.connected_count(),
             uploaded: self.table.ctx().stats.uploaded.load(Ordering::Relaxed),
+            downloaded: self.table.ctx().stats.downloaded.load(Ordering::Relaxed),
         }
     }
 
@@ -442,6 +457,8 @@ impl PieceManager {
                 "{}: piece {index} was not assigned to it, ignoring",
                 slot.addr
             );
+            let stats = &self.table.ctx().stats;
+            stats.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
             self.loaded.buffers.give(data);
             return;
         };
@@ -452,6 +469,8 @@ impl PieceManager {
             PieceState::Have | PieceState::Verifying
         ) {
             // Endgame: another peer delivered it first.
+            let stats = &self.table.ctx().stats;
+            stats.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
             self.inherited.remove(&(key, index));
             self.budget.release(charge);
             self.loaded.buffers.give(data);
@@ -507,6 +526,7 @@ impl PieceManager {
             // Counted once the verdict (and any ban) has taken effect.
             let stats = &self.table.ctx().stats;
             stats.hash_failures.fetch_add(1, Ordering::Relaxed);
+            stats.wasted.fetch_add(len, Ordering::Relaxed);
             self.assign_all();
             return Ok(());
         }

@@ -52,6 +52,7 @@ use crate::peer_table::PeerTable;
 use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
 use crate::progress::Progress;
 use crate::selection::Selection;
+use crate::seed_limit::SeedLimit;
 use crate::stats::Stats;
 use crate::storage::{Access, Allow};
 use crate::tracker::{AnnounceRequest, TrackerCommand, TrackerList, Trackers};
@@ -134,6 +135,13 @@ pub struct Options {
     /// The files a download fetches (`--files`, `--exclude`); applied
     /// once the metadata is known. Seeding serves every file.
     pub selection: Selection,
+    /// When the complete torrent stops seeding (`--seed-ratio`,
+    /// `--seed-time`; see [`ManagerConfig::seed_limit`]).
+    pub seed_limit: SeedLimit,
+    /// Announce this often instead of at the trackers' interval.
+    pub announce_interval: Option<Duration>,
+    /// Progress as JSON lines on stdout instead of the live line.
+    pub json: bool,
 }
 
 /// The visible state of a torrent.
@@ -254,6 +262,7 @@ impl Torrent {
         // so trackers that all fail are an immediate, clear error.
         let (list, rejected) =
             TrackerList::new(&trackers, options.tracker_timeout, client.local_ip());
+        let list = list.with_interval(options.announce_interval);
         for e in &rejected {
             warn!("{}: skipping a tracker: {e}", label);
         }
@@ -308,6 +317,11 @@ impl Torrent {
             options.labelled.then(|| label.clone()),
             multi,
         );
+        let progress = if options.json {
+            progress.with_json(&label)
+        } else {
+            progress
+        };
         let name = Arc::new(OnceLock::new());
         let run = Run {
             name: Arc::clone(&name),
@@ -410,7 +424,9 @@ impl Torrent {
             // A thread may be in the middle of an announce to trackers that
             // do not answer; the exit waits for them only so long.
             let completed = matches!(outcome, Ok(Outcome::Complete));
-            if !trackers.stop(completed, TRACKER_STOP_WAIT) {
+            // A tracker that is failing was warned of once already.
+            let failing = trackers.failing();
+            if !trackers.stop(completed, TRACKER_STOP_WAIT) && !failing {
                 warn!(
                     "{}: the tracker did not answer within {}s; not waiting for it",
                     label,
@@ -560,6 +576,7 @@ impl Run {
         };
         let config = ManagerConfig {
             stop_when_complete: !seeding,
+            seed_limit: self.options.seed_limit,
             upload_slots: self.options.upload_slots,
             max_peers: self.options.max_peers,
         };

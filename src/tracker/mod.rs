@@ -193,32 +193,43 @@ pub fn min_interval(response: &AnnounceResponse) -> Duration {
 }
 
 /// The body of a tier's thread: announces `started` at once, then every
-/// interval until told to stop (or its command channel closes), then
-/// `stopped` if a tracker answered.
+/// interval (the tracker's, or `every` when given: `--announce-interval`)
+/// until told to stop (or its command channel closes), then `stopped` if a
+/// tracker answered. `completed` is sent once, however often it is asked.
 ///
 /// `request` builds an announce with the current counters; `on_answer`
 /// receives the peers of each answer, or the error of a failed announce
 /// (`stopped` excepted) and the time until it is retried (with backoff),
 /// to log it; the session keeps working with the peers it already has. Until
-/// a tracker has answered `started`, every announce is `started`.
+/// a tracker has answered `started`, every announce is `started`. A
+/// `stopped` that fails is warned of only when the announce before it
+/// answered: a tracker already failing was warned of by `on_answer`.
 pub fn run_announce_loop(
     mut announcer: Box<dyn Announcer>,
     cmd_rx: Receiver<TrackerCommand>,
+    every: Option<Duration>,
     request: impl Fn(Option<Event>) -> AnnounceRequest,
     mut on_answer: impl FnMut(Result<Vec<SocketAddr>, (&TrackerError, Duration)>),
 ) {
     let mut min_interval = Duration::ZERO;
     let mut started = false;
+    let mut completed = false;
     let mut next = Instant::now();
-    let mut retry = RETRY_DELAY;
+    // With `every`, failures are retried that often at first too (then
+    // with backoff), so a private swarm or a test sees them soon.
+    let first_retry = every.map_or(RETRY_DELAY, |every| every.min(RETRY_DELAY));
+    let mut retry = first_retry;
     let mut last_announce = Instant::now();
     loop {
         let event = match cmd_rx.recv_deadline(next) {
+            // A download that seeds on sends it when it completes, and the
+            // end of the run asks again.
+            Ok(TrackerCommand::Completed) if completed => continue,
             Ok(TrackerCommand::Completed) => Some(Event::Completed),
             Ok(TrackerCommand::NeedPeers) => {
                 // While a failing tracker is retried with backoff, the
                 // backoff decides, not the wish for peers.
-                if last_announce.elapsed() < min_interval || retry > RETRY_DELAY {
+                if last_announce.elapsed() < min_interval || retry > first_retry {
                     continue;
                 }
                 debug!("asking the tracker for more peers");
@@ -227,8 +238,11 @@ pub fn run_announce_loop(
             Ok(TrackerCommand::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 // A tracker that never answered `started` does not know us.
                 if started {
+                    // The backoff is past its first step only after a failure.
+                    let failing = retry > first_retry;
                     match announcer.announce(&request(Some(Event::Stopped))) {
                         Ok(_) => info!("announced stopped"),
+                        Err(e) if failing => debug!("announcing stopped failed: {e}"),
                         Err(e) => warn!("announcing stopped failed: {e}"),
                     }
                 }
@@ -241,13 +255,15 @@ pub fn run_announce_loop(
         match announcer.announce(&request(event)) {
             Ok(response) => {
                 started = true;
+                completed |= event == Some(Event::Completed);
                 if let Some(w) = &response.warning {
                     warn!("tracker warning: {w}");
                 }
                 info!("tracker answered with {} peers", response.peers.len());
-                next = Instant::now() + next_interval(&response);
-                min_interval = self::min_interval(&response);
-                retry = RETRY_DELAY;
+                let interval = every.unwrap_or_else(|| next_interval(&response));
+                next = Instant::now() + interval;
+                min_interval = self::min_interval(&response).min(interval);
+                retry = first_retry;
                 on_answer(Ok(response.peers));
             }
             Err(e) => {
@@ -339,7 +355,7 @@ mod tests {
             cmd_tx,
             events: std::sync::Arc::clone(&events),
         };
-        run_announce_loop(Box::new(announcer), cmd_rx, request, |_| {});
+        run_announce_loop(Box::new(announcer), cmd_rx, None, request, |_| {});
         std::sync::Arc::try_unwrap(events)
             .unwrap()
             .into_inner()

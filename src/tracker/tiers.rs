@@ -16,12 +16,12 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::{
     AnnounceRequest, AnnounceResponse, Announcer, Event, HttpTracker, TrackerCommand, TrackerError,
@@ -106,6 +106,8 @@ impl Announcer for Tier {
 /// The tiers of a torrent, each shuffled once.
 pub struct TrackerList {
     tiers: Vec<Tier>,
+    /// Announce this often instead of at the trackers' interval.
+    every: Option<Duration>,
 }
 
 impl TrackerList {
@@ -155,7 +157,15 @@ impl TrackerList {
                 Tier { trackers }
             })
             .collect();
-        TrackerList { tiers }
+        TrackerList { tiers, every: None }
+    }
+
+    /// The same list, announcing every `every` (when given) whatever
+    /// interval the trackers ask for (`--announce-interval`); failed
+    /// announces still back off.
+    pub fn with_interval(mut self, every: Option<Duration>) -> TrackerList {
+        self.every = every;
+        self
     }
 
     /// Whether there is any tracker to announce to.
@@ -187,6 +197,8 @@ impl TrackerList {
         let on_peers = Arc::new(on_peers);
         let tier_count = self.tiers.len();
         let quiet = Arc::new(AtomicBool::new(wait_first));
+        let failing = Arc::new(AtomicUsize::new(0));
+        let every = self.every;
         let (first_tx, first_rx) = unbounded();
         let mut tier_txs = Vec::new();
         let mut handles = Vec::new();
@@ -200,28 +212,46 @@ impl TrackerList {
             let answered = Arc::new(AtomicBool::new(false));
             let answered_here = Arc::clone(&answered);
             let quiet_here = Arc::clone(&quiet);
+            let failing_here = Arc::clone(&failing);
             let handle = thread::Builder::new()
                 .name(format!("tracker tier {}", i + 1))
                 .spawn(move || {
                     let mut first_tx = Some(first_tx);
+                    // One warning per failure streak: the first failure
+                    // says what is wrong; the retries are logged at debug.
+                    let mut streak = false;
                     run_announce_loop(
                         Box::new(tier),
                         rx,
+                        every,
                         |e| request(e),
                         |answer| {
                             let first = match answer {
                                 Ok(peers) => {
                                     answered_here.store(true, Ordering::Relaxed);
+                                    if std::mem::take(&mut streak) {
+                                        failing_here.fetch_sub(1, Ordering::Relaxed);
+                                        info!("tier {}: a tracker answers again", i + 1);
+                                    }
                                     on_peers(peers);
                                     Ok(())
                                 }
                                 Err((e, retry)) => {
-                                    if quiet_here.load(Ordering::Relaxed) {
+                                    if streak {
+                                        debug!("{e}; retrying in {}s", retry.as_secs());
+                                    } else if quiet_here.load(Ordering::Relaxed) {
                                         // The start reports it if every
                                         // tier fails, else warns of it.
                                         debug!("{e}");
                                     } else {
-                                        warn!("{e}; retrying in {}s", retry.as_secs());
+                                        warn!(
+                                            "{e}; retrying in {}s, then less often \
+                                             (further failures are logged with -vv)",
+                                            retry.as_secs()
+                                        );
+                                    }
+                                    if !std::mem::replace(&mut streak, true) {
+                                        failing_here.fetch_add(1, Ordering::Relaxed);
                                     }
                                     Err(e.clone())
                                 }
@@ -268,6 +298,7 @@ impl TrackerList {
             first_rx,
             tier_count,
             quiet,
+            failing,
         })
     }
 }
@@ -283,9 +314,16 @@ pub struct Trackers {
     tier_count: usize,
     /// Whether the tier threads leave their failures to [`Trackers::wait_first`].
     quiet: Arc<AtomicBool>,
+    /// How many tiers are in a streak of failed announces (each warned of once).
+    failing: Arc<AtomicUsize>,
 }
 
 impl Trackers {
+    /// Whether any tier's last announce failed (and so was warned of).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed) > 0
+    }
+
     /// The sender of commands to every tier.
     pub fn commands(&self) -> Sender<TrackerCommand> {
         self.cmd_tx.clone()

@@ -74,8 +74,8 @@ fn torrent_with_dot_dot_path_is_refused_and_nothing_is_written() {
     assert!(stderr.contains("../../escaped.txt"), "{stderr}");
     assert!(!dir.path().join("deep").exists(), "nothing created");
     assert!(!dir.path().join("escaped.txt").exists());
-    // Only the stderr capture file was added next to the torrent.
-    assert_eq!(entries(dir.path()), before + 1);
+    // Only the stderr and stdout capture files were added next to the torrent.
+    assert_eq!(entries(dir.path()), before + 2);
 }
 
 #[test]

@@ -113,6 +113,16 @@ mod dht;
 /// never answer a connect keep no more than the limit of connects in flight.
 mod many_peers;
 
+/// Seeding after a download and bounded seed runs (`--seed-ratio`,
+/// `--seed-time`), Ctrl-C while seeding, `--announce-interval` over HTTP
+/// and UDP.
+mod seeding;
+
+/// What a run tells: the summary line and `--json` lines against the run's
+/// figures (in a hostile run too), one tracker warning per failure streak,
+/// the `-vvv` wire trace.
+mod reporting;
+
 /// Idle peer threads park in `poll()`: messages already in a thread's
 /// buffer are still acted on when the remote sends nothing more.
 mod parking;

@@ -34,7 +34,9 @@ fn a_seeder_learned_only_through_pex_completes_the_download() {
         },
     );
     let dest = dir.path().join("out");
-    let args = download_cmd(&[arg(&made.torrent)], &dest, &[a.addr()]);
+    let mut args = download_cmd(&[arg(&made.torrent)], &dest, &[a.addr()]);
+    // Connections are logged at debug (-vv).
+    args.push("-v".into());
     let (status, stderr) = run_binary(&args, dir.path());
     assert_success(status, &stderr);
     assert_eq!(fs::read(dest.join("pexed.bin")).unwrap(), made.data);

@@ -32,7 +32,7 @@ use super::transport::Stream;
 use super::wire::{Limits, Message};
 use super::{
     Closed, Disconnect, Loaded, Partial, PeerCommand, PeerContext, PeerCounters, PeerKey, PieceJob,
-    Violation,
+    Violation, WIRE_TRACE,
 };
 use crate::bitfield::Bitfield;
 use crate::layout::Layout;
@@ -126,6 +126,9 @@ pub(super) struct Conn<'a> {
     last_received: Instant,
     /// Parks the thread while idle, when set (by [`super::open`]).
     pub(super) waker: Option<Arc<super::wake::Waker>>,
+    /// Log each message sent and received ([`super::WIRE_TRACE`]), read
+    /// once so that a block costs no check or formatting when off.
+    trace_wire: bool,
 }
 
 impl<'a> Conn<'a> {
@@ -177,6 +180,7 @@ impl<'a> Conn<'a> {
             last_sent: now,
             last_received: now,
             waker: None,
+            trace_wire: super::wire_trace_on(),
         }
     }
 
@@ -208,8 +212,18 @@ impl<'a> Conn<'a> {
     }
 
     fn queue(&mut self, message: Message) {
-        trace!("{}: send {message:?}", self.addr);
+        if self.trace_wire {
+            trace!(target: WIRE_TRACE, "{} -> {message}", self.addr);
+        }
         message.encode(&mut self.out);
+    }
+
+    /// Logs a message queued by other means than [`Conn::queue`] (an
+    /// extension message, a block written in place).
+    fn trace_sent(&self, what: std::fmt::Arguments<'_>) {
+        if self.trace_wire {
+            trace!(target: WIRE_TRACE, "{} -> {what}", self.addr);
+        }
     }
 
     /// Sends what opens the conversation: our pieces and, when the remote
@@ -236,6 +250,7 @@ impl<'a> Conn<'a> {
                 (false, true) => PexOffer::Withdraw,
                 (false, false) => PexOffer::Omit,
             };
+            self.trace_sent(format_args!("extended handshake"));
             extensions::queue_our_handshake(
                 &mut self.out,
                 self.ctx.listen_port,
@@ -503,7 +518,7 @@ impl<'a> Conn<'a> {
             }
             PeerCommand::Pex(message) => {
                 if let (Some(id), true) = (self.remote.ut_pex, self.ctx.pex_enabled()) {
-                    trace!("{}: send {message:?}", self.addr);
+                    self.trace_sent(format_args!("extended ut_pex {message:?}"));
                     extensions::queue_pex(&mut self.out, id, &message);
                 }
             }

@@ -10,14 +10,16 @@ use log::{debug, trace};
 
 use super::{Conn, Outcome};
 use crate::bitfield::Bitfield;
-use crate::peer::Violation;
 use crate::peer::pipeline::BlockOutcome;
 use crate::peer::wire::Message;
+use crate::peer::{Violation, WIRE_TRACE};
 use crate::piece_manager::PeerEvent;
 
 impl Conn<'_> {
     pub(super) fn handle_message(&mut self, message: Message) -> Outcome {
-        trace!("{}: received {message:?}", self.addr);
+        if self.trace_wire {
+            trace!(target: WIRE_TRACE, "{} <- {message}", self.addr);
+        }
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
             Message::Port(port) => {
@@ -138,6 +140,10 @@ impl Conn<'_> {
         if outcome == BlockOutcome::Ignored {
             // Late or duplicate blocks earn the peer no credit for choking.
             debug!("{}: ignoring a late block of piece {index}", self.addr);
+            self.ctx
+                .stats
+                .wasted
+                .fetch_add(block.len() as u64, Ordering::Relaxed);
             return Ok(());
         }
         self.counters

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use log::{debug, trace};
+use log::debug;
 
 use super::{Conn, Outcome, io_error, is_timeout};
 use crate::peer::ext::MetadataMessage;
@@ -79,6 +79,7 @@ impl Conn<'_> {
                 break;
             };
             if let Some(remote_id) = self.remote.ut_metadata {
+                self.trace_sent(format_args!("extended ut_metadata piece {piece}"));
                 let info = Some(&self.loaded.info_bytes[..]);
                 extensions::queue_metadata_answer(&mut self.out, remote_id, piece, info);
             }
@@ -102,10 +103,7 @@ impl Conn<'_> {
             self.counters
                 .uploaded
                 .fetch_add(u64::from(length), Ordering::Relaxed);
-            trace!(
-                "{}: send piece {index} begin {begin} length {length}",
-                self.addr
-            );
+            self.trace_sent(format_args!("piece {index} begin {begin} length {length}"));
         }
         Ok(())
     }

@@ -339,3 +339,58 @@ fn handshake_of_another_protocol_is_error() {
     bytes[0] = 18;
     assert_eq!(Handshake::decode(&bytes), Err(WireError::NotBitTorrent));
 }
+
+#[test]
+fn messages_read_as_the_wire_trace_shows_them() {
+    let block = [7u8; 16384];
+    for (message, text) in [
+        (
+            Message::Request {
+                index: 12,
+                begin: 32768,
+                length: 16384,
+            },
+            "request piece 12 begin 32768 length 16384",
+        ),
+        (
+            Message::Piece {
+                index: 12,
+                begin: 32768,
+                block: &block,
+            },
+            "piece 12 begin 32768 length 16384",
+        ),
+        (
+            Message::Cancel {
+                index: 1,
+                begin: 0,
+                length: 100,
+            },
+            "cancel piece 1 begin 0 length 100",
+        ),
+        (Message::Have(7), "have 7"),
+        (
+            Message::Bitfield(&[0b1010_0000, 0b0000_0001]),
+            "bitfield 3 of 16 pieces",
+        ),
+        (Message::KeepAlive, "keep-alive"),
+        (Message::NotInterested, "not interested"),
+        (Message::Port(6881), "port 6881"),
+        (
+            Message::Extended {
+                id: 0,
+                payload: b"de",
+            },
+            "extended handshake (2 bytes)",
+        ),
+        (
+            Message::Extended {
+                id: 3,
+                payload: b"d1:ai1ee",
+            },
+            "extended message 3 (8 bytes)",
+        ),
+    ] {
+        assert_eq!(message.to_string(), text);
+    }
+}

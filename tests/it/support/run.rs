@@ -37,6 +37,9 @@ pub fn config(torrent: &Path, mode: Mode, peers: Vec<SocketAddr>) -> Config {
         max_download_rate: 0,
         max_upload_rate: 0,
         selection: bittorrent::selection::Selection::all(),
+        seed_limit: bittorrent::seed_limit::SeedLimit::default(),
+        announce_interval: None,
+        json: false,
     }
 }
 
@@ -137,6 +140,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub struct Binary {
     child: Child,
     stderr_path: PathBuf,
+    stdout_path: PathBuf,
 }
 
 impl Binary {
@@ -187,14 +191,31 @@ impl Binary {
         let stderr_path =
             log_dir.join(format!("stderr-{}.txt", std::process::id() ^ rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let stdout_path = stderr_path.with_file_name(
+            stderr_path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("stderr-", "stdout-"),
+        );
+        let stdout = std::fs::File::create(&stdout_path).unwrap();
         let child = command
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .unwrap();
-        Binary { child, stderr_path }
+        Binary {
+            child,
+            stderr_path,
+            stdout_path,
+        }
+    }
+
+    /// What the process wrote to stdout so far (the `--json` lines).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
     }
 
     /// Waits for the process to exit, up to `TIMEOUT`; returns its status and stderr.
