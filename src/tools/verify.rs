@@ -251,3 +251,61 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, ToolError> {
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha1::{Digest, Sha1};
+
+    /// A multi-file torrent `root` of `a` (10 bytes), a BEP 47 padding
+    /// file to the piece boundary and `b` (5 bytes), in 16 KiB pieces.
+    fn padded() -> (Metainfo, Vec<u8>, Vec<u8>) {
+        let (a, b) = (vec![1u8; 10], vec![2u8; 5]);
+        let mut first = a.clone();
+        first.resize(16384, 0);
+        let mut pieces = Sha1::digest(&first).to_vec();
+        pieces.extend_from_slice(&Sha1::digest(&b));
+        let mut info = b"d5:filesl\
+d6:lengthi10e4:pathl1:aee\
+d4:attr1:p6:lengthi16374e4:pathl4:.pad5:16374ee\
+d6:lengthi5e4:pathl1:bee\
+e4:name4:root12:piece lengthi16384e6:pieces40:"
+            .to_vec();
+        info.extend_from_slice(&pieces);
+        info.push(b'e');
+        let meta = Metainfo::from_info_bytes(&info, vec![]).unwrap();
+        (meta, a, b)
+    }
+
+    #[test]
+    fn padding_files_are_zeros_never_looked_for_on_disk() {
+        let (meta, a, b) = padded();
+        assert!(meta.files[1].padding);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), &a).unwrap();
+        std::fs::write(dir.path().join("b"), &b).unwrap();
+        let checked = check(&meta, dir.path(), 2, &ProgressBar::hidden());
+        assert!(checked.all_good(), "{checked:?}");
+        let listed: Vec<(usize, &str)> = checked
+            .files
+            .iter()
+            .map(|f| (f.index, f.path.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [(1, "a"), (3, "b")],
+            "the padding file is not listed"
+        );
+
+        std::fs::write(dir.path().join("b"), b"22x22").unwrap();
+        let checked = check(&meta, dir.path(), 2, &ProgressBar::hidden());
+        assert!(!checked.all_good());
+        assert_eq!(checked.files[0].state, FileState::Complete);
+        assert_eq!(checked.files[1].state, FileState::BadPieces(1));
+        assert_eq!(checked.good_pieces, 1);
+        assert_eq!(
+            checked.files[1].to_string(),
+            "incomplete     3  b: 1 bad piece of 1"
+        );
+    }
+}
