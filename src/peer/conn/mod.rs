@@ -53,6 +53,8 @@ pub(crate) const BUSY_WAIT: Duration = Duration::from_millis(1);
 pub(crate) const EXPECT_COMMAND_FOR: Duration = Duration::from_millis(20);
 /// Longest a single write may block before the loop goes back to reading.
 pub(crate) const WRITE_WAIT: Duration = Duration::from_millis(20);
+/// Longest a connection told to close spends sending what it had queued.
+pub(crate) const FLUSH_WAIT: Duration = Duration::from_millis(500);
 /// How often the peer's rate is measured and the pipeline resized.
 const RATE_EVERY: Duration = Duration::from_secs(1);
 /// Most requests from the remote held at once (12 bytes each). Past this the
@@ -303,7 +305,11 @@ impl<'a> Conn<'a> {
         loop {
             loop {
                 match cmd_rx.try_recv() {
-                    Ok(PeerCommand::Shutdown) | Err(TryRecvError::Disconnected) => return Ok(()),
+                    Ok(PeerCommand::Shutdown) => {
+                        self.flush_before_close();
+                        return Ok(());
+                    }
+                    Err(TryRecvError::Disconnected) => return Ok(()),
                     Ok(command) => self.handle_command(command)?,
                     Err(TryRecvError::Empty) => break,
                 }

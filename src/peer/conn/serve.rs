@@ -48,6 +48,19 @@ impl Conn<'_> {
         }
     }
 
+    /// Sends what is already queued before the connection closes at the
+    /// manager's word, for at most [`FLUSH_WAIT`](super::FLUSH_WAIT): the
+    /// blocks counted as uploaded (a seed run that ends at its ratio has
+    /// counted them), a last `have`. A remote that does not read loses it.
+    pub(super) fn flush_before_close(&mut self) {
+        let deadline = Instant::now() + super::FLUSH_WAIT;
+        while self.pending_output() > 0 && Instant::now() < deadline {
+            if self.write_some().is_err() {
+                return;
+            }
+        }
+    }
+
     /// Writes as much queued output as the socket takes within [`WRITE_WAIT`](super::WRITE_WAIT).
     pub(super) fn write_some(&mut self) -> Outcome {
         if self.pending_output() == 0 {
