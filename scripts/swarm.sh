@@ -36,8 +36,9 @@
 # the seeder starts; the clock starts when the seeder has checked its data
 # and says it seeds (it then announces and dials every leecher; each leecher
 # got from the tracker those that announced before it). A leecher that
-# completes seeds on (ours exits when complete, so it is started again at
-# once as a seeder of what it downloaded, with the same limit). The swarm
+# completes seeds on (ours with --seed-time; a binary without it exits when
+# complete and is started again at once as a seeder of what it downloaded,
+# with the same limit). The swarm
 # ends when the last leecher is complete; every process is then stopped.
 # Peers come from the tracker only: no DHT, local discovery or peer exchange
 # for any client (ours --no-dht --no-pex).
@@ -150,6 +151,12 @@ ours_has_limits() {
   "$OURS" --help 2>/dev/null | grep -q -- --max-upload-rate
 }
 
+# Whether our binary seeds on after a download (--seed-time); older ones
+# exit when complete and are started again as seeders.
+ours_seeds_on() {
+  "$OURS" --help 2>/dev/null | grep -q -- --seed-time
+}
+
 # peer_ip I: the address of peer I (-1: the seeder, 0 and up: the leechers).
 peer_ip() {
   if [ "$SWARM_ADDRS" = distinct ]; then echo "127.0.0.$(($1 + 3))"; else echo 127.0.0.1; fi
@@ -170,6 +177,8 @@ peer_cmd() {
         CMD=("$OURS" "$TORRENT" -s "$out")
       else
         CMD=("$OURS" "$TORRENT" -d "$out")
+        # Seeds on once complete, as the others do (the swarm ends first).
+        if ours_seeds_on; then CMD+=(--seed-time 60m); fi
       fi
       CMD+=(--port "$port" --bind "$ip" --no-dht --no-pex --max-upload-rate "$rate")
       ;;
@@ -203,7 +212,13 @@ peer_cmd() {
 leecher_complete() {
   local client=$1 i=$2
   case $client in
-    ours) ! running "${LEECH_PID[i]}" ;;
+    ours)
+      if ours_seeds_on; then
+        grep -q 'download complete: all' "$RUNDIR/leecher-$i.log"
+      else
+        ! running "${LEECH_PID[i]}"
+      fi
+      ;;
     libtorrent) grep -q '^complete ' "$RUNDIR/leecher-$i.log" ;;
     aria2) [ -e "$RUNDIR/out-$i.complete" ] ;;
   esac
@@ -232,14 +247,14 @@ swarm() {
   make_swarm_torrent "$TORRENT" "$scheme"
   start_tracker "$RUNDIR/tracker.log"
 
-  # The leechers, on ports of their own; ours with -d, restarted as seeders.
+  # The leechers, on ports of their own; ours with -d and --seed-time.
   LEECH_PID=()
   local port=() done_at=() i
   for ((i = 0; i < n; i++)); do
     port[i]=$(free_port)
     mkdir -p "$RUNDIR/out-$i"
     peer_cmd "$client" leech "$i" "${port[i]}" "$UL" "$RUNDIR/out-$i" "$RUNDIR/leecher-$i.aria2.log"
-    RUST_LOG="bittorrent=warn,bittorrent::progress=info,bittorrent::verified=debug" \
+    RUST_LOG="bittorrent=warn,bittorrent::progress=info,bittorrent::piece_manager=debug" \
       spawn "$RUNDIR/leecher-$i.log" "${CMD[@]}"
     LEECH_PID[i]=$SPAWNED
   done
@@ -266,7 +281,7 @@ swarm() {
     [ "$client" = ours ] || seed_from=$(dirname "$CONTENT_PATH")
     [ "$client" != aria2 ] || seed_log=$RUNDIR/seeder.aria2.log
     peer_cmd "$client" seed -1 "$seed_port" "$US" "$seed_from" "$seed_log"
-    RUST_LOG="bittorrent=info,bittorrent::peer::conn::serve=trace" \
+    RUST_LOG="bittorrent=info,bittorrent::peer::conn::serve=trace,bittorrent::wire=trace" \
       spawn "$RUNDIR/seeder.log" "${CMD[@]}"
     seed_pid=$SPAWNED
     t0=$(wait_line "$seed_pid" "$seed_log" "$seed_ready" 120) || { status=FAIL; note="the seeder did not start"; }
@@ -281,7 +296,7 @@ swarm() {
       leecher_complete "$client" "$i" || continue
       done_at[i]=$(now)
       left=$((left - 1))
-      if [ "$client" = ours ]; then
+      if [ "$client" = ours ] && ! ours_seeds_on; then
         rc=0
         reap "${LEECH_PID[i]}" || rc=$?
         if [ "$rc" != 0 ]; then

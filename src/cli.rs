@@ -12,8 +12,8 @@ use clap::Parser;
 
 use crate::choker::DEFAULT_UPLOAD_SLOTS;
 use crate::dht::node::DhtConfig;
-use crate::selection::Selection;
 use crate::seed_limit::SeedLimit;
+use crate::selection::Selection;
 use crate::session::{Config, Mode};
 
 /// A small BitTorrent client: downloads torrents' content (from .torrent

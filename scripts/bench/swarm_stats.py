@@ -13,14 +13,17 @@ the leecher complete (the fallback when the log does not say it).
 seeder prints "UPLOADED<TAB>ALL_OUT<TAB>PIECES_OUT": payload bytes it
 uploaded, seconds from T0 until every piece had left it at least once ("-"
 if some never did) and how many pieces left it. Ours logs each block it
-serves at trace level in bittorrent::peer::conn::serve ("send piece I begin
-B length L"); lt_swarm.py prints first-upload and uploaded lines.
+serves in its wire trace, target bittorrent::wire ("ADDR -> piece I begin
+B length L"; binaries before the wire trace: "ADDR: send piece I begin B
+length L" in bittorrent::peer::conn::serve); lt_swarm.py prints
+first-upload and uploaded lines.
 
 leecher prints "DONE<TAB>T95<TAB>HOW": seconds from T0 until it was complete
 and until it had 95% of the pieces, and how T95 was found: "pieces" from a
 line per verified piece, "interpolated" between two progress lines (ours
 logs progress every 5 s unless it logs each verified piece: a line with
-"piece I verified" and "H of N"), "-" if neither.
+"piece I verified" and "H of N"; its "download complete: all N pieces
+verified" counts as 100%), "-" if neither.
 """
 
 import re
@@ -28,9 +31,11 @@ import sys
 from datetime import datetime
 
 STAMP = r"^\[(\d{4}-\d\d-\d\dT[\d:.]+Z) +(\w+) +([\w:]+)\] "
-OURS_SERVED = re.compile(STAMP + r".*: send piece (\d+) begin \d+ length (\d+)$")
+OURS_SERVED = re.compile(STAMP + r".*(?:: send| ->) piece (\d+) begin \d+ length (\d+)$")
 OURS_PROGRESS = re.compile(STAMP + r"(?:.*: )?(\d+(?:\.\d+)?)% ")
 OURS_PIECE = re.compile(STAMP + r".*piece (\d+) verified.*?(\d+) of (\d+)")
+# A leecher that seeds on (--seed-time) says so once complete.
+OURS_COMPLETE = re.compile(STAMP + r"download complete: all \d+ pieces verified")
 
 
 def epoch(stamp):
@@ -68,6 +73,13 @@ def leecher(kind, lines, t0, pieces, done):
             m = OURS_PIECE.match(line)
             if m:
                 piece_points.append((epoch(m.group(1)), int(m.group(5))))
+                continue
+            m = OURS_COMPLETE.match(line)
+            if m:
+                at = epoch(m.group(1))
+                progress.append((at, 100.0))
+                if done_at is None:
+                    done_at = at
                 continue
             m = OURS_PROGRESS.match(line)
             if m and m.group(3) == "bittorrent::progress":
