@@ -36,7 +36,7 @@ impl FirstSent {
         }
     }
 
-    /// A new connection's id, never [`NONE`] (ids are reused only after
+    /// A new connection's id, never 0 (ids are reused only after
     /// four billion connections, which at worst makes one repeat look new).
     pub fn connection_id(&self) -> u32 {
         loop {
