@@ -140,7 +140,9 @@ fn start_and_wait(config: &Config) -> Result<ExitCode, bittorrent::Error> {
     let print_summary = || {
         eprintln!("{}", summary.line());
         if config.json {
-            println!("{}", summary.json());
+            // Like the progress lines: a closed stdout (`| head -1`) is no
+            // reason to panic at the end of a run.
+            bittorrent::progress::print_json_line(&summary);
         }
     };
     for (label, outcome) in outcomes {

@@ -290,3 +290,53 @@ fn vvv_traces_every_message_on_the_wire() {
         );
     }
 }
+
+/// Regression: the `--json` summary went out with `println!`, which panics
+/// when stdout is closed (`bittorrent ... --json | head -1`): a complete
+/// download ended with exit 101 and a panic message.
+#[test]
+fn a_json_run_whose_stdout_is_closed_still_exits_0() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = fixtures().join("single.torrent");
+    let seeder = Seeder::start(
+        &[arg(&torrent)],
+        &fixtures().join("single/sample.bin"),
+        dir.path(),
+    );
+    let dest = dir.path().join("out");
+    let mut args = download_cmd(&[arg(&torrent)], &dest, &[seeder.addr([127, 0, 0, 1])]);
+    args.extend(["--json", "--no-dht"].map(String::from));
+    let stderr_path = dir.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bittorrent"))
+        .args(&args)
+        .env("BITTORRENT_DHT_NO_DEFAULTS", "1")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    // The reading end goes away before anything is written.
+    drop(child.stdout.take());
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("did not exit within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = fs::read_to_string(&stderr_path).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        fs::read(dest.join("sample.bin")).unwrap(),
+        fs::read(fixtures().join("single/sample.bin")).unwrap()
+    );
+}
