@@ -230,9 +230,10 @@ pub struct Args {
 
     /// After a download (-d) completes, keep seeding until bytes uploaded
     /// in this run (during the download too, as aria2 counts them) reach
-    /// RATIO times the torrent's size, or --seed-time is over, whichever
-    /// comes first. With -s, ends the seeding the same way. By default a
-    /// download exits once complete. Ctrl-C while seeding exits 0.
+    /// RATIO times the size downloaded (with --files, of the chosen files'
+    /// pieces), or --seed-time is over, whichever comes first. With -s,
+    /// ends the seeding the same way. By default a download exits once
+    /// complete. Ctrl-C while seeding exits 0.
     #[arg(long, value_name = "RATIO", value_parser = parse_ratio_arg)]
     pub seed_ratio: Option<f64>,
 
@@ -246,9 +247,9 @@ pub struct Args {
     /// Announce to every tracker this often, whatever interval the tracker
     /// asks for (failed announces still back off). Meant for private swarms
     /// and tests; on public trackers, announcing more often than asked can
-    /// get a client refused.
+    /// get a client refused. At most a year (31536000).
     #[arg(long, value_name = "SECS",
-          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=MAX_ANNOUNCE_INTERVAL))]
     pub announce_interval: Option<u64>,
 
     /// Print progress and the final summary as JSON lines on stdout, one
@@ -257,6 +258,10 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
+
+/// The longest `--announce-interval`: a year, so that adding it to a clock
+/// reading can never overflow.
+const MAX_ANNOUNCE_INTERVAL: u64 = 365 * 24 * 3600;
 
 /// A `--seed-ratio` for clap.
 fn parse_ratio_arg(text: &str) -> Result<f64, String> {

@@ -2,8 +2,9 @@
 //! and the parsing of their values. Pure code, time passed in.
 //!
 //! The ratio is the bytes uploaded in this run, during the download too (as
-//! aria2 counts it), over the torrent's size; the time runs from the moment
-//! the content is complete (at the end of the download, or at the start of
+//! aria2 counts it), over the size downloaded (with `--files`, that of the
+//! chosen files' pieces); the time runs from the moment the content is
+//! complete (at the end of the download, or at the start of
 //! a seed run, `-s`). The first limit reached ends the torrent. Owns no
 //! state of the run: the piece manager asks [`SeedLimit::reached`].
 

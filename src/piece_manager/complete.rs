@@ -47,8 +47,10 @@ impl PieceManager {
             }
         };
         let uploaded = self.table.ctx().stats.uploaded.load(Ordering::Relaxed);
-        let total_len = self.storage.layout().total_len();
-        let Some(reached) = limit.reached(uploaded, total_len, now.duration_since(since)) else {
+        // The ratio is to what was downloaded: the chosen files' pieces
+        // (`--files`), as aria2 divides by the completed length.
+        let Some(reached) = limit.reached(uploaded, self.wanted_len, now.duration_since(since))
+        else {
             return Ok(None);
         };
         self.progress.note(&format!("seeding ends: {reached}"));

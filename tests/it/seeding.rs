@@ -86,6 +86,36 @@ fn a_download_with_seed_ratio_1_seeds_until_it_uploaded_the_size() {
     );
 }
 
+/// Regression: with `--files`, `--seed-ratio` was counted against the whole
+/// torrent, so a downloader of one small file had to upload the size of
+/// every file before it stopped: in practice, never. A downloads readme.txt
+/// alone (file 5 of fixtures/multi, in the last piece, 7,166 bytes) with
+/// `--seed-ratio 1`; B takes the same file from A; A then stops by itself.
+#[test]
+fn seed_ratio_counts_only_the_chosen_files_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = fixtures().join("multi.torrent");
+    let seeder = Seeder::start(&[arg(&torrent)], &fixtures().join("multi"), dir.path());
+    let dest_a = dir.path().join("a");
+    let mut args = download_cmd(&[arg(&torrent)], &dest_a, &[seeder.addr([127, 0, 0, 1])]);
+    args.extend(["--files", "5", "--seed-ratio", "1", "--json", "--no-pex"].map(String::from));
+    let mut a = Binary::spawn(&args, &dir.path().join("a-log"));
+    let a_port = wait_for_line(&mut a, "A to complete and seed", seeding_port);
+    let readme = fs::read(fixtures().join("multi/readme.txt")).unwrap();
+    assert_eq!(fs::read(dest_a.join("multi/readme.txt")).unwrap(), readme);
+    let dest_b = dir.path().join("b");
+    let mut b_args = download_cmd(&[arg(&torrent)], &dest_b, &[on_ip([127, 0, 0, 1], a_port)]);
+    b_args.extend(["--files", "5", "--no-pex"].map(String::from));
+    let (status, stderr) = run_binary(&b_args, &dir.path().join("b-log"));
+    assert_success(status, &stderr);
+    assert_eq!(fs::read(dest_b.join("multi/readme.txt")).unwrap(), readme);
+    let (status, stderr, stdout) = wait_with_stdout(a);
+    assert_success(status, &stderr);
+    assert!(stderr.contains("seeding ends: share ratio"), "{stderr}");
+    let summary = json_summary(&stdout);
+    assert!(summary["uploaded"].as_u64().unwrap() >= 7166, "{summary}");
+}
+
 /// Polls `binary`'s stderr until `found` finds something in it; fails
 /// if the process exits first or [`TIMEOUT`] passes.
 pub fn wait_for_line<T>(binary: &mut Binary, what: &str, found: impl Fn(&str) -> Option<T>) -> T {
@@ -231,6 +261,8 @@ fn bad_seed_and_announce_values_are_usage_errors_naming_the_flag() {
         ("--seed-ratio", "-1"),
         ("--seed-ratio", "lots"),
         ("--seed-ratio", "NaN"),
+        // Regression: a huge interval overflowed the tracker's clock.
+        ("--announce-interval", "18446744073709551615"),
         ("--seed-time", "10d"),
         ("--seed-time", "1.5h"),
         ("--seed-time", "-3"),
