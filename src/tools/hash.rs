@@ -37,6 +37,24 @@ pub struct ReadError {
     pub source: io::Error,
 }
 
+/// Opens `path` for reading if it is a regular file. The open does not
+/// block (a FIFO put where a file should be would wait for a writer
+/// forever), and anything else is an error saying so.
+fn open_regular(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// The content's files and their places in the concatenated bytes.
 pub struct Content {
     files: Vec<ContentFile>,
@@ -89,7 +107,7 @@ impl Content {
             };
             if open.as_ref().is_none_or(|(i, _)| *i != seg.file) {
                 *open = None;
-                *open = Some((seg.file, File::open(path).map_err(fail)?));
+                *open = Some((seg.file, open_regular(path).map_err(fail)?));
             }
             let (_, file) = open.as_ref().expect("opened above");
             file.read_exact_at(out, seg.file_offset).map_err(fail)?;

@@ -89,7 +89,8 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn mkfifo(path: &Path) {
+/// Makes a FIFO at `path` (also used by the verb tests).
+pub fn mkfifo(path: &Path) {
     rustix::fs::mknodat(
         rustix::fs::CWD,
         path,

@@ -308,3 +308,28 @@ fn verify_of_a_single_file_and_bad_arguments() {
         ran.stderr
     );
 }
+
+/// Regression: a FIFO where the torrent lists a file was reported as "not
+/// a file", but hashing then opened it for reading, which waits for a
+/// writer for ever: verify never ended.
+#[test]
+fn verify_does_not_wait_on_a_fifo_where_a_file_should_be() {
+    let dir = Dir::new();
+    let (torrent, copy) = nested_copy(&dir);
+    let small = copy.join("c/small.bin");
+    fs::remove_file(&small).unwrap();
+    crate::disk_safety::mkfifo(&small);
+    let ran = dir.run(&["verify", arg(&torrent), arg(&copy)]);
+    assert_eq!(ran.code(), Some(1), "{}{}", ran.stdout, ran.stderr);
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("c/small.bin") || l.contains("c/small.bin:"))
+        .unwrap_or_else(|| panic!("no line for c/small.bin: {}", ran.stdout));
+    assert!(line.starts_with("incomplete"), "{line}");
+    assert!(
+        ran.stdout.contains("complete") && ran.stdout.contains("c/big.bin"),
+        "the other files are still checked: {}",
+        ran.stdout
+    );
+}
