@@ -105,8 +105,12 @@ impl Selection {
                 *chosen = ranges.iter().any(|r| r.contains(&(i + 1)));
             }
         }
-        for ((path, _), chosen) in files.iter().zip(&mut selected) {
-            if *chosen && self.exclude.iter().any(|p| p.matches(path)) {
+        for ((path, padding), chosen) in files.iter().zip(&mut selected) {
+            // A padding file (BEP 47) holds no content of its own: with a
+            // choice of files it is never fetched for itself, or a file
+            // left out would still have its last piece fetched for the
+            // padding after it.
+            if *padding || (*chosen && self.exclude.iter().any(|p| p.matches(path))) {
                 *chosen = false;
             }
         }
@@ -440,6 +444,22 @@ mod tests {
             .resolve(&[("a".into(), false), (".pad/1".into(), true)])
             .unwrap_err();
         assert!(e.to_string().contains("no file to download"), "{e}");
+    }
+
+    /// Regression: a padding file stayed chosen when the file it pads was
+    /// left out, so that file's last piece was still fetched (and its
+    /// bytes kept in the part file) for the padding's sake.
+    #[test]
+    fn padding_files_are_never_chosen_for_themselves() {
+        let files = [
+            ("a.iso".to_string(), false),
+            (".pad/100".to_string(), true),
+            ("b.txt".to_string(), false),
+        ];
+        let sel = Selection::new(None, &["*.iso".into()]).unwrap();
+        assert_eq!(sel.resolve(&files).unwrap(), [false, false, true]);
+        let sel = Selection::new(Some("1-3"), &[]).unwrap();
+        assert_eq!(sel.resolve(&files).unwrap(), [true, false, true]);
     }
 
     #[test]
