@@ -45,6 +45,9 @@ pub struct Stats {
     seen: Mutex<HashSet<(IpAddr, [u8; 20])>>,
 }
 
+/// Most distinct peers remembered for the summary (about 3 MiB at most).
+const MAX_SEEN: usize = 65_536;
+
 impl Stats {
     /// Records that `addr` is banned.
     pub fn add_banned(&self, addr: SocketAddr) {
@@ -64,10 +67,15 @@ impl Stats {
 
     /// Records that a peer got past the handshake.
     pub fn add_seen(&self, ip: IpAddr, peer_id: [u8; 20]) {
-        self.seen
+        // Bounded: a peer reconnecting with a new id each time must not
+        // grow it for ever; past the bound the count says "at least".
+        let mut seen = self
+            .seen
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert((ip, peer_id));
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.len() < MAX_SEEN {
+            seen.insert((ip, peer_id));
+        }
     }
 
     /// How many distinct peers got past the handshake so far.
@@ -89,5 +97,25 @@ impl Stats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_seen_are_counted_once_each_and_the_set_stays_bounded() {
+        let stats = Stats::default();
+        stats.add_seen([127, 0, 0, 1].into(), [1; 20]);
+        stats.add_seen([127, 0, 0, 1].into(), [1; 20]);
+        assert_eq!(stats.seen_count(), 1);
+        // A peer that comes back with a new id every time.
+        for n in 0..MAX_SEEN as u32 + 100 {
+            let mut id = [0; 20];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            stats.add_seen([127, 0, 0, 2].into(), id);
+        }
+        assert_eq!(stats.seen_count(), MAX_SEEN);
     }
 }
