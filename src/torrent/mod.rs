@@ -16,8 +16,9 @@
 //! `announce_peer` of our port, also when seeding) and leaves at its end;
 //! a magnet found private leaves it when its metadata arrives.
 //!
-//! Threads: `tracker` (announces), and `torrent NAME`, which runs the
-//! metadata phase if needed, the check, then the [`PieceManager`]. A
+//! Threads: `tracker` (announces), and `torrent NAME` (`run.rs`), which
+//! runs the metadata phase if needed, the check, then the
+//! [`PieceManager`](crate::piece_manager::PieceManager). A
 //! magnet's check runs on a `check` thread while the torrent thread keeps
 //! taking its events ([`metadata_phase::hold`]), so the peers found while
 //! fetching the metadata stay connected. Peer threads belong to its
@@ -25,6 +26,7 @@
 
 mod content;
 pub mod metadata_phase;
+mod run;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,31 +35,29 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 use indicatif::MultiProgress;
 use log::{info, warn};
 
-use content::{Prepared, prepare, save_torrent};
+use content::prepare;
+use run::Run;
 
-use crate::buffers::PieceBuffers;
 use crate::client::{Client, Router};
 use crate::dht::node::DhtHandle;
 use crate::error::Error;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, Metainfo};
-use crate::peer::first_sent::FirstSent;
-use crate::peer::{Loaded, PeerContext};
+use crate::peer::PeerContext;
 use crate::peer_list::PeerSource;
 use crate::peer_table::PeerTable;
-use crate::piece_manager::{Event, ManagerConfig, Outcome, PieceManager};
+use crate::piece_manager::{Event, Outcome};
 use crate::progress::Progress;
 use crate::seed_limit::SeedLimit;
 use crate::selection::Selection;
 use crate::stats::Stats;
 use crate::storage::{Access, Allow};
-use crate::tracker::{AnnounceRequest, TrackerCommand, TrackerList, Trackers};
+use crate::tracker::{AnnounceRequest, TrackerList, Trackers};
 use crate::untrusted;
-use crate::verifier::{self, Verifier};
 
 /// Events may queue up to this many before peers wait: bounds memory held in
 /// finished pieces that the manager has not verified yet.
@@ -136,7 +136,8 @@ pub struct Options {
     /// once the metadata is known. Seeding serves every file.
     pub selection: Selection,
     /// When the complete torrent stops seeding (`--seed-ratio`,
-    /// `--seed-time`; see [`ManagerConfig::seed_limit`]).
+    /// `--seed-time`; see
+    /// [`ManagerConfig::seed_limit`](crate::piece_manager::ManagerConfig::seed_limit)).
     pub seed_limit: SeedLimit,
     /// Announce this often instead of at the trackers' interval.
     pub announce_interval: Option<Duration>,
@@ -435,162 +436,6 @@ impl Torrent {
             }
         }
         (label, outcome)
-    }
-}
-
-/// The torrent thread's state.
-struct Run {
-    name: Arc<OnceLock<String>>,
-    table: PeerTable,
-    placement: Placement,
-    options: Options,
-    trackers: Vec<Vec<String>>,
-    tracker_tx: Option<Sender<TrackerCommand>>,
-    progress: Progress,
-    stats: Arc<Stats>,
-    state: Arc<AtomicU8>,
-}
-
-impl Run {
-    /// The torrent thread: metadata (if needed), check, then the manager.
-    fn run(
-        mut self,
-        meta: Option<Metainfo>,
-        prepared: Option<Prepared>,
-        events_rx: &Receiver<Event>,
-    ) -> Result<Outcome, Error> {
-        let (meta, prepared) = match (meta, prepared) {
-            (Some(meta), Some(prepared)) => (meta, prepared),
-            _ => {
-                let info_hash = self.table.ctx().info_hash;
-                let fetched = metadata_phase::fetch(&mut self.table, events_rx, &mut self.progress);
-                let Some(info) = fetched else {
-                    self.table.shutdown(events_rx);
-                    return Ok(Outcome::Stopped);
-                };
-                let meta =
-                    Metainfo::from_info_bytes(&info, self.trackers.clone()).map_err(|source| {
-                        self.table.shutdown(events_rx);
-                        Error::Metainfo {
-                            path: PathBuf::from(format!("magnet:?xt=urn:btih:{info_hash}")),
-                            source,
-                        }
-                    })?;
-                info!(
-                    "metadata of \"{}\" received: {} bytes in {} pieces",
-                    untrusted::show(&meta.name),
-                    meta.total_len(),
-                    meta.layout.piece_count()
-                );
-                if meta.private && self.table.ctx().pex_enabled() {
-                    // BEP 27: from now on, no ut_pex sent nor heard.
-                    info!("private torrent: peer exchange off");
-                    self.table.ctx().disable_pex();
-                }
-                if meta.private
-                    && let Some(dht) = &self.table.ctx().dht
-                {
-                    // BEP 27: a magnet found private leaves the DHT.
-                    info!("private torrent: DHT off");
-                    self.table.ctx().disable_dht();
-                    dht.forget(info_hash);
-                }
-                self.state.store(State::Checking as u8, Ordering::Relaxed);
-                self.progress.rename(&meta.name);
-                let _ = self.name.set(untrusted::show(&meta.name));
-                self.progress.set_total(meta.total_len());
-                // The check (minutes, for a large resumed magnet) runs on a
-                // thread of its own while this one keeps the connections
-                // and the event channel going.
-                let (done_tx, done_rx) = bounded(1);
-                let (placement, options, stats) = (&self.placement, &self.options, &self.stats);
-                let table = &mut self.table;
-                let held = thread::scope(|scope| {
-                    let check =
-                        thread::Builder::new()
-                            .name("check".into())
-                            .spawn_scoped(scope, || {
-                                let _ = done_tx.send(prepare(&meta, placement, options, stats));
-                            });
-                    let failed = |what: String| metadata_phase::Held {
-                        result: Err(Error::Thread(what)),
-                        stopped: false,
-                    };
-                    match check {
-                        Ok(_) => metadata_phase::hold(table, events_rx, &done_rx)
-                            .unwrap_or_else(|| failed("the check of existing data died".into())),
-                        Err(e) => failed(format!("cannot start the check: {e}")),
-                    }
-                });
-                match held {
-                    metadata_phase::Held {
-                        result: Ok(prepared),
-                        stopped: false,
-                    } => {
-                        // Only the selected files' pieces are fetched.
-                        self.progress.set_total(prepared.wanted_len);
-                        (meta, prepared)
-                    }
-                    metadata_phase::Held { result, .. } => {
-                        self.table.shutdown(events_rx);
-                        return result.map(|_| Outcome::Stopped);
-                    }
-                }
-            }
-        };
-        let saved = match &self.options.save_torrent {
-            Some(path) => save_torrent(path, &meta),
-            None => Ok(()),
-        };
-        if let Err(e) = saved {
-            self.table.shutdown(events_rx);
-            return Err(e);
-        }
-        let seeding = self.placement.seeding();
-        let state = if seeding {
-            State::Seeding
-        } else {
-            State::Downloading
-        };
-        self.state.store(state as u8, Ordering::Relaxed);
-        let threads = worker_threads();
-        let piece_len = meta.layout.piece_len() as usize;
-        let buffers = PieceBuffers::new(verifier::pool_capacity(threads, piece_len));
-        let loaded = Arc::new(Loaded {
-            storage: Arc::clone(&prepared.storage),
-            buffers: buffers.clone(),
-            info_bytes: Arc::clone(&meta.info_bytes),
-            first_sent: FirstSent::new(meta.layout.piece_count()),
-        });
-        let verifier = match Verifier::start(
-            Arc::clone(&prepared.storage),
-            meta.piece_hashes.clone().into(),
-            buffers,
-            threads,
-        ) {
-            Ok(verifier) => verifier,
-            Err(e) => {
-                self.table.shutdown(events_rx);
-                return Err(Error::Thread(format!("cannot start the verifier: {e}")));
-            }
-        };
-        let config = ManagerConfig {
-            stop_when_complete: !seeding,
-            seed_limit: self.options.seed_limit,
-            upload_slots: self.options.upload_slots,
-            max_peers: self.options.max_peers,
-        };
-        let manager = PieceManager::new(
-            self.table,
-            loaded,
-            verifier,
-            &prepared.have,
-            config,
-            self.tracker_tx,
-            self.progress,
-        );
-        let outcome = manager.run(events_rx.clone())?;
-        Ok(outcome)
     }
 }
 
