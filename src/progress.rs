@@ -103,7 +103,8 @@ pub struct Progress {
     json: Option<String>,
 }
 
-fn style(template: &str) -> ProgressStyle {
+/// The bars' style: `template`, drawn with `=> `.
+pub(crate) fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("the template is valid")
         .progress_chars("=> ")
@@ -375,11 +376,7 @@ pub fn check_bar(piece_count: u32, live: bool) -> Option<ProgressBar> {
             Some(u64::from(piece_count)),
             ProgressDrawTarget::stderr(),
         );
-        bar.set_style(
-            ProgressStyle::with_template("checking {pos}/{len} pieces [{bar:30}] {per_sec}")
-                .expect("the template is valid")
-                .progress_chars("=> "),
-        );
+        bar.set_style(style("checking {pos}/{len} pieces [{bar:30}] {per_sec}"));
         bar
     })
 }

@@ -344,32 +344,28 @@ mod tests {
         (Arc::new(storage), hashes.into())
     }
 
+    fn is_aligned(gathered: &Gathered) -> bool {
+        gathered
+            .as_slice()
+            .as_ptr()
+            .addr()
+            .is_multiple_of(DIRECT_ALIGN)
+    }
+
     #[test]
     fn gathered_bytes_start_aligned_for_direct_writes_and_keep_their_order() {
         let mut gathered = Gathered::default();
         let pieces: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n; 300_000]).collect();
         for piece in &pieces {
             gathered.extend_from_slice(piece);
-            assert!(
-                gathered
-                    .as_slice()
-                    .as_ptr()
-                    .addr()
-                    .is_multiple_of(DIRECT_ALIGN)
-            );
+            assert!(is_aligned(&gathered));
         }
         assert_eq!(gathered.as_slice(), pieces.concat());
         // Past GATHER_LEN it grows and keeps what it held.
         gathered.extend_from_slice(&pieces[0]);
         gathered.extend_from_slice(&pieces[1]);
         assert_eq!(gathered.as_slice().len(), 1_500_000);
-        assert!(
-            gathered
-                .as_slice()
-                .as_ptr()
-                .addr()
-                .is_multiple_of(DIRECT_ALIGN)
-        );
+        assert!(is_aligned(&gathered));
         assert_eq!(gathered.as_slice()[1_200_000..], pieces[1][..]);
         gathered.clear();
         gathered.extend_from_slice(&pieces[2][..10]);

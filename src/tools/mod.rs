@@ -17,7 +17,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 
 pub mod args;
 pub mod create;
@@ -214,11 +214,7 @@ pub(crate) fn byte_bar(what: &str, total: u64) -> ProgressBar {
     // A bar as wide as the terminal leaves, so the line never wraps.
     let template =
         format!("{what} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} [{{wide_bar}}]");
-    bar.set_style(
-        ProgressStyle::with_template(&template)
-            .expect("the template is valid")
-            .progress_chars("=> "),
-    );
+    bar.set_style(crate::progress::style(&template));
     bar
 }
 
